@@ -31,6 +31,7 @@ from .model import (
     server_policy,
 )
 from .kernel import Probe, landlock_abi, probe
+from .sandbox import EnforcementReport, Popen, Sandbox, apply_self, run
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "Compatibility",
     "CompatibilityError",
     "EnforcementError",
+    "EnforcementReport",
     "IsolationConfig",
     "LandlockAccess",
     "LandlockLogging",
@@ -50,11 +52,14 @@ __all__ = [
     "NetworkConfig",
     "NetworkMode",
     "PolicyError",
+    "Popen",
     "PortForward",
     "Probe",
     "ResourceLimits",
+    "Sandbox",
     "SeccompProfile",
     "VoltEnforceError",
+    "apply_self",
     "default_isolation",
     "default_network_config",
     "default_resource_limits",
@@ -63,5 +68,6 @@ __all__ = [
     "parse_cpuset",
     "parse_size",
     "probe",
+    "run",
     "server_policy",
 ]

@@ -1,0 +1,370 @@
+"""Sandbox, run, Popen, preexec and apply_self against the real kernel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import volt_enforce
+from volt_enforce import (
+    EnforcementError,
+    IsolationConfig,
+    LandlockAccess,
+    LandlockPolicy,
+    LandlockRule,
+    NetworkConfig,
+    NetworkMode,
+    ResourceLimits,
+    Sandbox,
+    SeccompProfile,
+    default_isolation,
+    server_policy,
+)
+from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
+from volt_enforce.spawn import ENFORCEMENT_STEPS
+
+from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
+
+
+@pytest.fixture(autouse=True)
+def _kernel():
+    need_landlock(1)
+    need_seccomp()
+
+
+def _policy(workdir: str) -> LandlockPolicy:
+    """The server preset on the host, plus a writable work directory."""
+    pol = server_policy("/")
+    pol.rules.append(LandlockRule(path=workdir, access=LandlockAccess.READ_WRITE))
+    return pol
+
+
+def _status(field: str, text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"{field} not in {text!r}")
+
+
+@pytest.fixture
+def work(tmp_path):
+    d = tmp_path / "work"
+    d.mkdir()
+    return str(d)
+
+
+def _config(work: str, **kw) -> IsolationConfig:
+    base = dict(landlock=_policy(work), seccomp=SeccompProfile.DEFAULT)
+    base.update(kw)
+    return IsolationConfig(**base)
+
+
+# ---- real programs, allowed and denied ------------------------------------------
+
+
+def test_run_shell_allowed_and_denied(work):
+    r = volt_enforce.run(
+        ["sh", "-c", f"cat /etc/hostname >/dev/null && echo read-ok; "
+                     f"echo hi > {work}/f && cat {work}/f; "
+                     "touch /usr/volt-denied 2>&1; echo rc=$?"],
+        isolation=_config(work), capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "read-ok" in r.stdout
+    assert "hi" in r.stdout
+    assert "Permission denied" in r.stdout and "rc=1" in r.stdout
+    assert not os.path.exists("/usr/volt-denied")
+    assert r.report.landlock is not None and r.report.seccomp is not None
+
+
+def test_coreutils_and_python(work):
+    cfg = _config(work)
+    r = volt_enforce.run(["ls", "/usr"], isolation=cfg, capture_output=True, text=True)
+    assert r.returncode == 0 and "bin" in r.stdout.split()
+    code = "import json, os, sys; print(json.dumps({'pid': os.getpid()}))"
+    r = volt_enforce.run([sys.executable, "-c", code], isolation=cfg, capture_output=True,
+                         text=True)
+    assert r.returncode == 0, r.stderr
+    assert '"pid"' in r.stdout
+    # reading outside the rules is denied
+    r = volt_enforce.run(["ls", "/root"], isolation=cfg, capture_output=True, text=True)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+
+
+def test_default_isolation_based_sandbox(work):
+    """The seed's production config on this host, with the work dir added."""
+    need_userns()
+    need_netns()
+    need_cgroup_v1("pids")
+    cfg = default_isolation("/")
+    cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
+    r = volt_enforce.run(
+        ["sh", "-c", "cat /proc/self/uid_map; cat /proc/net/dev | tail -n +3 | cut -d: -f1;"
+                     f"echo ok > {work}/x; cat /proc/self/status"],
+        isolation=cfg, capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert lines[:3] == ["0", str(os.geteuid()), "1"]  # root inside maps to us
+    assert "lo" in lines and "eth0" not in lines  # own network namespace
+    assert _status("Seccomp", r.stdout) == "2"
+    assert _status("NoNewPrivs", r.stdout) == "1"
+    assert open(os.path.join(work, "x")).read() == "ok\n"
+    assert "user" in r.report.namespaces and "network" in r.report.namespaces
+    assert r.report.cgroup is not None
+
+
+def test_capabilities_follow_profile(work):
+    def capbnd(seccomp, caps=None):
+        cfg = _config(work, seccomp=seccomp, capabilities=caps)
+        r = volt_enforce.run(["cat", "/proc/self/status"], isolation=cfg, capture_output=True,
+                             text=True)
+        assert r.returncode == 0, r.stderr
+        return int(_status("CapBnd", r.stdout), 16), int(_status("CapEff", r.stdout), 16)
+
+    bnd, eff = capbnd(SeccompProfile.STRICT)
+    assert bnd == 0 and eff == 0
+    docker = sum(1 << CAPABILITIES[c] for c in DOCKER_DEFAULT_CAPABILITIES)
+    bnd, eff = capbnd(SeccompProfile.DEFAULT)
+    assert bnd == docker
+    bnd, _ = capbnd(SeccompProfile.DEFAULT, ["NET_BIND_SERVICE"])
+    assert bnd == 1 << CAPABILITIES["NET_BIND_SERVICE"]
+
+
+def test_network_none_denies_tcp(work):
+    need_netns()
+    need_landlock(4)
+    code = (
+        "import socket\n"
+        "s = socket.socket()\n"
+        "try:\n"
+        "    s.bind(('127.0.0.1', 0)); print('bound')\n"
+        "except OSError as e:\n"
+        "    print('bind', e.errno)\n"
+    )
+    cfg = _config(work, network=NetworkConfig(mode=NetworkMode.NONE))
+    r = volt_enforce.run([sys.executable, "-c", code], isolation=cfg, capture_output=True,
+                         text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "bind 13"  # EACCES from Landlock
+
+
+# ---- the subprocess-shaped API -----------------------------------------------------------
+
+
+def test_popen_interface(work, tmp_path):
+    cfg = _config(work)
+    with Sandbox(cfg) as sb:
+        p = sb.popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        out, _ = p.communicate("hello\n", timeout=10)
+        assert out == "hello\n" and p.returncode == 0
+
+        p = sb.popen(["sh", "-c", "pwd; echo $VOLT_X"], stdout=subprocess.PIPE, cwd=work,
+                     env={"VOLT_X": "42", "PATH": "/usr/bin:/bin"}, text=True)
+        assert p.communicate(timeout=10)[0].split() == [work, "42"]
+
+        r, w = os.pipe()
+        try:
+            p = sb.popen(["sh", "-c", f"echo via-fd >&{w}"], pass_fds=[w])
+            assert p.wait(timeout=10) == 0
+            os.close(w)
+            w = -1
+            assert os.read(r, 100) == b"via-fd\n"
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+
+        p = sb.popen(["sleep", "30"])
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=0.05)
+        p.kill()
+        assert p.wait(timeout=10) == -signal.SIGKILL
+
+        r2 = sb.run(["sh", "-c", "exit 3"])
+        assert r2.returncode == 3
+        with pytest.raises(subprocess.CalledProcessError):
+            sb.run(["false"], check=True)
+        assert sb.run("echo $((1+2))", shell=True, capture_output=True).stdout == b"3\n"
+
+
+def test_exec_errors_are_subprocess_errors(work):
+    with Sandbox(_config(work)) as sb:
+        with pytest.raises(FileNotFoundError):
+            sb.run(["volt-no-such-command"])
+        with pytest.raises(FileNotFoundError):
+            sb.run(["/nonexistent/cmd"])
+        # outside the Landlock rules: the exec itself is denied
+        with pytest.raises(PermissionError):
+            sb.run([os.path.join(os.path.dirname(__file__), "..", "build.py")])
+
+
+def test_preexec_path(work):
+    cfg = _config(work)
+    with Sandbox(cfg) as sb:
+        r = subprocess.run(["sh", "-c", "touch /usr/volt-x 2>&1; grep Seccomp: /proc/self/status"],
+                           preexec_fn=sb.preexec, capture_output=True, text=True)
+        assert "Permission denied" in r.stdout
+        assert "Seccomp:\t2" in r.stdout
+
+
+# ---- failing closed ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ENFORCEMENT_STEPS)
+@pytest.mark.parametrize("path", ["spawn", "preexec"])
+def test_failing_step_never_runs_target(step, path, work):
+    marker = os.path.join(work, "ran")
+    cfg = _config(work)
+    with Sandbox(cfg, fail_step=step) as sb:
+        with pytest.raises(EnforcementError) as ei:
+            if path == "spawn":
+                sb.run(["sh", "-c", f"touch {marker}"])
+            else:
+                with sb.child_errors():
+                    subprocess.run(["sh", "-c", f"touch {marker}"], preexec_fn=sb.preexec)
+    assert ei.value.step == step
+    assert "test hook" in str(ei.value)
+    assert not os.path.exists(marker)
+
+
+def test_real_failure_names_step(work):
+    """A real (not injected) failure: a seccomp filter longer than the kernel allows
+    is refused at validation; an invalid Landlock fd fails in the child."""
+    with Sandbox(_config(work)) as sb:
+        sb.plan.c.landlock_fd = 1 << 20  # not an fd
+        with pytest.raises(EnforcementError) as ei:
+            sb.run(["true"])
+        assert ei.value.step == "landlock" and ei.value.errno == 9  # EBADF
+
+
+# ---- apply_self -------------------------------------------------------------------------
+
+
+def _in_child(fn) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = fn()
+        except BaseException as exc:  # report through the exit code only
+            sys.stderr.write(f"child error: {exc!r}\n")
+            code = 98
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_apply_self(work):
+    cfg = _config(work)
+
+    def child():
+        report = volt_enforce.apply_self(cfg)
+        assert report.landlock is not None
+        with open(os.path.join(work, "ok"), "w") as f:
+            f.write("x")
+        try:
+            open("/usr/volt-apply-self", "w")
+            return 1
+        except PermissionError:
+            pass
+        try:
+            os.listdir("/root")
+            return 2
+        except PermissionError:
+            pass
+        with open("/proc/self/status") as f:
+            st = f.read()
+        return 0 if _status("Seccomp", st) == "2" and _status("NoNewPrivs", st) == "1" else 3
+
+    assert _in_child(child) == 0
+    assert os.path.exists(os.path.join(work, "ok"))
+
+
+def test_apply_self_refuses_threads(work):
+    cfg = _config(work)
+
+    def child():
+        ev = threading.Event()
+        t = threading.Thread(target=ev.wait, daemon=True)
+        t.start()
+        try:
+            volt_enforce.apply_self(cfg)
+            return 1
+        except EnforcementError as exc:
+            if "threads" not in str(exc):
+                return 2
+        report = volt_enforce.apply_self(cfg, allow_threads=True)
+        ev.set()
+        return 0 if any("TSYNC" in n for n in report.notes) else 3
+
+    assert _in_child(child) == 0
+
+
+# ---- concurrency and leaks ---------------------------------------------------------------
+
+
+def test_threads_spawning_concurrently(work):
+    cfg = _config(work)
+    results: list[str] = []
+    errors: list[BaseException] = []
+    with Sandbox(cfg) as sb:
+        def worker():
+            try:
+                for _ in range(25):
+                    r = sb.run(["sh", "-c", "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status;"
+                                           "touch /usr/volt-thr 2>/dev/null && echo WROTE"],
+                               capture_output=True, text=True, timeout=60)
+                    results.append(r.stdout)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads), "deadlock"
+    assert not errors, errors[:3]
+    assert len(results) == 200
+    for out in results:
+        assert "Seccomp:\t2" in out and "NoNewPrivs:\t1" in out and "WROTE" not in out
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _volt_cgroups() -> list[str]:
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(root, d) for d in dirs if d.startswith("volt-")]
+    return found
+
+
+def test_no_fd_or_cgroup_leak_after_1000_spawns(work):
+    need_cgroup2()
+    need_cgroup_v1("pids")
+    before_fds, before_cg = _fds(), _volt_cgroups()
+    cfg = _config(work, resources=ResourceLimits(pids_max=64))
+    with Sandbox(cfg) as sb:
+        for _ in range(1000):
+            assert sb.run(["/bin/true"]).returncode == 0
+    for _ in range(20):  # one sandbox (and cgroup) per call
+        assert volt_enforce.run(["/bin/true"], isolation=cfg).returncode == 0
+    assert _fds() == before_fds
+    assert _volt_cgroups() == before_cg
+
+
+def test_closed_sandbox_refuses(work):
+    sb = Sandbox(_config(work))
+    sb.close()
+    with pytest.raises(ValueError):
+        sb.run(["true"])
+    sb.close()  # idempotent
