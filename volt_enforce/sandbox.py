@@ -77,7 +77,8 @@ class Sandbox:
 
     ``config`` is the model (``IsolationConfig``); ``cgroup_parent`` is where the
     cgroup for ``config.resources`` is created (default: below this process's
-    cgroup); ``best_effort`` lets cgroup limits and namespaces the kernel lacks
+    cgroup); ``cgroup`` is an existing ``volt_enforce.cgroups.Cgroup`` to place
+    children in instead (the caller keeps owning it); ``best_effort`` lets cgroup limits and namespaces the kernel lacks
     be skipped and reported instead of failing (Landlock follows its policy's
     ``compatibility``). ``no_new_privs`` is set in children unless False.
     ``fail_step`` (tests only) makes that enforcement step fail in the child.
@@ -88,6 +89,7 @@ class Sandbox:
         config: IsolationConfig | None = None,
         *,
         cgroup_parent: str | None = None,
+        cgroup: Any = None,
         best_effort: bool = False,
         no_new_privs: bool = True,
         landlock_abi: int | None = None,
@@ -104,20 +106,21 @@ class Sandbox:
         self.config = config
         self.report = EnforcementReport()
         self._closed = False
+        self._own_cgroup = True
         self._lock = threading.Lock()
         self._report_r = self._report_w = -1
         self.ruleset: Any = None
         self.seccomp: Any = None
         self.cgroup: Any = None
         with contextlib.ExitStack() as undo:
-            self._prepare(config, cgroup_parent, best_effort, no_new_privs, landlock_abi,
-                          fail_step, undo)
+            self._prepare(config, cgroup_parent, cgroup, best_effort, no_new_privs,
+                          landlock_abi, fail_step, undo)
             undo.pop_all()
 
     # ---- preparation, in the parent --------------------------------------------
 
-    def _prepare(self, config: IsolationConfig, cgroup_parent: str | None, best_effort: bool,
-                 no_new_privs: bool, landlock_abi: int | None, fail_step: str | None,
+    def _prepare(self, config: IsolationConfig, cgroup_parent: str | None, cgroup: Any,
+                 best_effort: bool, no_new_privs: bool, landlock_abi: int | None, fail_step: str | None,
                  undo: contextlib.ExitStack) -> None:
         from . import kernel, landlock, seccomp
 
@@ -178,12 +181,19 @@ class Sandbox:
         # cgroup, last: the only preparation that changes the system
         procs_fds: tuple[int, ...] = ()
         procs_paths: tuple[str, ...] = ()
-        if config.resources is not None and not config.resources.is_empty():
+        self._own_cgroup = cgroup is None
+        if cgroup is not None:
+            if config.resources is not None and not config.resources.is_empty():
+                raise PolicyError("Resources", config.resources,
+                                  "cannot be applied: an existing cgroup was given")
+            self.cgroup = cgroup
+        elif config.resources is not None and not config.resources.is_empty():
             from .cgroups import Cgroup
 
             self.cgroup = Cgroup.create(config.resources, parent=cgroup_parent,
                                         best_effort=best_effort)
             undo.callback(self.cgroup.close)
+        if self.cgroup is not None:
             procs_fds = tuple(self.cgroup.procs_fds)
             procs_paths = tuple(
                 f"{p}/cgroup.procs" for h, p in self.cgroup.paths.items() if h != "cgroup2"
@@ -284,7 +294,7 @@ class Sandbox:
         errors: list[BaseException] = []
         for closer in (
             getattr(self.ruleset, "close", None),
-            getattr(self.cgroup, "close", None),
+            getattr(self.cgroup, "close", None) if self._own_cgroup else None,
         ):
             if closer is not None:
                 try:

@@ -1,0 +1,130 @@
+"""Spawning /bin/true sandboxed, against plain subprocess.run and peers.
+
+Group "spawn": every figure is read as a ratio to `subprocess.run` measured in
+the same run (benchmarks/compare.py prints the ratios). Peers run where they
+are installed: the PyPI `landlock` and `pyseccomp` packages in preexec_fn
+(the `bench` extra), bubblewrap (Debian's `bubblewrap`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import volt_enforce
+from volt_enforce import IsolationConfig, ResourceLimits, Sandbox, SeccompProfile, server_policy
+from volt_enforce.cgroups import Cgroup
+
+from kernelreq import need_cgroup2, need_landlock, need_seccomp
+
+TRUE = ["/bin/true"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel():
+    need_landlock(1)
+    need_seccomp()
+
+
+def _config() -> IsolationConfig:
+    return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
+
+
+def _go(benchmark, fn, name: str, baseline: str | None = "subprocess.run"):
+    benchmark.group = "spawn"
+    benchmark.name = name
+    benchmark.extra_info["baseline"] = baseline
+    benchmark.pedantic(fn, rounds=200, warmup_rounds=20, iterations=1)
+
+
+def test_subprocess_run_baseline(benchmark):
+    _go(benchmark, lambda: subprocess.run(TRUE), "subprocess.run", None)
+
+
+def test_subprocess_empty_preexec(benchmark):
+    _go(benchmark, lambda: subprocess.run(TRUE, preexec_fn=lambda: None),
+        "subprocess.run(preexec_fn=lambda: None)")
+
+
+def test_volt_run_prepared_sandbox(benchmark):
+    with Sandbox(_config()) as sb:
+        _go(benchmark, lambda: sb.run(TRUE), "Sandbox.run (landlock server + seccomp default)")
+
+
+def test_volt_run_per_call(benchmark):
+    cfg = _config()
+    _go(benchmark, lambda: volt_enforce.run(TRUE, isolation=cfg),
+        "volt_enforce.run (landlock server + seccomp default, prepared per call)")
+
+
+def test_volt_run_with_v2_cgroup(benchmark):
+    need_cgroup2()
+    with Cgroup.create(ResourceLimits()) as cg, Sandbox(_config(), cgroup=cg) as sb:
+        _go(benchmark, lambda: sb.run(TRUE),
+            "Sandbox.run + cgroup2 placement (CLONE_INTO_CGROUP)")
+
+
+def test_volt_preexec(benchmark):
+    with Sandbox(_config()) as sb:
+        pre = sb.preexec
+        _go(benchmark, lambda: subprocess.run(TRUE, preexec_fn=pre),
+            "subprocess.run(preexec_fn=sandbox.preexec)")
+
+
+def _docker_allowlist() -> list[str]:
+    """Names Docker's profile allows unconditionally (the peer gets no arg rules)."""
+    import json
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "shared", "fixtures", "moby-default.json")) as f:
+        prof = json.load(f)
+    names = []
+    for rule in prof["syscalls"]:
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args") and not rule.get("includes"):
+            names += rule["names"]
+    return names
+
+
+# ---- peers ---------------------------------------------------------------------------
+
+
+def _peer(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        pytest.skip(f"peer {module!r} is not installed (pip install '.[bench]')")
+
+
+def test_peer_landlock_pyseccomp_preexec(benchmark):
+    landlock = _peer("landlock")
+    pyseccomp = _peer("pyseccomp")
+    paths = [r.path for r in server_policy("/").rules if os.path.exists(r.path)]
+    filt = pyseccomp.SyscallFilter(pyseccomp.ERRNO(1))
+    for name in _docker_allowlist():
+        try:
+            filt.add_rule(pyseccomp.ALLOW, name)
+        except (ValueError, RuntimeError, OSError):
+            pass  # a name this libseccomp does not know
+
+    def preexec():
+        rs = landlock.Ruleset()
+        rs.allow(*paths)
+        rs.apply()
+        filt.load()
+
+    _go(benchmark, lambda: subprocess.run(TRUE, preexec_fn=preexec),
+        "peer: PyPI landlock + pyseccomp in preexec_fn")
+
+
+def test_peer_bubblewrap(benchmark):
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("peer bubblewrap is not installed (apt-get install bubblewrap)")
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--unshare-pid", "--die-with-parent", "--", *TRUE]
+    if subprocess.run(args, capture_output=True).returncode != 0:
+        pytest.skip("bubblewrap cannot create its namespaces here")
+    _go(benchmark, lambda: subprocess.run(args), "peer: bubblewrap")
