@@ -1,9 +1,9 @@
 /* Probes of process state and namespace support. */
+#include "probe.h" /* first: it defines _GNU_SOURCE */
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include "probe.h"
 
 /* 1 when no_new_privs is set on the calling thread, 0 when not, or -errno. */
 int ve_no_new_privs(void)

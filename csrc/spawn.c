@@ -10,6 +10,7 @@
  * parent is suspended until the exec or the child's exit, so the child writes
  * its failure (step, errno) directly into the parent's struct ve_result.
  */
+#include "spawn.h" /* first: it defines _GNU_SOURCE */
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -22,7 +23,6 @@
 #include <sys/stat.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
-#include "spawn.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2) /* 5.11 */
