@@ -1,0 +1,3 @@
+module voltseedgolden
+
+go 1.19
