@@ -10,6 +10,14 @@ Fields added by this library (TCP ports, scopes, compatibility, CPU quota, ...)
 use new JSON keys, are optional on input and are written only when set, so the
 seed's documents stay byte-identical.
 
+Reading follows encoding/json: keys match case-insensitively, pairs apply in
+order (a later duplicate wins, an object merges into an earlier one), null
+leaves the zero value, and a null document is the zero config. Where we differ,
+it is in documents the Go model never writes: an unknown key is an error (Go
+ignores it); an empty list is written as null (Go keeps ``[]`` apart from null,
+and reads both as an empty slice); a wrongly typed value that a later duplicate
+key replaces is not reported.
+
 Two places where the seed is wrong about systemd-nspawn, and what we do:
 
 * A ``.nspawn`` file has no ``[ResourceControl]`` section; ``nspawn_config_block``
@@ -25,6 +33,7 @@ import dataclasses
 import enum
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -91,18 +100,27 @@ def _go_join(*elems: str) -> str:
     return _go_clean("/".join(parts))
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
 def _go_json(obj: Any, indent: int | None = None) -> str:
-    """JSON as Go's encoding/json writes it (HTML-safe escapes, UTF-8 kept)."""
+    """JSON as Go's encoding/json writes it (HTML-safe escapes, UTF-8 kept).
+
+    A lone surrogate (a byte of a non-UTF-8 file name, decoded with
+    surrogateescape) becomes \\ufffd, as Go writes each invalid UTF-8 byte.
+    "\\b" and "\\f" are written short, as Go does since 1.22.
+    """
     if indent is None:
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     else:
         text = json.dumps(obj, indent=indent, ensure_ascii=False)
-    return (
+    return _SURROGATE_RE.sub(
+        "\\\\ufffd",
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")
         .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
+        .replace("\u2029", "\\u2029"),
     )
 
 
@@ -131,31 +149,67 @@ def _check_abs_path(prefix: str, value: Any) -> None:
     _check_str(prefix, value)
     if not value.startswith("/"):
         raise PolicyError(prefix, value, "is not an absolute path")
+    try:
+        os.fsencode(value)
+    except UnicodeError:
+        raise PolicyError(prefix, value, "cannot be encoded as a file name") from None
+
+
+def _fold(key: str) -> str:
+    # Go matches keys with Unicode simple folding: besides ASCII case, only
+    # U+017F (long s) and U+212A (Kelvin sign) fold onto ASCII letters
+    return key.lower().replace("\u017f", "s")
+
+
+class _JSONObject(dict):
+    """A decoded JSON object that also keeps every pair in document order,
+    duplicates included, since Go applies them one after the other."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
 
 
 def _decode_keys(prefix: str, doc: Any, known: Iterable[str]) -> dict[str, Any]:
-    """Match JSON keys to Go field names as encoding/json does (exact, then
-    case-insensitive); unknown keys are an error, since a misspelt limit
-    that is silently ignored is a limit not enforced."""
+    """Match JSON keys to Go field names as encoding/json does: exact, then
+    case-insensitive, pair after pair; a later pair for a field replaces an
+    earlier one, but an object is merged into an earlier object, and null
+    resets an object or list and leaves anything else as it was. A null
+    document is the zero value. Unknown keys are an error, since a misspelt
+    limit that is silently ignored is a limit not enforced."""
+    if doc is None:
+        return {}
     if not isinstance(doc, Mapping):
         raise PolicyError(prefix or "document", doc, "is not a JSON object")
     known = list(known)
-    folded = {k.lower(): k for k in known}
+    folded = {_fold(k): k for k in known}
     out: dict[str, Any] = {}
-    for key, value in doc.items():
-        name = key if key in known else folded.get(str(key).lower())
+    pairs = doc.pairs if isinstance(doc, _JSONObject) else doc.items()
+    for key, value in pairs:
+        name = key if key in known else folded.get(_fold(str(key)))
         if name is None:
             where = f"{prefix}.{key}" if prefix else str(key)
             raise PolicyError(where, value, "is not a known field")
-        out[name] = value
+        prev = out.get(name)
+        if value is None:
+            if isinstance(prev, (list, Mapping)):
+                del out[name]
+        elif isinstance(value, Mapping) and isinstance(prev, Mapping):
+            out[name] = _JSONObject(_pairs(prev) + _pairs(value))
+        else:
+            out[name] = value
     return out
+
+
+def _pairs(obj: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return list(obj.pairs) if isinstance(obj, _JSONObject) else list(obj.items())
 
 
 def _load_json(data: str | bytes | Mapping[str, Any]) -> Any:
     if isinstance(data, Mapping):
         return data
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_JSONObject)
     except (ValueError, TypeError) as exc:
         raise PolicyError("document", data[:60] if isinstance(data, (str, bytes)) else data,
                           f"is not valid JSON ({exc})") from None
@@ -323,7 +377,9 @@ class LandlockRule:
         _check_abs_path(f"{prefix}.Path", self.path)
         _check_type(f"{prefix}.Access", self.access, int, "an access mask")
         a = int(self.access)
-        if a < 0 or a & ~_LANDLOCK_ALL_FS:
+        if a < 0:
+            raise PolicyError(f"{prefix}.Access", a, "is negative")
+        if a & ~_LANDLOCK_ALL_FS:
             raise PolicyError(
                 f"{prefix}.Access", a, f"has unknown access bits {a & ~_LANDLOCK_ALL_FS:#x}"
             )
@@ -347,6 +403,15 @@ class LandlockRule:
             return cls(path=d["Path"], access=d["Access"], optional=d.get("Optional", False))
         except PolicyError as exc:
             raise _reprefix(exc, prefix, "LandlockRule") from None
+
+
+def _as_list(prefix: str, value: Any, what: str) -> list[Any]:
+    """A fresh list from a list or tuple (None: empty); anything else is an error."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise PolicyError(prefix, value, f"is not {what}")
+    return list(value)
 
 
 def _ports(prefix: str, value: Any) -> list[int] | None:
@@ -379,25 +444,29 @@ class LandlockPolicy:
     runtime: bool = True
 
     def __post_init__(self) -> None:
-        self.rules = list(self.rules) if self.rules is not None else []
-        self.scopes = LandlockScope(_parse_flags("Landlock.Scopes", LandlockScope, self.scopes))
-        self.logging = LandlockLogging(
-            _parse_flags("Landlock.Logging", LandlockLogging, self.logging)
-        )
-        self.compatibility = _enum("Landlock.Compatibility", Compatibility, self.compatibility)
-        self.missing_paths = _enum("Landlock.MissingPaths", MissingPaths, self.missing_paths)
+        # a copy, so the caller's list does not change the policy behind its back
+        self.rules = _as_list("Landlock.Rules", self.rules, "a list of rules")
         self.validate()
 
     def validate(self, prefix: str = "Landlock") -> None:
-        if not isinstance(self.rules, list):
-            raise PolicyError(f"{prefix}.Rules", self.rules, "is not a list of rules")
-        for i, rule in enumerate(self.rules):
+        """Check (and normalize) every field; on error nothing is changed."""
+        rules = self.rules
+        if not isinstance(rules, list):
+            raise PolicyError(f"{prefix}.Rules", rules, "is not a list of rules")
+        for i, rule in enumerate(rules):
             if not isinstance(rule, LandlockRule):
                 raise PolicyError(f"{prefix}.Rules[{i}]", rule, "is not a LandlockRule")
             rule.validate(f"{prefix}.Rules[{i}]")
-        self.bind_tcp = _ports(f"{prefix}.BindTCP", self.bind_tcp)
-        self.connect_tcp = _ports(f"{prefix}.ConnectTCP", self.connect_tcp)
+        bind_tcp = _ports(f"{prefix}.BindTCP", self.bind_tcp)
+        connect_tcp = _ports(f"{prefix}.ConnectTCP", self.connect_tcp)
+        scopes = LandlockScope(_parse_flags(f"{prefix}.Scopes", LandlockScope, self.scopes))
+        logging = LandlockLogging(_parse_flags(f"{prefix}.Logging", LandlockLogging, self.logging))
+        compatibility = _enum(f"{prefix}.Compatibility", Compatibility, self.compatibility)
+        missing_paths = _enum(f"{prefix}.MissingPaths", MissingPaths, self.missing_paths)
         _check_type(f"{prefix}.Runtime", self.runtime, bool, "a boolean")
+        self.bind_tcp, self.connect_tcp = bind_tcp, connect_tcp
+        self.scopes, self.logging = scopes, logging
+        self.compatibility, self.missing_paths = compatibility, missing_paths
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"Rules": [r.to_dict() for r in self.rules] if self.rules else None}
@@ -467,7 +536,8 @@ def _enum(prefix: str, cls: type[enum.Enum], value: Any) -> Any:
 
 
 def _preset(rootfs: str, spec: list[tuple[str, int]]) -> LandlockPolicy:
-    _check_str("rootfs", rootfs)
+    # Go joins a relative rootfs into relative rules, which Landlock cannot use
+    _check_abs_path("rootfs", rootfs)
     return LandlockPolicy(
         rules=[
             LandlockRule(path=_go_join(rootfs, name), access=LandlockAccess(acc), preset=True)
@@ -519,10 +589,10 @@ def desktop_policy(rootfs: str) -> LandlockPolicy:
 
 # ── resource limits ──────────────────────────────────────────────────────────
 
-_SIZE_RE = re.compile(r"^([0-9]+)([KMGTkmgt]?)$")
+_SIZE_RE = re.compile(r"([0-9]+)([KMGTkmgt]?)")
 _SIZE_MULT = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_CPUSET_RE = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
-_QUOTA_RE = re.compile(r"^([0-9]+)(\.[0-9]{1,2})?%$")
+_CPUSET_RE = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+_QUOTA_RE = re.compile(r"([0-9]+)(\.[0-9]{1,2})?%")
 
 
 def parse_size(value: str, field_name: str = "size") -> int | None:
@@ -533,7 +603,7 @@ def parse_size(value: str, field_name: str = "size") -> int | None:
     _check_str(field_name, value)
     if value in ("max", "infinity"):
         return None
-    m = _SIZE_RE.match(value)
+    m = _SIZE_RE.fullmatch(value)  # fullmatch: "$" would let a trailing newline in
     if not m:
         raise PolicyError(field_name, value, "is not a size (bytes, K, M, G, T or max)")
     n = int(m.group(1)) * _SIZE_MULT[m.group(2).upper()]
@@ -545,7 +615,7 @@ def parse_size(value: str, field_name: str = "size") -> int | None:
 def parse_cpuset(value: str, field_name: str = "cpuset") -> list[int]:
     """Parse a cpuset list ("0-3,5") into sorted CPU numbers. Raises PolicyError."""
     _check_str(field_name, value)
-    if not _CPUSET_RE.match(value):
+    if not _CPUSET_RE.fullmatch(value):
         raise PolicyError(field_name, value, 'is not a CPU list (such as "0-3" or "0,2")')
     cpus: set[int] = set()
     for part in value.split(","):
@@ -562,7 +632,7 @@ def parse_cpuset(value: str, field_name: str = "cpuset") -> list[int]:
 def parse_cpu_quota(value: str, field_name: str = "CPUQuota") -> float:
     """Parse a CPU quota as systemd's CPUQuota= ("50%", "150%"): percent of one CPU."""
     _check_str(field_name, value)
-    m = _QUOTA_RE.match(value)
+    m = _QUOTA_RE.fullmatch(value)
     if not m or float(value[:-1]) <= 0:
         raise PolicyError(field_name, value, 'is not a positive percentage (such as "50%")')
     return float(value[:-1])
@@ -744,7 +814,7 @@ class PortForward:
             raise _reprefix(exc, prefix, "PortForward") from None
 
 
-_IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
+_IFNAME_RE = re.compile(r"[^\s/:]{1,15}")
 
 
 @dataclass
@@ -761,12 +831,9 @@ class NetworkConfig:
     dns: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.mode == "":
-            self.mode = None
-        if self.mode is not None:
-            self.mode = _enum("Network.Mode", NetworkMode, self.mode)
-        self.port_forwards = list(self.port_forwards or [])
-        self.dns = list(self.dns or [])
+        self.port_forwards = _as_list("Network.PortForwards", self.port_forwards,
+                                      "a list of PortForward")
+        self.dns = _as_list("Network.DNS", self.dns, "a list of IP addresses")
         self.validate()
 
     @property
@@ -774,22 +841,28 @@ class NetworkConfig:
         return self.mode if isinstance(self.mode, NetworkMode) else NetworkMode.PRIVATE
 
     def validate(self, prefix: str = "Network") -> None:
-        if self.mode is not None and not isinstance(self.mode, NetworkMode):
-            self.mode = _enum(f"{prefix}.Mode", NetworkMode, self.mode)
+        """Check (and normalize) every field; on error nothing is changed."""
+        mode = None if self.mode in (None, "") else _enum(f"{prefix}.Mode", NetworkMode, self.mode)
         _check_str(f"{prefix}.Bridge", self.bridge)
-        if self.bridge and not _IFNAME_RE.match(self.bridge):
+        if self.bridge and (not _IFNAME_RE.fullmatch(self.bridge) or self.bridge in (".", "..")):
             raise PolicyError(f"{prefix}.Bridge", self.bridge,
                               "is not an interface name (1-15 characters, no space, '/' or ':')")
+        if not isinstance(self.port_forwards, list):
+            raise PolicyError(f"{prefix}.PortForwards", self.port_forwards,
+                              "is not a list of PortForward")
         for i, pf in enumerate(self.port_forwards):
             if not isinstance(pf, PortForward):
                 raise PolicyError(f"{prefix}.PortForwards[{i}]", pf, "is not a PortForward")
             pf.validate(f"{prefix}.PortForwards[{i}]")
+        if not isinstance(self.dns, list):
+            raise PolicyError(f"{prefix}.DNS", self.dns, "is not a list of IP addresses")
         for i, server in enumerate(self.dns):
             _check_str(f"{prefix}.DNS[{i}]", server)
             try:
                 ipaddress.ip_address(server)
             except ValueError:
                 raise PolicyError(f"{prefix}.DNS[{i}]", server, "is not an IP address") from None
+        self.mode = mode
 
     def nspawn_network_args(self) -> list[str]:
         """systemd-nspawn arguments (seed: NspawnNetworkArgs)."""
