@@ -32,11 +32,15 @@ class CgroupMount:
         """Filesystem path of the current process's cgroup, when it is visible."""
         if self.current is None:
             return None
-        rel = os.path.relpath(self.current, self.root) if self.root != "/" else self.current
-        if rel.startswith(".."):
+        # ".." appears where the cgroup (or the mounted subtree) lies outside
+        # our cgroup namespace; normalizing it away would name another cgroup
+        if ".." in self.current.split("/") or ".." in self.root.split("/"):
             return None
-        rel = rel.lstrip("/")
-        return os.path.join(self.path, rel) if rel and rel != "." else self.path
+        root = self.root.rstrip("/")
+        if self.current != root and not self.current.startswith(root + "/"):
+            return None
+        rel = self.current[len(root):].strip("/")
+        return os.path.join(self.path, rel) if rel else self.path
 
     @property
     def current_writable(self) -> bool:
@@ -85,7 +89,7 @@ def _unescape(s: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as octal
     out, i = [], 0
     while i < len(s):
-        if s[i] == "\\" and i + 4 <= len(s) and s[i + 1 : i + 4].isdigit():
+        if s[i] == "\\" and i + 4 <= len(s) and all(c in "01234567" for c in s[i + 1 : i + 4]):
             out.append(chr(int(s[i + 1 : i + 4], 8)))
             i += 4
         else:
