@@ -1,0 +1,838 @@
+"""Landlock: a policy compiled once in the parent, applied in a child with one C call.
+
+``compile(policy)`` validates the policy, masks it to the running kernel's
+Landlock ABI, opens every rule path (``O_PATH|O_CLOEXEC``) and builds the
+kernel ruleset. The result, a ``CompiledRuleset``, owns the ruleset fd (the
+kernel creates it close-on-exec) and stays valid across any number of forked
+children; in each child ``restrict_self()`` is one C call, with no allocation,
+that sets ``no_new_privs`` and enforces the ruleset on the calling thread.
+``compile_for(config)`` derives the same from an ``IsolationConfig``
+(``Landlock``, ``ReadOnlyFS`` and the network mode).
+
+What a policy means
+-------------------
+* A policy handles every filesystem right the ABI has: what no rule grants is
+  denied. Rights that apply only to directories (READ_DIR, REMOVE_*, MAKE_*,
+  REFER) are taken off rules whose path is not a directory; the report says so.
+* ``bind_tcp``/``connect_tcp``: None leaves that TCP action alone; a list
+  (even empty) allows it only on those ports. Landlock controls TCP bind and
+  connect only (not UDP, not listen or accept); port 0 in ``bind_tcp`` allows
+  binding to an ephemeral port. Network mode ``none`` denies both (unless the
+  policy names ports); port forwards of a ``private`` network allow bind on
+  their container ports.
+* ``scopes`` (ABI 6) are set on the ruleset itself (its ``scoped`` attribute):
+  the sandbox may not connect to abstract UNIX sockets, or send signals to
+  processes, outside its own Landlock domain. No rule can make an exception.
+* ``logging`` (ABI 7) is not part of the ruleset: the flags are passed to
+  ``landlock_restrict_self(2)`` (``CompiledRuleset.restrict_flags``). Older
+  kernels refuse unknown flags with EINVAL, so they are masked to the ABI.
+* ``read_only`` (the seed's ReadOnlyFS): every write right (WRITE_FILE,
+  TRUNCATE, REMOVE_*, MAKE_*, REFER) is handled and granted nowhere, except
+  WRITE_FILE on the runtime device nodes below, which stay writable as they do
+  on a read-only mount. Without a policy only the write rights are handled, so
+  reads stay free.
+
+Runtime rules
+-------------
+Added when ``policy.runtime`` is true (the default), and with ``read_only``
+without a policy, so that ``sh -c``, coreutils and ``python3 -c`` run under
+``server_policy("/")``. Each is skipped, and reported, where the host lacks it:
+
+* ``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/random``,
+  ``/dev/urandom``: READ_FILE | WRITE_FILE.
+* ``/dev/tty``: READ_FILE | WRITE_FILE | IOCTL_DEV (terminal control of the
+  controlling terminal).
+* ``/proc``: READ_FILE | READ_DIR. A rule on ``/proc/self`` cannot work: the
+  path is resolved when the rule is added, in the parent, and would name the
+  parent's ``/proc/<pid>``. Reading ``/proc/<pid>`` of processes outside the
+  domain is still limited by Landlock's ptrace restrictions, and reopening
+  ``/proc/self/fd/N`` is checked against the file it points to, so it never
+  reaches beyond the rules.
+
+Not included: ``/sys``, ``/dev/shm``, ``/dev/pts``; add rules for them when a
+workload needs them.
+
+Compatibility (as rust-landlock defines it)
+-------------------------------------------
+* BEST_EFFORT: drop what the kernel lacks, enforce the rest, report each drop
+  with its reason ("TRUNCATE needs ABI 3, kernel has 2").
+* SOFT_REQUIREMENT: raise ``CompatibilityError`` when Landlock exists but
+  lacks a requested feature; without Landlock at all, return a ruleset with
+  fd -1 and status "none" (the child runs unrestricted, and the report says so).
+* HARD_REQUIREMENT: raise in both cases.
+
+On ABI 1 a cross-directory rename or link is always denied (the kernel
+predates REFER), so not handling REFER there is no loss unless a rule grants it.
+
+Errata (``errata()``, bit N-1 set when erratum N is fixed in the running kernel)
+-------------------------------------------------------------------------------
+* Erratum 1 (ABI 4, TCP socket identification): without the fix, TCP rights
+  also restrict other IPv4/IPv6 stream protocols (MPTCP, SCTP, SMC).
+* Erratum 2 (ABI 6, scoped signal handling): without the fix, a thread scoped
+  for SIGNAL cannot signal threads of its own process that are in another
+  domain (``restrict_self`` restricts only the calling thread).
+* Erratum 3 (ABI 1, disconnected directories): without the fix, a directory
+  moved out of a bind mount could widen rights through rename or link.
+
+The report lists an unfixed erratum in ``notes`` when the policy uses the
+feature it affects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+import stat
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Any, Iterator
+
+from ._core import ffi, lib
+from .errors import CompatibilityError, EnforcementError, PolicyError
+from .model import (
+    Compatibility,
+    IsolationConfig,
+    LandlockAccess,
+    LandlockLogging,
+    LandlockPolicy,
+    LandlockScope,
+    MissingPaths,
+    NetworkMode,
+)
+
+__all__ = [
+    "LandlockNetAccess",
+    "ABI_LINUX",
+    "FILE_RIGHTS",
+    "DIR_ONLY_RIGHTS",
+    "WRITE_RIGHTS",
+    "RUNTIME_RULES",
+    "ERRATA",
+    "kernel_abi",
+    "errata",
+    "effective_abi",
+    "assume_abi",
+    "fs_rights_for_abi",
+    "RuleReport",
+    "PortReport",
+    "SkippedRule",
+    "Dropped",
+    "LandlockReport",
+    "CompiledRuleset",
+    "compile",
+    "compile_for",
+]
+
+
+class LandlockNetAccess(IntFlag):
+    """TCP rights (ABI 4); the values are the kernel's LANDLOCK_ACCESS_NET_* bits."""
+
+    BIND_TCP = lib.LANDLOCK_ACCESS_NET_BIND_TCP
+    CONNECT_TCP = lib.LANDLOCK_ACCESS_NET_CONNECT_TCP
+
+
+_A = LandlockAccess
+_N = LandlockNetAccess
+
+#: The Linux release that brought each Landlock ABI version.
+ABI_LINUX: dict[int, str] = {1: "5.13", 2: "5.19", 3: "6.2", 4: "6.7", 5: "6.10", 6: "6.12",
+                             7: "6.15"}
+
+_ALL_FS = int(_A.all())
+_ALL_NET = int(_N.BIND_TCP | _N.CONNECT_TCP)
+_ALL_SCOPES = int(LandlockScope.ABSTRACT_UNIX_SOCKET | LandlockScope.SIGNAL)
+_ALL_LOGGING = int(LandlockLogging.SAME_EXEC_OFF | LandlockLogging.NEW_EXEC_ON
+                   | LandlockLogging.SUBDOMAINS_OFF)
+
+#: Rights that apply to a file itself; every other right applies only to directories.
+FILE_RIGHTS = _A.EXECUTE | _A.WRITE_FILE | _A.READ_FILE | _A.TRUNCATE | _A.IOCTL_DEV
+#: Rights the kernel refuses (EINVAL) on a rule whose path is not a directory.
+DIR_ONLY_RIGHTS = _A(_ALL_FS & ~int(FILE_RIGHTS))
+#: Rights that change the filesystem: none of them is granted under ReadOnlyFS.
+WRITE_RIGHTS = (_A.WRITE_FILE | _A.TRUNCATE | _A.REMOVE_DIR | _A.REMOVE_FILE | _A.MAKE_CHAR
+                | _A.MAKE_DIR | _A.MAKE_REG | _A.MAKE_SOCK | _A.MAKE_FIFO | _A.MAKE_BLOCK
+                | _A.MAKE_SYM | _A.REFER)
+
+# The ABI each right or flag first appeared in (rights not listed: ABI 1).
+_FS_ABI = {int(_A.REFER): 2, int(_A.TRUNCATE): 3, int(_A.IOCTL_DEV): 5}
+_NET_ABI = 4
+_SCOPE_ABI = 6
+_LOGGING_ABI = 7
+
+_DEV_RW = _A.READ_FILE | _A.WRITE_FILE
+#: The runtime rules (see the module docstring): path, rights.
+RUNTIME_RULES: tuple[tuple[str, LandlockAccess], ...] = (
+    ("/dev/null", _DEV_RW),
+    ("/dev/zero", _DEV_RW),
+    ("/dev/full", _DEV_RW),
+    ("/dev/random", _DEV_RW),
+    ("/dev/urandom", _DEV_RW),
+    ("/dev/tty", _DEV_RW | _A.IOCTL_DEV),
+    ("/proc", _A.READ_FILE | _A.READ_DIR),
+)
+
+#: Landlock errata: number -> (ABI it applies to, what goes wrong without the fix).
+ERRATA: dict[int, tuple[int, str]] = {
+    1: (4, "TCP rights also restrict other IPv4/IPv6 stream protocols (MPTCP, SCTP, SMC)"),
+    2: (6, "a thread scoped for SIGNAL cannot signal threads of its own process that are in"
+           " another Landlock domain"),
+    3: (1, "a directory moved out of a bind mount can widen rights through rename or link"),
+}
+
+
+# ── the running kernel ───────────────────────────────────────────────────────
+
+_kernel_raw: int | None = None
+_errata_raw: int | None = None
+_abi_cap: int | None = None
+
+
+def _kernel_result() -> int:
+    global _kernel_raw
+    if _kernel_raw is None:
+        _kernel_raw = lib.ve_landlock_abi()
+    return _kernel_raw
+
+
+def kernel_abi() -> int:
+    """The running kernel's Landlock ABI; 0 when Landlock is absent or disabled."""
+    return max(_kernel_result(), 0)
+
+
+def _absent_reason() -> str:
+    err = -_kernel_result()
+    if err == _errno.ENOSYS:
+        return "Landlock is not built into this kernel (CONFIG_SECURITY_LANDLOCK)"
+    if err == _errno.EOPNOTSUPP:
+        return "Landlock is disabled at boot (add landlock to the lsm= kernel parameter)"
+    return f"Landlock is unavailable ({os.strerror(err)})"
+
+
+def errata() -> int:
+    """Bitmask of Landlock errata fixed in the running kernel (bit N-1 for erratum N);
+    0 before Linux 6.15, which added the query."""
+    global _errata_raw
+    if _errata_raw is None:
+        _errata_raw = max(lib.ve_landlock_errata(), 0) if kernel_abi() else 0
+    return _errata_raw
+
+
+def _check_abi(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PolicyError(name, value, "is not a Landlock ABI version (an integer >= 0)")
+    return value
+
+
+def effective_abi(abi: int | None = None) -> int:
+    """The ABI compile() uses: the kernel's, capped by ``assume_abi`` and by ``abi``."""
+    n = kernel_abi()
+    if _abi_cap is not None:
+        n = min(n, _abi_cap)
+    if abi is not None:
+        n = min(n, _check_abi("abi", abi))
+    return n
+
+
+@contextlib.contextmanager
+def assume_abi(n: int) -> Iterator[None]:
+    """Cap, process-wide, the Landlock ABI the library believes the kernel has
+    (0 acts as if Landlock were absent). For tests of older kernels' behaviour."""
+    global _abi_cap
+    _check_abi("abi", n)
+    previous = _abi_cap
+    _abi_cap = n
+    try:
+        yield
+    finally:
+        _abi_cap = previous
+
+
+def fs_rights_for_abi(abi: int) -> LandlockAccess:
+    """The filesystem rights an ABI version knows."""
+    v = 0
+    for name in _names(_A, _ALL_FS):
+        if _FS_ABI.get(int(_A[name]), 1) <= abi:
+            v |= int(_A[name])
+    return _A(v)
+
+
+def _names(flag_cls: type[IntFlag], value: int) -> list[str]:
+    return [m.name for m in flag_cls if m.value & value and m.value & (m.value - 1) == 0]
+
+
+def _lower(flag_cls: type[IntFlag], value: int) -> list[str]:
+    return [n.lower() for n in _names(flag_cls, value)]
+
+
+def _join(flag_cls: type[IntFlag], value: int) -> str:
+    return "|".join(_names(flag_cls, value)) or "none"
+
+
+# ── the report ───────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class RuleReport:
+    """A path rule as added to the ruleset."""
+
+    path: str
+    access: LandlockAccess
+    kind: str  # "directory", "file", "device" or "other" (what the path resolved to)
+    source: str  # "policy", "preset" or "runtime"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "access": _lower(_A, self.access), "kind": self.kind,
+                "source": self.source}
+
+
+@dataclass(frozen=True)
+class PortReport:
+    """A TCP port rule as added to the ruleset."""
+
+    port: int
+    access: LandlockNetAccess
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"port": self.port, "access": _lower(_N, self.access)}
+
+
+@dataclass(frozen=True)
+class SkippedRule:
+    """A path rule that was not added, and why."""
+
+    path: str
+    reason: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Something requested that is not enforced as asked.
+
+    ``kind``: "fs", "net", "scope" or "logging" (the kernel lacks it), "port"
+    (a port rule the kernel cannot take), "rule" (rights taken off one rule,
+    ``path`` names it). ``weakens``: whether the sandbox allows more than asked
+    (False when only a grant or an option was lost).
+    """
+
+    kind: str
+    name: str
+    reason: str
+    path: str | None = None
+    port: int | None = None
+    weakens: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "name": self.name, "reason": self.reason,
+                             "weakens": self.weakens}
+        if self.path is not None:
+            d["path"] = self.path
+        if self.port is not None:
+            d["port"] = self.port
+        return d
+
+
+@dataclass(frozen=True)
+class LandlockReport:
+    """What a compiled ruleset enforces (``CompiledRuleset.report``).
+
+    ``status``: "full" (everything requested is enforced, perhaps more strictly),
+    "partial" (a restriction was dropped for the running kernel: see ``dropped``)
+    or "none" (nothing is enforced).
+    """
+
+    status: str
+    abi: int
+    kernel_abi: int
+    errata: int
+    compatibility: str
+    handled_fs: LandlockAccess
+    handled_net: LandlockNetAccess
+    scopes: LandlockScope
+    restrict_flags: LandlockLogging
+    rules: tuple[RuleReport, ...] = ()
+    ports: tuple[PortReport, ...] = ()
+    skipped: tuple[SkippedRule, ...] = ()
+    dropped: tuple[Dropped, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def enforced(self) -> bool:
+        return self.status != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "abi": self.abi,
+            "kernel_abi": self.kernel_abi,
+            "errata": self.errata,
+            "compatibility": self.compatibility,
+            "handled_fs": _lower(_A, self.handled_fs),
+            "handled_net": _lower(_N, self.handled_net),
+            "scopes": _lower(LandlockScope, self.scopes),
+            "restrict_flags": _lower(LandlockLogging, self.restrict_flags),
+            "rules": [r.to_dict() for r in self.rules],
+            "ports": [p.to_dict() for p in self.ports],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "dropped": [d.to_dict() for d in self.dropped],
+            "notes": list(self.notes),
+        }
+
+    def format(self) -> str:
+        """A few lines for people."""
+        lines = [f"landlock {self.status} (ABI {self.abi}, kernel ABI {self.kernel_abi},"
+                 f" {self.compatibility})"]
+        if self.handled_fs:
+            lines.append(f"  handled fs: {_join(_A, self.handled_fs)}")
+        if self.handled_net:
+            lines.append(f"  handled net: {_join(_N, self.handled_net)}")
+        if self.scopes:
+            lines.append(f"  scopes: {_join(LandlockScope, self.scopes)}")
+        lines += [f"  allow {r.path}: {_join(_A, r.access)}" for r in self.rules]
+        lines += [f"  allow tcp {p.port}: {_join(_N, p.access)}" for p in self.ports]
+        lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
+        lines += [f"  dropped {d.kind} {d.name}"
+                  + (f" ({d.path})" if d.path else "") + f": {d.reason}" for d in self.dropped]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# ── the compiled ruleset ─────────────────────────────────────────────────────
+
+
+class CompiledRuleset:
+    """A Landlock ruleset built once in the parent; ``restrict_self()`` in each child.
+
+    Owns its fd (close-on-exec): valid across any number of forked children
+    until ``close()`` (or the end of a ``with`` block). ``fd`` is -1 when
+    nothing is enforced (Landlock absent under best effort, or nothing asked).
+    """
+
+    __slots__ = ("_fd", "_closed", "_restrict", "restrict_flags", "abi", "report")
+
+    def __init__(self, fd: int, restrict_flags: int, abi: int, report: LandlockReport) -> None:
+        self._fd = fd
+        self._closed = False
+        # bound once, so the child's restrict_self() looks nothing up
+        self._restrict = lib.ve_landlock_restrict_self
+        #: Flags for landlock_restrict_self(2): the logging flags the ABI has.
+        self.restrict_flags = int(restrict_flags)
+        #: The ABI the ruleset was built for.
+        self.abi = abi
+        #: What is enforced, and what was dropped or skipped and why.
+        self.report = report
+
+    @property
+    def fd(self) -> int:
+        """The ruleset fd, -1 when nothing is enforced or once closed."""
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def restrict_self(self, *, no_new_privs: bool = True) -> LandlockReport:
+        """Set no_new_privs (unless told not to) and enforce the ruleset on the
+        calling thread: one C call, no allocation, fit for a child between fork
+        and exec (``preexec_fn``). Returns the report. Landlock restricts only
+        the calling thread and what it starts; other threads stay unrestricted."""
+        if self._closed:
+            raise ValueError("restrict_self() on a closed CompiledRuleset")
+        rc = self._restrict(self._fd, self.restrict_flags, no_new_privs)
+        if rc < 0:
+            raise EnforcementError(-rc, "landlock_restrict_self", f"ruleset fd {self._fd}")
+        return self.report
+
+    def close(self) -> None:
+        """Close the ruleset fd; children already restricted stay restricted."""
+        if self._closed:
+            return
+        self._closed = True
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> "CompiledRuleset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer (fd already gone)
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"fd={self._fd}"
+        return f"<CompiledRuleset {state} abi={self.abi} status={self.report.status}>"
+
+
+# ── planning: what to ask the kernel for (pure, no system calls) ─────────────
+
+
+@dataclass
+class _PathRule:
+    path: str
+    access: int
+    source: str  # "policy", "preset", "runtime"
+    skip_missing: bool
+    field: str  # for errors: "Landlock.Rules[3].Path"
+    requested: int = 0  # the rights the policy gave, before read_only removed any
+
+    def __post_init__(self) -> None:
+        self.requested = self.requested or self.access
+
+
+@dataclass
+class _Request:
+    """Everything asked for, before the kernel's ABI is considered."""
+
+    handled_fs: int = 0
+    rules: list[_PathRule] = field(default_factory=list)
+    bind_tcp: list[int] | None = None
+    connect_tcp: list[int] | None = None
+    scopes: int = 0
+    logging: int = 0
+    compatibility: Compatibility = Compatibility.BEST_EFFORT
+    read_only: bool = False
+
+
+@dataclass
+class _Plan:
+    abi: int
+    kernel_abi: int
+    compatibility: Compatibility
+    handled_fs: int = 0
+    handled_net: int = 0
+    scopes: int = 0
+    restrict_flags: int = 0
+    rules: list[_PathRule] = field(default_factory=list)
+    ports: dict[int, int] = field(default_factory=dict)
+    skipped: list[SkippedRule] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    absent: str | None = None  # why Landlock cannot be used at all
+
+    @property
+    def enforces(self) -> bool:
+        return bool(self.handled_fs or self.handled_net or self.scopes or self.restrict_flags)
+
+
+def _request(policy: LandlockPolicy | None, read_only: bool) -> _Request:
+    req = _Request(read_only=read_only)
+    runtime = True
+    if policy is not None:
+        req.handled_fs = _ALL_FS
+        for i, rule in enumerate(policy.rules):
+            source = "preset" if rule.preset else "policy"
+            skip = rule.preset or rule.optional or policy.missing_paths == MissingPaths.SKIP
+            req.rules.append(_PathRule(rule.path, int(rule.access), source, skip,
+                                       f"Landlock.Rules[{i}].Path"))
+        req.bind_tcp = None if policy.bind_tcp is None else list(policy.bind_tcp)
+        req.connect_tcp = None if policy.connect_tcp is None else list(policy.connect_tcp)
+        req.scopes = int(policy.scopes)
+        req.logging = int(policy.logging)
+        req.compatibility = Compatibility(policy.compatibility)
+        runtime = policy.runtime
+    if read_only:
+        req.handled_fs |= int(WRITE_RIGHTS)
+        for r in req.rules:
+            r.access &= ~int(WRITE_RIGHTS)
+    if runtime and req.handled_fs:
+        for path, access in RUNTIME_RULES:
+            a = int(access)
+            if read_only:
+                # device nodes stay writable, as on a read-only mount
+                a &= ~int(WRITE_RIGHTS) | int(_A.WRITE_FILE)
+            req.rules.append(_PathRule(path, a, "runtime", True, path))
+    return req
+
+
+def _needs(name: str, need: int, abi: int, kernel: int) -> str:
+    has = f"kernel has {abi}" if abi == kernel else f"kernel has {abi} (capped from {kernel})"
+    return f"{name} needs ABI {need}, {has}"
+
+
+def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
+          absent: str | None = None) -> _Plan:
+    """Mask a request to an ABI. Raises CompatibilityError as the request's
+    compatibility level says; otherwise records every drop."""
+    plan = _Plan(abi=abi, kernel_abi=kernel, compatibility=req.compatibility)
+    want_net = (_N.BIND_TCP if req.bind_tcp is not None else 0) | (
+        _N.CONNECT_TCP if req.connect_tcp is not None else 0)
+    wants = bool(req.handled_fs or want_net or req.scopes or req.logging)
+    if not wants:
+        plan.notes.append("nothing to enforce")
+        return plan
+    if abi == 0:
+        reason = absent or _absent_reason()
+        if kernel > 0:
+            reason = f"Landlock ABI capped to 0 (kernel has {kernel})"
+        if req.compatibility == Compatibility.HARD_REQUIREMENT:
+            raise CompatibilityError("Landlock", f"{reason}; needs ABI 1 (Linux {ABI_LINUX[1]})")
+        plan.absent = reason
+        plan.notes.append(f"not enforced: {reason}")
+        for kind, cls, value in (("fs", _A, req.handled_fs), ("net", _N, int(want_net)),
+                                 ("scope", LandlockScope, req.scopes),
+                                 ("logging", LandlockLogging, req.logging)):
+            for bit in _names(cls, value):
+                plan.dropped.append(Dropped(kind, bit, reason, weakens=kind != "logging"))
+        return plan
+
+    granted = 0
+    for r in req.rules:
+        granted |= r.access
+    # filesystem rights
+    supported_fs = int(fs_rights_for_abi(abi))
+    for bit in _names(_A, req.handled_fs & ~supported_fs):
+        value = int(_A[bit])
+        need = _FS_ABI.get(value, 1)
+        if value == int(_A.REFER):
+            if not granted & value:
+                plan.notes.append("REFER: on ABI 1 every rename or link across directories is"
+                                  " denied, as the policy asks")
+                continue
+            reason = (_needs(bit, need, abi, kernel)
+                      + ": rename and link across directories stay denied")
+            plan.dropped.append(Dropped("fs", bit, reason, weakens=False))
+            continue
+        plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel)))
+    plan.handled_fs = req.handled_fs & supported_fs
+    # network
+    if want_net:
+        if abi >= _NET_ABI:
+            plan.handled_net = int(want_net)
+            for ports, right in ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP)):
+                for p in ports or ():
+                    plan.ports[p] = plan.ports.get(p, 0) | int(right)
+        else:
+            for bit in _names(_N, int(want_net)):
+                plan.dropped.append(Dropped("net", bit, _needs(bit, _NET_ABI, abi, kernel)))
+            for ports, right in ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP)):
+                for p in ports or ():
+                    plan.dropped.append(Dropped(
+                        "port", right.name or "", _needs(right.name or "", _NET_ABI, abi, kernel)
+                        + ": TCP is not restricted", port=p, weakens=False))
+    # scopes
+    if req.scopes:
+        if abi >= _SCOPE_ABI:
+            plan.scopes = req.scopes
+        else:
+            for bit in _names(LandlockScope, req.scopes):
+                plan.dropped.append(Dropped("scope", bit, _needs(bit, _SCOPE_ABI, abi, kernel)))
+    # logging flags, passed to landlock_restrict_self
+    if req.logging:
+        if abi >= _LOGGING_ABI:
+            plan.restrict_flags = req.logging
+        else:
+            for bit in _names(LandlockLogging, req.logging):
+                plan.dropped.append(Dropped("logging", bit, _needs(bit, _LOGGING_ABI, abi, kernel),
+                                            weakens=False))
+    # rules keep what is handled; a rule left with nothing is skipped
+    for r in req.rules:
+        kept = r.access & plan.handled_fs
+        if kept:
+            plan.rules.append(_PathRule(r.path, kept, r.source, r.skip_missing, r.field))
+        elif r.source == "runtime":
+            continue  # a runtime rule with nothing handled is simply not needed
+        elif not r.access:
+            plan.skipped.append(SkippedRule(
+                r.path, f"read-only filesystem: it grants only write rights"
+                f" ({_join(_A, r.requested)})", r.source))
+        else:
+            plan.skipped.append(SkippedRule(
+                r.path, f"its rights ({_join(_A, r.access)}) are not handled on ABI {abi}",
+                r.source))
+    if req.read_only:
+        plan.notes.append("read-only filesystem: no write right granted (runtime device nodes"
+                          " keep WRITE_FILE)")
+    if not plan.handled_fs and plan.rules:
+        plan.rules = []
+    if not (plan.handled_fs or plan.handled_net or plan.scopes) and plan.restrict_flags:
+        # without a ruleset only LOG_SUBDOMAINS_OFF is meaningful (ruleset_fd -1)
+        extra = plan.restrict_flags & ~int(LandlockLogging.SUBDOMAINS_OFF)
+        for bit in _names(LandlockLogging, extra):
+            plan.dropped.append(Dropped("logging", bit, f"{bit} needs a ruleset to apply to",
+                                        weakens=False))
+        plan.restrict_flags &= int(LandlockLogging.SUBDOMAINS_OFF)
+    _errata_notes(plan, errata_mask)
+    if plan.dropped and req.compatibility != Compatibility.BEST_EFFORT:
+        first = plan.dropped[0]
+        more = "; ".join(d.reason for d in plan.dropped[1:])
+        raise CompatibilityError(first.name, first.reason + (f"; also: {more}" if more else ""))
+    return plan
+
+
+def _errata_notes(plan: _Plan, mask: int) -> None:
+    uses = {1: bool(plan.handled_net), 2: bool(plan.scopes & int(LandlockScope.SIGNAL)),
+            3: bool(plan.handled_fs & int(_A.REFER))}
+    for n, (abi, what) in ERRATA.items():
+        if uses[n] and plan.kernel_abi >= abi and not mask & (1 << (n - 1)):
+            plan.notes.append(f"erratum {n} is not fixed in this kernel: {what}")
+
+
+# ── building: the system calls ───────────────────────────────────────────────
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "other"
+
+
+_MISSING = (_errno.ENOENT, _errno.ENOTDIR)
+_STEP = {lib.VE_LANDLOCK_STEP_OPEN: "open", lib.VE_LANDLOCK_STEP_FSTAT: "fstat",
+         lib.VE_LANDLOCK_STEP_ADD_RULE: "landlock_add_rule"}
+
+
+def _build(plan: _Plan) -> CompiledRuleset:
+    rules: list[RuleReport] = []
+    ports: list[PortReport] = []
+    skipped = list(plan.skipped)
+    dropped = list(plan.dropped)
+    fd = -1
+    if plan.handled_fs or plan.handled_net or plan.scopes:
+        fd = lib.ve_landlock_create_ruleset(plan.handled_fs, plan.handled_net, plan.scopes)
+        if fd < 0:
+            raise EnforcementError(
+                -fd, "landlock_create_ruleset",
+                f"fs {_join(_A, plan.handled_fs)}, net {_join(_N, plan.handled_net)},"
+                f" scopes {_join(LandlockScope, plan.scopes)}")
+    try:
+        out = ffi.new("struct ve_landlock_path_rule *")
+        for r in plan.rules:
+            rc = lib.ve_landlock_add_path_rule(fd, os.fsencode(r.path), r.access,
+                                               int(DIR_ONLY_RIGHTS), out)
+            if rc < 0:
+                err = -rc
+                if out.step == lib.VE_LANDLOCK_STEP_OPEN and err in _MISSING:
+                    if r.skip_missing:
+                        skipped.append(SkippedRule(r.path, "does not exist", r.source))
+                        continue
+                    raise PolicyError(r.field, r.path, "does not exist (mark the rule Optional,"
+                                      " or set MissingPaths to 'skip', to skip it)")
+                raise EnforcementError(err, _STEP.get(out.step, "landlock_add_rule"),
+                                       f"{r.path}: {_join(_A, r.access)}")
+            removed = r.access & ~int(out.allowed)
+            if removed:
+                dropped.append(Dropped(
+                    "rule", _join(_A, removed),
+                    f"not a directory ({_kind(out.mode)}): directory rights do not apply",
+                    path=r.path, weakens=False))
+            if out.allowed:
+                rules.append(RuleReport(r.path, _A(int(out.allowed)), _kind(out.mode), r.source))
+            else:
+                skipped.append(SkippedRule(
+                    r.path, f"grants only directory rights ({_join(_A, r.access)}) but is not"
+                    f" a directory", r.source))
+        for port, access in sorted(plan.ports.items()):
+            rc = lib.ve_landlock_add_port_rule(fd, access, port)
+            if rc == -_errno.EAFNOSUPPORT:
+                dropped.append(Dropped("port", _join(_N, access),
+                                       "the kernel has no TCP support (CONFIG_INET)",
+                                       port=port, weakens=False))
+                continue
+            if rc < 0:
+                raise EnforcementError(-rc, "landlock_add_rule",
+                                       f"TCP port {port}: {_join(_N, access)}")
+            ports.append(PortReport(port, _N(access)))
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    if fd < 0 and not plan.restrict_flags:
+        status = "none"
+    elif any(d.weakens for d in dropped):
+        status = "partial"
+    else:
+        status = "full"
+    report = LandlockReport(
+        status=status,
+        abi=plan.abi,
+        kernel_abi=plan.kernel_abi,
+        errata=errata(),
+        compatibility=str(plan.compatibility),
+        handled_fs=_A(plan.handled_fs),
+        handled_net=_N(plan.handled_net),
+        scopes=LandlockScope(plan.scopes),
+        restrict_flags=LandlockLogging(plan.restrict_flags),
+        rules=tuple(rules),
+        ports=tuple(ports),
+        skipped=tuple(skipped),
+        dropped=tuple(dropped),
+        notes=tuple(plan.notes),
+    )
+    return CompiledRuleset(fd, plan.restrict_flags, plan.abi, report)
+
+
+# ── the public entry points ──────────────────────────────────────────────────
+
+
+def compile(  # noqa: A001 - the name the lead's API asks for
+    policy: LandlockPolicy | None,
+    *,
+    read_only: bool = False,
+    abi: int | None = None,
+) -> CompiledRuleset:
+    """Build the kernel ruleset for ``policy`` once, in this process.
+
+    ``read_only``: the seed's ReadOnlyFS (no write right anywhere; without a
+    policy only the write rights are handled). ``abi`` caps the ABI the
+    library believes the kernel has (see also ``assume_abi``).
+
+    Raises PolicyError (invalid policy, or a rule's path that does not exist),
+    CompatibilityError (a requirement the kernel cannot meet) or
+    EnforcementError (the kernel refused a step). Nothing leaks on error.
+    """
+    if policy is not None:
+        if not isinstance(policy, LandlockPolicy):
+            raise PolicyError("Landlock", policy, "is not a LandlockPolicy")
+        policy.validate()
+    if not isinstance(read_only, bool):
+        raise PolicyError("ReadOnlyFS", read_only, "is not a boolean")
+    used = effective_abi(abi)
+    plan = _plan(_request(policy, read_only), used, kernel_abi(), errata())
+    return _build(plan)
+
+
+def _forwarded_ports(config: IsolationConfig) -> list[int]:
+    net = config.network
+    if net is None or net.mode != NetworkMode.PRIVATE:
+        return []
+    return [pf.container_port for pf in net.port_forwards if pf.protocol in ("", "tcp")]
+
+
+def compile_for(config: IsolationConfig, *, abi: int | None = None) -> CompiledRuleset | None:
+    """The ruleset an ``IsolationConfig`` asks for: its Landlock policy, its
+    ReadOnlyFS, and its network mode (``none`` denies all TCP bind and connect
+    unless the policy names ports; port forwards of a ``private`` network allow
+    bind on their container ports when bind is otherwise restricted).
+    None when there is nothing to enforce."""
+    if not isinstance(config, IsolationConfig):
+        raise PolicyError("config", config, "is not an IsolationConfig")
+    config.validate()
+    policy = config.landlock
+    bind = None if policy is None or policy.bind_tcp is None else list(policy.bind_tcp)
+    connect = None if policy is None or policy.connect_tcp is None else list(policy.connect_tcp)
+    if config.network is not None and config.network.mode == NetworkMode.NONE:
+        bind = [] if bind is None else bind
+        connect = [] if connect is None else connect
+    if bind is not None:
+        bind += [p for p in _forwarded_ports(config) if p not in bind]
+    if policy is None and not config.read_only_fs and bind is None and connect is None:
+        return None
+    used = effective_abi(abi)
+    req = _request(policy, config.read_only_fs)
+    req.bind_tcp, req.connect_tcp = bind, connect
+    plan = _plan(req, used, kernel_abi(), errata())
+    return _build(plan)
