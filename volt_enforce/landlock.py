@@ -325,14 +325,14 @@ class Dropped:
     path: str | None = None
     port: int | None = None
     weakens: bool = True
+    abi: int | None = None  # the ABI that has it, when the kernel's ABI is the reason
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "name": self.name, "reason": self.reason,
                              "weakens": self.weakens}
-        if self.path is not None:
-            d["path"] = self.path
-        if self.port is not None:
-            d["port"] = self.port
+        for key in ("path", "port", "abi"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
@@ -600,9 +600,9 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
                 continue
             reason = (_needs(bit, need, abi, kernel)
                       + ": rename and link across directories stay denied")
-            plan.dropped.append(Dropped("fs", bit, reason, weakens=False))
+            plan.dropped.append(Dropped("fs", bit, reason, weakens=False, abi=need))
             continue
-        plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel)))
+        plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel), abi=need))
     plan.handled_fs = req.handled_fs & supported_fs
     # network
     if want_net:
@@ -613,19 +613,21 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
                     plan.ports[p] = plan.ports.get(p, 0) | int(right)
         else:
             for bit in _names(_N, int(want_net)):
-                plan.dropped.append(Dropped("net", bit, _needs(bit, _NET_ABI, abi, kernel)))
+                plan.dropped.append(Dropped("net", bit, _needs(bit, _NET_ABI, abi, kernel),
+                                            abi=_NET_ABI))
             for ports, right in ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP)):
                 for p in ports or ():
                     plan.dropped.append(Dropped(
                         "port", right.name or "", _needs(right.name or "", _NET_ABI, abi, kernel)
-                        + ": TCP is not restricted", port=p, weakens=False))
+                        + ": TCP is not restricted", port=p, weakens=False, abi=_NET_ABI))
     # scopes
     if req.scopes:
         if abi >= _SCOPE_ABI:
             plan.scopes = req.scopes
         else:
             for bit in _names(LandlockScope, req.scopes):
-                plan.dropped.append(Dropped("scope", bit, _needs(bit, _SCOPE_ABI, abi, kernel)))
+                plan.dropped.append(Dropped("scope", bit, _needs(bit, _SCOPE_ABI, abi, kernel),
+                                            abi=_SCOPE_ABI))
     # logging flags, passed to landlock_restrict_self
     if req.logging:
         if abi >= _LOGGING_ABI:
@@ -633,7 +635,7 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
         else:
             for bit in _names(LandlockLogging, req.logging):
                 plan.dropped.append(Dropped("logging", bit, _needs(bit, _LOGGING_ABI, abi, kernel),
-                                            weakens=False))
+                                            weakens=False, abi=_LOGGING_ABI))
     # rules keep what is handled; a rule left with nothing is skipped
     for r in req.rules:
         kept = r.access & plan.handled_fs
@@ -662,6 +664,8 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
                                         weakens=False))
         plan.restrict_flags &= int(LandlockLogging.SUBDOMAINS_OFF)
     _errata_notes(plan, errata_mask)
+    # oldest missing feature first: the one an error names
+    plan.dropped.sort(key=lambda d: d.abi or 0)
     if plan.dropped and req.compatibility != Compatibility.BEST_EFFORT:
         first = plan.dropped[0]
         more = "; ".join(d.reason for d in plan.dropped[1:])
