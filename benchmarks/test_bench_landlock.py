@@ -22,15 +22,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from kernelreq import need_landlock  # noqa: E402
+from kernelreq import need_landlock  # noqa: E402  (tests/ is not a package)
 
-from volt_enforce import server_policy  # noqa: E402
 from volt_enforce import landlock as ll  # noqa: E402
+from volt_enforce import server_policy  # noqa: E402
 from volt_enforce._core import ffi, lib  # noqa: E402
 from volt_enforce.errors import check  # noqa: E402
 

@@ -23,7 +23,7 @@ ALL_FS = int(A.all())
 
 def test_abi_vectors():
     assert ALL_FS == 0xFFFF
-    assert [int(ll.fs_rights_for_abi(n)) for n in range(0, 9)] == [
+    assert [int(ll.fs_rights_for_abi(n)) for n in range(9)] == [
         0, 0x1FFF, 0x3FFF, 0x7FFF, 0x7FFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF]
     assert int(ll.FILE_RIGHTS) == 0xC007
     assert int(ll.DIR_ONLY_RIGHTS) == 0x3FF8
@@ -46,7 +46,8 @@ def test_request_from_policy_and_read_only():
     assert runtime["/dev/null"] == A.READ_FILE | A.WRITE_FILE
     assert runtime["/proc"] == A.READ_ONLY
     plan = ll._plan(req, 7, 7, 0b111)
-    assert [s.path for s in plan.skipped] == ["/b"] and "only write rights" in plan.skipped[0].reason
+    assert [s.path for s in plan.skipped] == ["/b"]
+    assert "only write rights" in plan.skipped[0].reason
 
     bare = ll._request(None, read_only=True)
     assert bare.handled_fs == int(ll.WRITE_RIGHTS)

@@ -21,11 +21,14 @@ What a policy means
   policy names ports); port forwards of a ``private`` network allow bind on
   their container ports.
 * ``scopes`` (ABI 6) are set on the ruleset itself (its ``scoped`` attribute):
-  the sandbox may not connect to abstract UNIX sockets, or send signals to
-  processes, outside its own Landlock domain. No rule can make an exception.
+  the sandbox may not connect to abstract UNIX sockets created, or send signals
+  to processes running, outside its own Landlock domain and the domains nested
+  in it. A datagram ``sendto`` counts as a connect. No rule can make an exception.
 * ``logging`` (ABI 7) is not part of the ruleset: the flags are passed to
-  ``landlock_restrict_self(2)`` (``CompiledRuleset.restrict_flags``). Older
-  kernels refuse unknown flags with EINVAL, so they are masked to the ABI.
+  ``landlock_restrict_self(2)`` (``CompiledRuleset.restrict_flags``) and matter
+  only when audit is enabled. Earlier kernels refuse any flag with EINVAL, so
+  they are masked to the ABI. LOG_SUBDOMAINS_OFF alone may be applied with
+  ruleset fd -1 (nothing else handled); the other flags need a ruleset.
 * ``read_only`` (the seed's ReadOnlyFS): every write right (WRITE_FILE,
   TRUNCATE, REMOVE_*, MAKE_*, REFER) is handled and granted nowhere, except
   WRITE_FILE on the runtime device nodes below, which stay writable as they do
@@ -86,7 +89,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ._core import ffi, lib
 from .errors import CompatibilityError, EnforcementError, PolicyError
@@ -439,7 +443,10 @@ class CompiledRuleset:
         """Set no_new_privs (unless told not to) and enforce the ruleset on the
         calling thread: one C call, no allocation, fit for a child between fork
         and exec (``preexec_fn``). Returns the report. Landlock restricts only
-        the calling thread and what it starts; other threads stay unrestricted."""
+        the calling thread and what it starts; other threads stay unrestricted.
+        From ``preexec_fn`` most of the child's time goes to running Python
+        after fork; a C spawn path calls ``ve_landlock_restrict_self(fd,
+        restrict_flags, 1)`` directly."""
         if self._closed:
             raise ValueError("restrict_self() on a closed CompiledRuleset")
         rc = self._restrict(self._fd, self.restrict_flags, no_new_privs)
@@ -456,7 +463,7 @@ class CompiledRuleset:
         if fd >= 0:
             os.close(fd)
 
-    def __enter__(self) -> "CompiledRuleset":
+    def __enter__(self) -> CompiledRuleset:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -465,7 +472,7 @@ class CompiledRuleset:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finalizer (fd already gone)
+        except OSError:  # never raise from a finalizer (the fd is gone already)
             pass
 
     def __repr__(self) -> str:
@@ -559,84 +566,123 @@ def _needs(name: str, need: int, abi: int, kernel: int) -> str:
     return f"{name} needs ABI {need}, {has}"
 
 
+def _want_net(req: _Request) -> int:
+    return (int(_N.BIND_TCP) if req.bind_tcp is not None else 0) | (
+        int(_N.CONNECT_TCP) if req.connect_tcp is not None else 0)
+
+
 def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
           absent: str | None = None) -> _Plan:
     """Mask a request to an ABI. Raises CompatibilityError as the request's
     compatibility level says; otherwise records every drop."""
     plan = _Plan(abi=abi, kernel_abi=kernel, compatibility=req.compatibility)
-    want_net = (_N.BIND_TCP if req.bind_tcp is not None else 0) | (
-        _N.CONNECT_TCP if req.connect_tcp is not None else 0)
-    wants = bool(req.handled_fs or want_net or req.scopes or req.logging)
-    if not wants:
+    if not (req.handled_fs or _want_net(req) or req.scopes or req.logging):
         plan.notes.append("nothing to enforce")
         return plan
     if abi == 0:
-        reason = absent or _absent_reason()
-        if kernel > 0:
-            reason = f"Landlock ABI capped to 0 (kernel has {kernel})"
-        if req.compatibility == Compatibility.HARD_REQUIREMENT:
-            raise CompatibilityError("Landlock", f"{reason}; needs ABI 1 (Linux {ABI_LINUX[1]})")
-        plan.absent = reason
-        plan.notes.append(f"not enforced: {reason}")
-        for kind, cls, value in (("fs", _A, req.handled_fs), ("net", _N, int(want_net)),
-                                 ("scope", LandlockScope, req.scopes),
-                                 ("logging", LandlockLogging, req.logging)):
-            for bit in _names(cls, value):
-                plan.dropped.append(Dropped(kind, bit, reason, weakens=kind != "logging"))
+        _plan_absent(plan, req, absent or _absent_reason())
         return plan
+    _mask_fs(plan, req)
+    _mask_net(plan, req)
+    _mask_scopes_and_logging(plan, req)
+    _mask_rules(plan, req)
+    _errata_notes(plan, errata_mask)
+    # oldest missing feature first: the one an error names
+    plan.dropped.sort(key=lambda d: d.abi or 0)
+    if plan.dropped and req.compatibility != Compatibility.BEST_EFFORT:
+        first = plan.dropped[0]
+        detail = first.reason
+        if first.abi in ABI_LINUX:
+            detail += f" (ABI {first.abi} came with Linux {ABI_LINUX[first.abi]})"
+        more = "; ".join(d.reason for d in plan.dropped[1:])
+        raise CompatibilityError(first.name, detail + (f"; also: {more}" if more else ""))
+    return plan
 
+
+def _plan_absent(plan: _Plan, req: _Request, reason: str) -> None:
+    """No Landlock (or the ABI capped to 0): everything asked is dropped."""
+    if plan.kernel_abi > 0:
+        reason = f"Landlock ABI capped to 0 (kernel has {plan.kernel_abi})"
+    if req.compatibility == Compatibility.HARD_REQUIREMENT:
+        raise CompatibilityError("Landlock", f"{reason}; needs ABI 1 (Linux {ABI_LINUX[1]})")
+    plan.absent = reason
+    plan.notes.append(f"not enforced: {reason}")
+    for kind, cls, value in (("fs", _A, req.handled_fs), ("net", _N, _want_net(req)),
+                             ("scope", LandlockScope, req.scopes),
+                             ("logging", LandlockLogging, req.logging)):
+        for bit in _names(cls, value):
+            plan.dropped.append(Dropped(kind, bit, reason, weakens=kind != "logging"))
+
+
+def _mask_fs(plan: _Plan, req: _Request) -> None:
+    abi, kernel = plan.abi, plan.kernel_abi
     granted = 0
     for r in req.rules:
         granted |= r.access
-    # filesystem rights
-    supported_fs = int(fs_rights_for_abi(abi))
-    for bit in _names(_A, req.handled_fs & ~supported_fs):
+    supported = int(fs_rights_for_abi(abi))
+    for bit in _names(_A, req.handled_fs & ~supported):
         value = int(_A[bit])
         need = _FS_ABI.get(value, 1)
-        if value == int(_A.REFER):
-            if not granted & value:
-                plan.notes.append("REFER: on ABI 1 every rename or link across directories is"
-                                  " denied, as the policy asks")
-                continue
+        if value != int(_A.REFER):
+            plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel), abi=need))
+        elif granted & value:
             reason = (_needs(bit, need, abi, kernel)
                       + ": rename and link across directories stay denied")
             plan.dropped.append(Dropped("fs", bit, reason, weakens=False, abi=need))
-            continue
-        plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel), abi=need))
-    plan.handled_fs = req.handled_fs & supported_fs
-    # network
-    if want_net:
-        if abi >= _NET_ABI:
-            plan.handled_net = int(want_net)
-            for ports, right in ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP)):
-                for p in ports or ():
-                    plan.ports[p] = plan.ports.get(p, 0) | int(right)
         else:
-            for bit in _names(_N, int(want_net)):
-                plan.dropped.append(Dropped("net", bit, _needs(bit, _NET_ABI, abi, kernel),
-                                            abi=_NET_ABI))
-            for ports, right in ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP)):
-                for p in ports or ():
-                    plan.dropped.append(Dropped(
-                        "port", right.name or "", _needs(right.name or "", _NET_ABI, abi, kernel)
-                        + ": TCP is not restricted", port=p, weakens=False, abi=_NET_ABI))
-    # scopes
-    if req.scopes:
-        if abi >= _SCOPE_ABI:
-            plan.scopes = req.scopes
-        else:
-            for bit in _names(LandlockScope, req.scopes):
-                plan.dropped.append(Dropped("scope", bit, _needs(bit, _SCOPE_ABI, abi, kernel),
-                                            abi=_SCOPE_ABI))
-    # logging flags, passed to landlock_restrict_self
-    if req.logging:
-        if abi >= _LOGGING_ABI:
-            plan.restrict_flags = req.logging
-        else:
-            for bit in _names(LandlockLogging, req.logging):
-                plan.dropped.append(Dropped("logging", bit, _needs(bit, _LOGGING_ABI, abi, kernel),
-                                            weakens=False, abi=_LOGGING_ABI))
-    # rules keep what is handled; a rule left with nothing is skipped
+            plan.notes.append("REFER: on ABI 1 every rename or link across directories is"
+                              " denied, as the policy asks")
+    plan.handled_fs = req.handled_fs & supported
+
+
+def _mask_net(plan: _Plan, req: _Request) -> None:
+    want = _want_net(req)
+    if not want:
+        return
+    abi, kernel = plan.abi, plan.kernel_abi
+    by_right = ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP))
+    if abi >= _NET_ABI:
+        plan.handled_net = want
+        for ports, right in by_right:
+            for p in ports or ():
+                plan.ports[p] = plan.ports.get(p, 0) | int(right)
+        return
+    for bit in _names(_N, want):
+        plan.dropped.append(Dropped("net", bit, _needs(bit, _NET_ABI, abi, kernel), abi=_NET_ABI))
+    for ports, right in by_right:
+        name = right.name or ""
+        for p in ports or ():
+            plan.dropped.append(Dropped(
+                "port", name, _needs(name, _NET_ABI, abi, kernel) + ": TCP is not restricted",
+                port=p, weakens=False, abi=_NET_ABI))
+
+
+def _mask_scopes_and_logging(plan: _Plan, req: _Request) -> None:
+    abi, kernel = plan.abi, plan.kernel_abi
+    if abi >= _SCOPE_ABI:
+        plan.scopes = req.scopes
+    else:
+        for bit in _names(LandlockScope, req.scopes):
+            plan.dropped.append(Dropped("scope", bit, _needs(bit, _SCOPE_ABI, abi, kernel),
+                                        abi=_SCOPE_ABI))
+    # logging flags are not in the ruleset: they go to landlock_restrict_self
+    if abi >= _LOGGING_ABI:
+        plan.restrict_flags = req.logging
+    else:
+        for bit in _names(LandlockLogging, req.logging):
+            plan.dropped.append(Dropped("logging", bit, _needs(bit, _LOGGING_ABI, abi, kernel),
+                                        weakens=False, abi=_LOGGING_ABI))
+    if not (plan.handled_fs or plan.handled_net or plan.scopes) and plan.restrict_flags:
+        # without a ruleset only LOG_SUBDOMAINS_OFF applies (ruleset_fd -1)
+        extra = plan.restrict_flags & ~int(LandlockLogging.SUBDOMAINS_OFF)
+        for bit in _names(LandlockLogging, extra):
+            plan.dropped.append(Dropped("logging", bit, f"{bit} needs a ruleset to apply to",
+                                        weakens=False))
+        plan.restrict_flags &= int(LandlockLogging.SUBDOMAINS_OFF)
+
+
+def _mask_rules(plan: _Plan, req: _Request) -> None:
+    """Rules keep what is handled; a rule left with nothing is skipped."""
     for r in req.rules:
         kept = r.access & plan.handled_fs
         if kept:
@@ -649,28 +695,11 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
                 f" ({_join(_A, r.requested)})", r.source))
         else:
             plan.skipped.append(SkippedRule(
-                r.path, f"its rights ({_join(_A, r.access)}) are not handled on ABI {abi}",
+                r.path, f"its rights ({_join(_A, r.access)}) are not handled on ABI {plan.abi}",
                 r.source))
     if req.read_only:
         plan.notes.append("read-only filesystem: no write right granted (runtime device nodes"
                           " keep WRITE_FILE)")
-    if not plan.handled_fs and plan.rules:
-        plan.rules = []
-    if not (plan.handled_fs or plan.handled_net or plan.scopes) and plan.restrict_flags:
-        # without a ruleset only LOG_SUBDOMAINS_OFF is meaningful (ruleset_fd -1)
-        extra = plan.restrict_flags & ~int(LandlockLogging.SUBDOMAINS_OFF)
-        for bit in _names(LandlockLogging, extra):
-            plan.dropped.append(Dropped("logging", bit, f"{bit} needs a ruleset to apply to",
-                                        weakens=False))
-        plan.restrict_flags &= int(LandlockLogging.SUBDOMAINS_OFF)
-    _errata_notes(plan, errata_mask)
-    # oldest missing feature first: the one an error names
-    plan.dropped.sort(key=lambda d: d.abi or 0)
-    if plan.dropped and req.compatibility != Compatibility.BEST_EFFORT:
-        first = plan.dropped[0]
-        more = "; ".join(d.reason for d in plan.dropped[1:])
-        raise CompatibilityError(first.name, first.reason + (f"; also: {more}" if more else ""))
-    return plan
 
 
 def _errata_notes(plan: _Plan, mask: int) -> None:
@@ -782,7 +811,7 @@ def _build(plan: _Plan) -> CompiledRuleset:
 # ── the public entry points ──────────────────────────────────────────────────
 
 
-def compile(  # noqa: A001 - the name the lead's API asks for
+def compile(  # shadows the builtin inside this module only; callers use ll.compile
     policy: LandlockPolicy | None,
     *,
     read_only: bool = False,
