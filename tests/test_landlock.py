@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from kernelreq import need_landlock
+from kernelreq import need, need_landlock
 from volt_enforce import (
     IsolationConfig,
     LandlockAccess as A,
@@ -496,8 +496,8 @@ def test_tcp_port_zero_allows_ephemeral_bind():
 
 def test_tcp_ipv6_is_restricted_too():
     need_landlock(4)
-    if not socket.has_ipv6 or in_child(None, bind(0, host="::1", family=socket.AF_INET6)) != OK:
-        pytest.skip("kernel lacks IPv6 on loopback")
+    need("IPv6 on loopback", socket.has_ipv6 and in_child(
+        None, bind(0, host="::1", family=socket.AF_INET6)) == OK, "cannot bind [::1]")
     port = _free_port()
     with ll.compile(LandlockPolicy(bind_tcp=[port], runtime=False)) as compiled:
         assert in_child(compiled, bind(port, host="::1", family=socket.AF_INET6)) == OK

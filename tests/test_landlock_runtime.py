@@ -87,9 +87,13 @@ def test_outside_the_rules_is_denied(server, tmp_path, outside):
     assert p.stdout == ""
     assert p.stderr.count("Permission denied") == 5, p.stderr
     assert sorted(os.listdir(outside)) == ["secret"]
-    p = run(server, ["sh", "-c", "echo x > /etc/volt-enforce-test"], tmp_path)
-    assert p.returncode != 0 and "Permission denied" in p.stderr
-    assert not os.path.exists("/etc/volt-enforce-test")
+    etc_file = Path("/etc/volt-enforce-test")
+    try:
+        p = run(server, ["sh", "-c", f"echo x > {etc_file}"], tmp_path)
+        assert p.returncode != 0 and "Permission denied" in p.stderr
+        assert not etc_file.exists()
+    finally:
+        etc_file.unlink(missing_ok=True)
 
 
 def test_without_runtime_rules_devices_and_proc_are_denied(tmp_path):
