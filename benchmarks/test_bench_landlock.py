@@ -19,20 +19,16 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from kernelreq import need_landlock  # noqa: E402  (tests/ is not a package)
-
-from volt_enforce import landlock as ll  # noqa: E402
-from volt_enforce import server_policy  # noqa: E402
-from volt_enforce._core import ffi, lib  # noqa: E402
-from volt_enforce.errors import check  # noqa: E402
+from kernelreq import need_landlock  # on sys.path through benchmarks/conftest.py
+from volt_enforce import landlock as ll
+from volt_enforce import server_policy
+from volt_enforce._core import ffi, lib
+from volt_enforce.errors import check
 
 ROUNDS_FORK = 400
 ROUNDS_SPAWN = 150
