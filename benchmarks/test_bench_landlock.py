@@ -151,11 +151,21 @@ def test_bench_compiled_preexec_fn(benchmark, server, floor_fd):
     record(benchmark, samples, {"preexec_fn_over_c_floor": ("preexec_fn", "c_floor")})
 
 
+@pytest.fixture
+def pypi_landlock():
+    """The PyPI ``landlock`` package (a peer, not a kernel feature)."""
+    try:
+        import landlock
+    except ImportError:
+        pytest.skip("peer not installed")
+    return landlock
+
+
 @bench
-def test_bench_pypi_landlock_preexec_fn(benchmark, server):
+def test_bench_pypi_landlock_preexec_fn(pypi_landlock, benchmark, server):
     """The peer: the PyPI ``landlock`` package building and applying the same rules
     in preexec_fn. Target: the library at least 30x faster."""
-    landlock = pytest.importorskip("landlock", reason="peer not installed")
+    landlock = pypi_landlock
     handled = landlock.FSAccess(int(server.report.handled_fs))
     rules = [(r.path, landlock.FSAccess(int(r.access))) for r in server.report.rules]
 
