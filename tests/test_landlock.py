@@ -721,3 +721,12 @@ def test_read_only_with_policy_removes_write_rights(tree):
         })
     assert got == {"read ro": OK, "write rw": errno.EACCES, "mkdir rw": errno.EACCES,
                    "write /dev/null": OK}
+
+
+def test_policy_compile_method(tree):
+    """LandlockPolicy.compile (the model's entry point) is volt_enforce.landlock.compile."""
+    need_landlock(2)
+    with matrix_policy(tree).compile(abi=2) as compiled:
+        assert isinstance(compiled, ll.CompiledRuleset) and compiled.abi == 2
+        assert compiled.report.handled_fs == ll.fs_rights_for_abi(2)
+        assert in_child(compiled, read(tree / "denied" / "f")) == errno.EACCES
