@@ -151,7 +151,8 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	}
 	if (plan->no_new_privs)
 		CHECK(VE_STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-	if (plan->landlock_fd >= 0)
+	/* fd -1 with LOG_SUBDOMAINS_OFF alone is valid on ABI 7 */
+	if (plan->landlock_fd >= 0 || plan->landlock_flags)
 		CHECK(VE_STEP_LANDLOCK,
 		      syscall(__NR_landlock_restrict_self, plan->landlock_fd,
 			      plan->landlock_flags), 0);

@@ -141,7 +141,7 @@ class Sandbox:
             undo.callback(self.ruleset.close)
             rep.landlock = self.ruleset.report.to_dict()
             ll_fd, ll_flags = self.ruleset.fd, self.ruleset.restrict_flags
-            ll_detail = f"ruleset of {len(config.landlock.rules) if config.landlock else 0} rules"
+            ll_detail = f"ruleset of {len(self.ruleset.report.rules)} rules"
 
         # namespaces
         new_user = bool(config.private_users)
