@@ -150,9 +150,9 @@ def syscalls(env: dict[str, str], prefix: str = "__NR_") -> dict[str, int]:
 def x86_table(arch: str) -> dict[str, int]:
     header = {"x86_64": "asm/unistd_64.h", "i386": "asm/unistd_32.h",
               "x32": "asm/unistd_x32.h"}[arch]
-    env = macros("asm/unistd.h", X86_INCLUDE)  # __X32_SYSCALL_BIT
-    env.update(macros(header, X86_INCLUDE))
-    return syscalls(env)
+    env = macros(header, X86_INCLUDE)
+    table = syscalls(env | {"__X32_SYSCALL_BIT": macros("asm/unistd.h", X86_INCLUDE)["__X32_SYSCALL_BIT"]})
+    return {name: nr for name, nr in table.items() if f"__NR_{name}" in env}
 
 
 def aarch64_table() -> dict[str, int]:

@@ -92,9 +92,13 @@ def _ranges(out: list[tuple[int, Decision]], start: int, table: ArchTable,
             decided: dict[int, Decision], unknown: Decision) -> None:
     """Append [(start, decision)] for start .. the table's highest number, then the
     unknown action after it; equal neighbours merged."""
-    for nr in range(start, table.max_nr + 1):
-        _add(out, nr, decided.get(nr, unknown))
-    _add(out, table.max_nr + 1, unknown)
+    nxt = start
+    for nr in sorted(set(table.syscalls.values())):
+        if nr > nxt:
+            _add(out, nxt, unknown)  # a hole
+        _add(out, nr, decided[nr])
+        nxt = nr + 1
+    _add(out, nxt, unknown)
 
 
 # ---- the graph --------------------------------------------------------------------
@@ -417,39 +421,54 @@ def emit(entry: Node) -> list[Instruction]:
 
 def _fix_long_jumps(items: list[_Item]) -> None:
     """Give every conditional jump longer than 255 a trampoline in reach: a ``ret``
-    with the same value, or a ``ja`` to the target."""
+    with the same value, or a ``ja`` to the target. Trampolines are placed as far
+    forward as they can be, so that later jumps share them; each pass leaves a
+    margin for the trampolines it inserts itself and repeats until none is needed."""
+    window = _MAX_JUMP - 32
     while True:
         index = {id(it): i for i, it in enumerate(items)}
+        inserts: dict[int, list[_Item]] = {}
+        placed: dict[tuple[str, int], list[tuple[int, _Item]]] = {}
         for i, it in enumerate(items):
             if it.op not in ("jeq", "jgt", "jge", "jset"):
                 continue
-            slot = next((s for s in ("t", "f")
-                         if index[id(getattr(it, s))] - i - 1 > _MAX_JUMP), None)
-            if slot is not None:
-                break
-        else:
+            for slot in ("t", "f"):
+                target: _Item = getattr(it, slot)
+                if id(target) not in index or index[id(target)] - i - 1 <= _MAX_JUMP:
+                    continue
+                key = ("ret", target.k) if target.op == "ret" else ("ja", id(target))
+                near = None
+                for q, cand in placed.get(key, ()):
+                    if i < q <= i + window:
+                        near = cand
+                if near is None:
+                    for j in range(i + 1, min(i + 1 + window, len(items))):
+                        cand = items[j]
+                        if (key[0] == "ret" and cand.op == "ret" and cand.k == target.k) or (
+                                cand.op == "ja" and cand.t is target):
+                            near = cand
+                if near is None:
+                    q = i + 1  # after the jump itself: it never falls through
+                    for j in range(min(i + 1 + window, len(items)), i + 1, -1):
+                        if items[j - 1].op not in ("ld", "and"):
+                            q = j
+                            break
+                    if target.op == "ret":
+                        near = _Item("ret", target.k)
+                    else:
+                        near = _Item("ja", 0)
+                        near.t = target
+                    inserts.setdefault(q, []).append(near)
+                    placed.setdefault(key, []).append((q, near))
+                setattr(it, slot, near)
+        if not inserts:
             return
-        target: _Item = getattr(it, slot)
-        near = None
-        for j in range(i + 1, min(i + 1 + _MAX_JUMP, len(items))):
-            cand = items[j]
-            if (target.op == "ret" and cand.op == "ret" and cand.k == target.k) or (
-                    cand.op == "ja" and cand.t is target):
-                near = cand
-        if near is None:
-            # as far forward as possible, where the previous instruction does not fall through
-            q = i + 1
-            for j in range(min(i + 1 + _MAX_JUMP - 16, len(items)), i, -1):
-                if items[j - 1].op not in ("ld", "and"):
-                    q = j
-                    break
-            if target.op == "ret":
-                near = _Item("ret", target.k)
-            else:
-                near = _Item("ja", 0)
-                near.t = target
-            items.insert(q, near)
-        setattr(it, slot, near)
+        merged: list[_Item] = []
+        for i, it in enumerate(items):
+            merged.extend(inserts.get(i, ()))
+            merged.append(it)
+        merged.extend(inserts.get(len(items), ()))
+        items[:] = merged
 
 
 # ---- compile -----------------------------------------------------------------------------------
