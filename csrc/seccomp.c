@@ -84,11 +84,12 @@ long long ve_bench_call_ns(int (*fn)(void *), void *arg)
 	return r < 0 ? r : t1 - t0;
 }
 
-/* Benchmark only: total nanoseconds of iters calls of syscall nr(a0). */
-long long ve_bench_syscall_ns(long nr, unsigned long a0, unsigned long iters)
+/* Benchmark only: total nanoseconds of iters calls of syscall nr(a0, a1). */
+long long ve_bench_syscall_ns(long nr, unsigned long a0, unsigned long a1,
+			      unsigned long iters)
 {
 	long long t0 = now_ns();
 	for (unsigned long i = 0; i < iters; i++)
-		syscall(nr, a0, 0, 0, 0, 0, 0);
+		syscall(nr, a0, a1, 0, 0, 0, 0);
 	return now_ns() - t0;
 }

@@ -28,5 +28,6 @@ int ve_seccomp_load(const void *bpf, unsigned int n_insns, unsigned int flags);
 long ve_test_int80_getpid(void);
 long long ve_bench_load_ns(const void *bpf, unsigned int n_insns, unsigned int flags);
 long long ve_bench_call_ns(int (*fn)(void *), void *arg);
-long long ve_bench_syscall_ns(long nr, unsigned long a0, unsigned long iters);
+long long ve_bench_syscall_ns(long nr, unsigned long a0, unsigned long a1,
+			      unsigned long iters);
 #endif

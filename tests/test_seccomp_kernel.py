@@ -14,10 +14,10 @@ import sys
 import textwrap
 
 import pytest
-
 from kernelreq import need_seccomp
-from volt_enforce import PolicyError, seccomp
 from volt_enforce._core import lib
+
+from volt_enforce import PolicyError, seccomp
 from volt_enforce.seccomp.tables import ARCHES, native_arch
 
 pytestmark = pytest.mark.skipif(native_arch() != "x86_64",
@@ -130,6 +130,13 @@ def test_without_a_filter_the_same_calls_behave_differently():
     # x32 is off in this kernel (ENOSYS) or getpid; either way not the filter's EPERM
     assert got["x32_is_getpid"] or sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"]) == -errno.ENOSYS
     assert got["unknown_470"] == -errno.ENOSYS  # the table covers every syscall of this kernel
+
+
+def test_subarches_let_i386_calls_through():
+    filt = seccomp.compile("default", subarches=("i386",))
+    assert in_child(filt, lambda: lib.ve_test_int80_getpid() == os.getpid()) is True
+    # x32 stays denied: only the ABIs asked for are covered
+    assert in_child(filt, lambda: sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"])) == -errno.EPERM
 
 
 def test_strict_profile_decisions():

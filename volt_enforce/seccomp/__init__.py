@@ -48,8 +48,7 @@ from ..model import SeccompProfile
 from . import bpf, oci, profiles, tables
 from .compiler import compile_policy
 from .filters import SeccompFilter
-from .policy import (ALLOW, KILL_PROCESS, KILL_THREAD, LOG, TRAP, Action, ActionKind, Arg, Op,
-                     Policy, Rule)
+from .policy import ALLOW, KILL_PROCESS, KILL_THREAD, LOG, TRAP, Action, ActionKind, Arg, Op, Policy, Rule
 from .tables import native_arch
 
 __all__ = [

@@ -225,7 +225,8 @@ def _check_memory(insns: Sequence[Instruction]) -> None:
             succ = [pc + 1]
         for s in succ:
             if s < n:
-                valid[s] = mem if valid[s] is None else valid[s] & mem
+                prev = valid[s]
+                valid[s] = mem if prev is None else prev & mem
 
 
 # ---- running ----------------------------------------------------------------------
@@ -333,22 +334,23 @@ def const_allow(insns: Sequence[Instruction], arch: int, nr: int) -> bool:
     reg = 0
     pc = 0
     n = len(insns)
+    ld, ret_k, ja_, and_k, jumps = _LD_W_ABS, _RET_K, _JA, _AND_K, _CONST_JUMP_OPS
     while pc < n:
         code, jt, jf, k = insns[pc]
-        if code == _LD_W_ABS:
+        if code == ld:
             if k == OFF_NR:
                 reg = nr & _U32
             elif k == OFF_ARCH:
                 reg = arch & _U32
             else:
                 return False
-        elif code == lib.BPF_RET | lib.BPF_K:
+        elif code == ret_k:
             return k == lib.SECCOMP_RET_ALLOW
-        elif code == lib.BPF_JMP | lib.BPF_JA:
+        elif code == ja_:
             pc += k
-        elif code in _CONST_JUMPS:
-            pc += jt if _JMP[_op(code)](reg, k) else jf
-        elif code == lib.BPF_ALU | lib.BPF_AND | lib.BPF_K:
+        elif code in jumps:
+            pc += jt if jumps[code](reg, k) else jf
+        elif code == and_k:
             reg &= k
         else:
             return False
@@ -356,7 +358,10 @@ def const_allow(insns: Sequence[Instruction], arch: int, nr: int) -> bool:
     return False
 
 
-_CONST_JUMPS = {lib.BPF_JMP | op | lib.BPF_K for op in _JMP}
+_RET_K = lib.BPF_RET | lib.BPF_K
+_JA = lib.BPF_JMP | lib.BPF_JA
+_AND_K = lib.BPF_ALU | lib.BPF_AND | lib.BPF_K
+_CONST_JUMP_OPS = {lib.BPF_JMP | op | lib.BPF_K: f for op, f in _JMP.items()}
 
 
 # ---- listing ------------------------------------------------------------------------
@@ -423,8 +428,8 @@ def disassemble(insns: Sequence[Instruction],
         elif cls == lib.BPF_ST or cls == lib.BPF_STX:
             text = f"st{'x' if cls == lib.BPF_STX else ''} M[{k}]"
         elif cls == lib.BPF_ALU:
-            op = {v: n for n, v in _ALU_OPS.items()}.get(_op(code), "neg")
-            text = f"{op} {'x' if _src(code) == lib.BPF_X else f'#{k:#x}'}"
+            alu_name = {v: n for n, v in _ALU_OPS.items()}.get(_op(code), "neg")
+            text = f"{alu_name} {'x' if _src(code) == lib.BPF_X else f'#{k:#x}'}"
             loaded = None
         elif cls == lib.BPF_JMP:
             op = _op(code)

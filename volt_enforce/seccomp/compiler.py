@@ -345,7 +345,7 @@ def _topo(entry: Node) -> list[Node]:
 
 
 def thread(entry: Node) -> None:
-    """Jump threading over the DAG, to a fixed point."""
+    """Jump threading over the DAG below ``entry``, to a fixed point."""
     for _ in range(16):
         changed = False
         incoming: dict[int, _State] = {id(entry): _State(None, {})}
@@ -381,17 +381,17 @@ def emit(entry: Node) -> list[Instruction]:
             rets[id(n)] = n
     items: list[_Item] = []
     by_node: dict[int, _Item] = {}
-    for n in list(order) + list(rets.values()):
-        it = _Item(n.op, n.k, n)
-        by_node[id(n)] = it
+    for node in list(order) + list(rets.values()):
+        it = _Item(node.op, node.k, node)
+        by_node[id(node)] = it
         items.append(it)
     for it in list(items):
-        n = it.node
-        if n is None or n.op == "ret":
+        src = it.node
+        if src is None or src.op == "ret":
             continue
-        it.t = by_node[id(n.t)]
-        if n.is_jump:
-            it.f = by_node[id(n.f)]
+        it.t = by_node[id(src.t)]
+        if src.is_jump:
+            it.f = by_node[id(src.f)]
     # ld/and fall through: add a ja where the next node is not placed right after
     out: list[_Item] = []
     for i, it in enumerate(items):
@@ -504,6 +504,7 @@ def compile_policy(policy: Policy, arch: str) -> Program:
             _add(ranges, x32_bit, ((), compat_deny_action(policy)))
     native_tree = b.tree(ranges)
 
+    blocks = list(b.blocks.values())
     other: Node = b.ret(KILL_PROCESS)
     for sub_name in reversed(compat):
         sub_table = ARCHES[sub_name]
@@ -515,12 +516,15 @@ def compile_policy(policy: Policy, arch: str) -> Program:
             sub_ranges: list[tuple[int, Decision]] = []
             _ranges(sub_ranges, 0, sub_table, decisions(policy, sub_table), unknown)
             sub_tree = Node("ld", bpf.OFF_NR, sb.tree(sub_ranges))
+            blocks.extend(sb.blocks.values())
         else:
             sub_tree = deny
         other = Node("jeq", sub_table.audit_arch, sub_tree, other)
     entry = Node("ld", bpf.OFF_ARCH,
                  Node("jeq", native.audit_arch, Node("ld", bpf.OFF_NR, native_tree), other))
-    thread(entry)
+    for block in blocks:  # the search tree is already minimal: only argument tests thread
+        if block.op != "ret":
+            thread(block)
     insns = emit(entry)
     if len(insns) > lib.BPF_MAXINSNS:
         raise PolicyError("profile", policy.name,

@@ -10,7 +10,7 @@ from ..errors import PolicyError, check
 from . import bpf, oci
 from .bpf import Instruction, SeccompData
 from .policy import ALLOW, Action, Policy
-from .tables import ARCHES, canonical_arch, native_arch
+from .tables import ARCHES, ArchTable, canonical_arch, native_arch
 
 __all__ = ["SeccompFilter"]
 
@@ -91,10 +91,11 @@ class SeccompFilter:
         ABI with the x32 bit in nr; names are looked up in that ABI's table) or a raw
         AUDIT_ARCH value. ``args``: up to six unsigned 64-bit values.
         """
+        table: ArchTable | None
         if isinstance(arch, int) and not isinstance(arch, bool):
             audit, table = arch, None
         else:
-            name = self.arch if arch is None else canonical_arch(arch)
+            name = self.arch if arch is None else canonical_arch(arch)  # type: ignore[arg-type]
             table = ARCHES[name]
             audit = table.audit_arch
         if isinstance(nr_or_name, str):
