@@ -1,10 +1,11 @@
 """seccomp benchmarks: ours against libseccomp on Docker's default profile.
 
 Run: pytest benchmarks/test_bench_seccomp.py --benchmark-enable --benchmark-json=out.json
-The figures that matter are in each benchmark's ``extra_info``: medians measured
-in the same run for ours and the baselines, and their ratios. Load time and per-call
-cost are measured inside a fresh child, in C (clock_gettime around the call), and
-reported through a pipe.
+The figures that matter are in each benchmark's ``extra_info``, measured in the same
+run for ours and the baselines (interleaved), with their ratios: medians for compile
+and load time, the minimum over rounds (and the median) for per-call cost. Load time
+and per-call cost are measured inside a fresh child, in C (clock_gettime around the
+call), and reported through a pipe.
 """
 
 from __future__ import annotations
@@ -12,20 +13,16 @@ from __future__ import annotations
 import ctypes
 import os
 import statistics
-import sys
 import time
 
 import pytest
+from kernelreq import need_seccomp  # tests/ is on sys.path (benchmarks/conftest.py)
+from test_seccomp_libseccomp import libseccomp
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-
-from kernelreq import need_seccomp  # noqa: E402
-from test_seccomp_libseccomp import libseccomp  # noqa: E402
-from volt_enforce._core import ffi, lib  # noqa: E402
-
-from volt_enforce import DOCKER_DEFAULT_CAPABILITIES, seccomp  # noqa: E402
-from volt_enforce.seccomp import bpf, profiles  # noqa: E402
-from volt_enforce.seccomp.tables import ARCHES, native_arch  # noqa: E402
+from volt_enforce import DOCKER_DEFAULT_CAPABILITIES, seccomp
+from volt_enforce._core import ffi, lib
+from volt_enforce.seccomp import bpf, profiles
+from volt_enforce.seccomp.tables import ARCHES, native_arch
 
 
 def _rounds(benchmark, enabled: int, disabled: int = 2) -> int:
