@@ -395,3 +395,12 @@ def test_python_model_validation():
         Rule(("read",), Action(ActionKind.TRACE, 1))
     with pytest.raises(PolicyError, match="flags"):
         Policy("p", ALLOW, flags=("SECCOMP_FILTER_FLAG_BOGUS",))
+
+
+def test_argument_width_per_abi():
+    """i386 passes 32-bit arguments (the low word decides); x32 whole 64-bit registers."""
+    p = Policy("w", EPERM, (Rule(("getppid",), ALLOW, (Arg(0, Op.EQ, 5),)),))
+    f = seccomp.compile(p, arch="x86_64", subarches=("i386", "x32"))
+    for arch, wide in (("x86_64", EPERM), ("x32", EPERM), ("i386", ALLOW)):
+        assert f.simulate("getppid", (5,), arch=arch) == ALLOW, arch
+        assert f.simulate("getppid", (5 | 1 << 32,), arch=arch) == wide, arch

@@ -86,7 +86,7 @@ def test_arm_private_calls_and_audit_arches():
     assert ARCHES["i386"].audit_arch == lib.AUDIT_ARCH_I386
     assert ARCHES["aarch64"].audit_arch == lib.AUDIT_ARCH_AARCH64
     assert ARCHES["arm"].audit_arch == lib.AUDIT_ARCH_ARM
-    assert [ARCHES[a].bits for a in ("x86_64", "x32", "i386", "aarch64", "arm")] == [64, 32, 32, 64, 32]
+    assert [ARCHES[a].bits for a in ("x86_64", "x32", "i386", "aarch64", "arm")] == [64, 64, 32, 64, 32]
 
 
 def test_known_names():

@@ -92,10 +92,12 @@ FOREIGN = sorted({
 #: The kernel version the shipped tables describe.
 KERNEL = "6.18"
 
-#: Architecture name -> (AUDIT_ARCH_* constant name, pointer bits).
+#: Architecture name -> (AUDIT_ARCH_* constant name, width of the arguments a filter
+#: sees). x32 has 32-bit pointers but enters through the 64-bit syscall path: its
+#: arguments reach seccomp as whole 64-bit registers.
 ARCHES = {
     "x86_64": ("AUDIT_ARCH_X86_64", 64),
-    "x32": ("AUDIT_ARCH_X86_64", 32),
+    "x32": ("AUDIT_ARCH_X86_64", 64),
     "i386": ("AUDIT_ARCH_I386", 32),
     "aarch64": ("AUDIT_ARCH_AARCH64", 64),
     "arm": ("AUDIT_ARCH_ARM", 32),

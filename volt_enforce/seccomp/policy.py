@@ -5,8 +5,9 @@ already evaluated, so it says exactly which rules apply. Its meaning, for a sysc
 of the rules that name it and whose argument conditions all hold, the one with the
 most severe action wins (the kernel's order: KILL_PROCESS, KILL_THREAD, TRAP, ERRNO,
 LOG, ALLOW), the first in the policy among equals; when none holds, the default
-action. Argument values are unsigned 64-bit; on 32-bit ABIs (i386, x32 pointers
-aside, arm) the kernel passes 32-bit arguments and only the low 32 bits are compared.
+action. Argument values are unsigned 64-bit; on the 32-bit ABIs i386 and arm the
+kernel passes 32-bit arguments and only the low 32 bits are compared (x32 passes
+whole 64-bit registers, like x86_64).
 """
 
 from __future__ import annotations
