@@ -72,14 +72,15 @@ def test_spawn_vs_landlock_rules(benchmark, tmp_path, n):
 
 
 def _syscall_names(n: int) -> list[str]:
-    from volt_enforce.seccomp import syscall_names
+    from volt_enforce.seccomp.tables import arch_table, native_arch
 
     # syscalls /bin/true never makes, so the filter's size is all that changes
     avoid = {"execve", "brk", "mmap", "munmap", "mprotect", "openat", "read", "close", "fstat",
              "newfstatat", "arch_prctl", "set_tid_address", "set_robust_list", "rseq",
              "prlimit64", "exit_group", "access", "pread64", "getrandom", "write", "futex",
              "rt_sigaction", "rt_sigprocmask", "sigaltstack", "exit", "statx", "lseek"}
-    names = [s for s in syscall_names() if s not in avoid]
+    table = arch_table(native_arch()).syscalls
+    names = [s for s in sorted(table, key=table.get) if s not in avoid]
     return names[:n]
 
 

@@ -127,10 +127,11 @@ class Sandbox:
         rep = self.report
 
         # seccomp: compiled (and cached) in the parent; the child loads bytes
-        bpf, sc_detail = b"", ""
+        bpf, sc_detail, sc_flags = b"", "", 0
         if config.seccomp is not None:
             self.seccomp = seccomp.compile(config.seccomp)
             bpf = self.seccomp.bpf
+            sc_flags = self.seccomp.flags  # the profile's OCI flags (LOG, SPEC_ALLOW)
             rep.seccomp = self.seccomp.summary()
             sc_detail = f"profile {self.seccomp.name}, {self.seccomp.instructions} instructions"
 
@@ -211,6 +212,7 @@ class Sandbox:
             landlock_flags=ll_flags,
             landlock_detail=ll_detail,
             bpf=bpf,
+            seccomp_flags=sc_flags,
             seccomp_detail=sc_detail,
             fail_step=fail_step,
         )
