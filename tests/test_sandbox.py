@@ -38,9 +38,12 @@ def _kernel():
 
 
 def _policy(workdir: str) -> LandlockPolicy:
-    """The server preset on the host, plus a writable work directory."""
+    """The server preset on the host, plus a writable work directory and the
+    Python running the tests (which may live outside /usr, e.g. under pyenv)."""
     pol = server_policy("/")
     pol.rules.append(LandlockRule(path=workdir, access=LandlockAccess.READ_WRITE))
+    for prefix in {sys.base_prefix, sys.prefix}:
+        pol.rules.append(LandlockRule(path=prefix, access=LandlockAccess.READ_EXEC))
     return pol
 
 
@@ -170,7 +173,9 @@ def test_popen_interface(work, tmp_path):
 
         r, w = os.pipe()
         try:
-            p = sb.popen(["sh", "-c", f"echo via-fd >&{w}"], pass_fds=[w])
+            # dash cannot redirect to fds above 9: write with Python instead
+            p = sb.popen([sys.executable, "-c", f"import os; os.write({w}, b'via-fd\\n')"],
+                         pass_fds=[w])
             assert p.wait(timeout=10) == 0
             os.close(w)
             w = -1
