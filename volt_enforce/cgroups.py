@@ -1,14 +1,39 @@
-"""cgroups: detection of the host's layout (v2, v1 or hybrid).
+"""cgroups: detection of the host's layout (v2, v1 or hybrid), and ``Cgroup``:
+a cgroup made for one sandbox, with the model's resource limits written, fds
+for placing a child at spawn, statistics, and removal that leaves nothing.
 
-Reads /proc/self/mountinfo and /proc/self/cgroup; nothing here writes.
+Detection reads /proc/self/mountinfo and /proc/self/cgroup and writes nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import select
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-__all__ = ["CgroupMount", "CgroupLayout", "detect"]
+from .errors import CompatibilityError, EnforcementError, PolicyError
+from .model import ResourceLimits
+
+__all__ = [
+    "CgroupMount",
+    "CgroupLayout",
+    "detect",
+    "Cgroup",
+    "CgroupStats",
+    "LimitWrite",
+    "limit_writes",
+    "cpu_weight_to_shares",
+    "io_weight_to_blkio",
+    "io_weight_to_bfq",
+    "cpu_quota_to_max",
+    "CPU_PERIOD_USEC",
+]
 
 _V1_CONTROLLERS = {
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio",
@@ -168,3 +193,812 @@ def detect(mountinfo: str | None = None, self_cgroup: str | None = None) -> Cgro
     else:
         kind = "none"
     return CgroupLayout(kind, v2, tuple(v1))
+
+
+# ── limits: the model's ResourceLimits as cgroup files ───────────────────────
+
+#: The CPU bandwidth period written with a quota (cpu.max, cpu.cfs_period_us), as systemd's default.
+CPU_PERIOD_USEC = 100_000
+_CPU_QUOTA_MIN_USEC = 1_000  # the kernel refuses quotas below 1 ms
+
+#: The controllers limits need, by their cgroup v2 name; v1 names "io" blkio.
+_LIMIT_CONTROLLERS = ("memory", "cpu", "cpuset", "io", "pids")
+_V1_NAME = {"io": "blkio"}
+
+
+def cpu_weight_to_shares(weight: int) -> int:
+    """cgroup v2 ``cpu.weight`` (1..10000, default 100) as v1 ``cpu.shares``
+    (2..262144, default 1024), as systemd converts it: proportional, so that the
+    defaults match (100 -> 1024), clamped to the range of cpu.shares."""
+    return min(max(weight * 1024 // 100, 2), 262144)
+
+
+def io_weight_to_blkio(weight: int) -> int:
+    """``io.weight`` (1..10000, default 100) as v1 CFQ ``blkio.weight``
+    (10..1000, default 500), as systemd converts it: proportional, clamped."""
+    return min(max(weight * 500 // 100, 10), 1000)
+
+
+def io_weight_to_bfq(weight: int) -> int:
+    """``io.weight`` (1..10000, default 100) as BFQ's weight (1..1000, default
+    100), as systemd maps it: the identity up to the default, then linear from
+    100..10000 onto 100..1000."""
+    if weight <= 100:
+        return max(weight, 1)
+    return 100 + (weight - 100) * 900 // 9900
+
+
+def cpu_quota_to_max(percent: float, period: int = CPU_PERIOD_USEC) -> tuple[int, int]:
+    """A CPU quota in percent of one CPU as (quota, period) in microseconds, the
+    two numbers of v2 ``cpu.max`` and of v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``."""
+    quota = max(round(percent * period / 100), _CPU_QUOTA_MIN_USEC)
+    return quota, period
+
+
+@dataclass(frozen=True)
+class LimitWrite:
+    """One limit file to write into a cgroup.
+
+    ``version`` is the hierarchy that holds ``controller`` (2 or 1), or 0 when
+    no hierarchy does. ``value`` None means "the parent's memory nodes" (cpuset.mems),
+    read when the cgroup exists. ``alternatives`` are (file, value) pairs tried,
+    in order, when ``file`` does not exist (BFQ's weight files).
+    """
+
+    field: str
+    controller: str
+    version: int
+    file: str
+    value: str | None
+    alternatives: tuple[tuple[str, str], ...] = ()
+
+
+def limit_writes(limits: ResourceLimits, versions: Mapping[str, int]) -> list[LimitWrite]:
+    """The files and values that enforce ``limits``, in the order to write them.
+
+    ``versions`` maps each controller (v2 names: memory, cpu, cpuset, io, pids) to
+    the hierarchy version that holds it; a controller left out is missing
+    (version 0). Raises PolicyError for a limit that cannot be expressed there.
+    """
+    out: list[LimitWrite] = []
+
+    def add(fld: str, ctrl: str, v2: tuple[str, str | None], v1: tuple[str, str | None],
+            alt2: tuple[tuple[str, str], ...] = (), alt1: tuple[tuple[str, str], ...] = ()) -> None:
+        v = versions.get(ctrl, 0)
+        if v == 1:
+            out.append(LimitWrite(fld, _V1_NAME.get(ctrl, ctrl), 1, v1[0], v1[1], alt1))
+        else:
+            out.append(LimitWrite(fld, ctrl, 2 if v == 2 else 0, v2[0], v2[1], alt2))
+
+    def size(v: int | None, unlimited: str) -> str:
+        return unlimited if v is None else str(v)
+
+    hard = limits.memory_hard_bytes
+    if limits.memory_hard:
+        add("Resources.MemoryHard", "memory", ("memory.max", size(hard, "max")),
+            ("memory.limit_in_bytes", size(hard, "-1")))
+    if limits.memory_soft:
+        soft = limits.memory_soft_bytes
+        # v1's soft limit is a reclaim target under memory pressure, not memory.high's throttle
+        add("Resources.MemorySoft", "memory", ("memory.high", size(soft, "max")),
+            ("memory.soft_limit_in_bytes", size(soft, "-1")))
+    if limits.memory_swap:
+        swap = limits.memory_swap_bytes
+        if versions.get("memory", 0) == 1 and swap is not None:
+            # v1 limits memory plus swap together: memsw = hard + swap
+            if hard is None:
+                raise PolicyError(
+                    "Resources.MemorySwap", limits.memory_swap,
+                    "needs a size in Resources.MemoryHard on cgroup v1, where "
+                    "memory.memsw.limit_in_bytes limits memory and swap together")
+            memsw = str(hard + swap)
+        else:
+            memsw = "-1"
+        add("Resources.MemorySwap", "memory", ("memory.swap.max", size(swap, "max")),
+            ("memory.memsw.limit_in_bytes", memsw))
+    if limits.cpu_weight > 0:
+        add("Resources.CPUWeight", "cpu", ("cpu.weight", str(limits.cpu_weight)),
+            ("cpu.shares", str(cpu_weight_to_shares(limits.cpu_weight))))
+    if limits.cpu_quota:
+        quota, period = cpu_quota_to_max(limits.cpu_quota_percent or 0.0)
+        if versions.get("cpu", 0) == 1:
+            add("Resources.CPUQuota", "cpu", ("", None), ("cpu.cfs_period_us", str(period)))
+            add("Resources.CPUQuota", "cpu", ("", None), ("cpu.cfs_quota_us", str(quota)))
+        else:
+            add("Resources.CPUQuota", "cpu", ("cpu.max", f"{quota} {period}"), ("", None))
+    if limits.cpu_set:
+        cpus = _format_cpus(limits.cpus)
+        add("Resources.CPUSet", "cpuset", ("cpuset.cpus", cpus), ("cpuset.cpus", cpus))
+        add("Resources.CPUSet", "cpuset", ("cpuset.mems", None), ("cpuset.mems", None))
+    if limits.io_weight > 0:
+        w = limits.io_weight
+        add("Resources.IOWeight", "io", ("io.weight", f"default {w}"),
+            ("blkio.weight", str(io_weight_to_blkio(w))),
+            alt2=(("io.bfq.weight", str(io_weight_to_bfq(w))),),
+            alt1=(("blkio.bfq.weight", str(io_weight_to_bfq(w))),))
+    if limits.pids_max > 0:
+        add("Resources.PIDsMax", "pids", ("pids.max", str(limits.pids_max)),
+            ("pids.max", str(limits.pids_max)))
+    return out
+
+
+def _format_cpus(cpus: list[int]) -> str:
+    """Sorted CPU numbers as the kernel's list format ("0-3,5")."""
+    parts: list[str] = []
+    i = 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+# ── statistics ───────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class CgroupStats:
+    """Resource use of a cgroup, from v2 files or their v1 counterparts.
+
+    A field is None when no file of this host provides it.
+    """
+
+    memory_peak: int | None = None  # bytes: memory.peak / memory.max_usage_in_bytes
+    memory_current: int | None = None  # bytes: memory.current / memory.usage_in_bytes
+    cpu_usec: int | None = None  # cpu.stat usage_usec / cpuacct.usage
+    cpu_user_usec: int | None = None
+    cpu_system_usec: int | None = None
+    cpu_throttled_usec: int | None = None  # cpu.stat throttled_usec / throttled_time
+    pids_current: int | None = None
+    pids_peak: int | None = None
+    oom_kills: int | None = None  # memory.events / memory.oom_control oom_kill
+
+    def to_dict(self) -> dict[str, int | None]:
+        return dict(self.__dict__)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_keyed(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.partition(" ")
+                try:
+                    out[k] = int(v)
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return out
+
+
+# ── the cgroup of a sandbox ──────────────────────────────────────────────────
+
+#: The key of the cgroup2 hierarchy in ``Cgroup.paths``; v1 hierarchies are keyed by
+#: their controllers as /proc/self/cgroup lists them ("memory", "cpu,cpuacct").
+V2 = "cgroup2"
+#: The subtree below the current cgroup in which sandboxes' cgroups are made.
+SUBTREE = "volt"
+
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_WAIT_TIMEOUT = 10.0  # seconds for the processes of a cgroup to die after SIGKILL
+_RMDIR_TIMEOUT = 2.0  # seconds of retrying rmdir on EBUSY
+
+
+def _write(path: str, value: str, fld: str | None = None) -> None:
+    """Write ``value`` to a cgroup file in one write(2), checked; errors name the file."""
+    data = value.encode()
+    where = f"{path} <- {value!r}" + (f" ({fld})" if fld else "")
+    step = "write " + os.path.basename(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise EnforcementError(exc.errno or errno.EIO, step, where) from None
+    try:
+        n = os.write(fd, data)
+    except OSError as exc:
+        raise EnforcementError(exc.errno or errno.EIO, step, where) from None
+    finally:
+        os.close(fd)
+    if n != len(data):
+        raise EnforcementError(errno.EIO, step, f"{where}: short write, {n} of {len(data)} bytes")
+
+
+def _name(name: str | None) -> str:
+    if name is None:
+        return "volt-" + secrets.token_hex(6)
+    if not isinstance(name, str):
+        raise PolicyError("name", name, "is not a string")
+    if not name or name in (".", "..") or "/" in name or "\0" in name or "\n" in name:
+        raise PolicyError("name", name, "is not a cgroup directory name")
+    if len(os.fsencode(name)) > 255:
+        raise PolicyError("name", name, "is longer than 255 bytes")
+    return name
+
+
+def _parent_rel(parent: str, layout: CgroupLayout) -> str:
+    """A parent given as a cgroup path ("/a/b") or as a directory under a cgroup
+    mount ("/sys/fs/cgroup/memory/a/b"), as a hierarchy path ("/a/b")."""
+    if not isinstance(parent, str):
+        raise PolicyError("parent", parent, "is not a string")
+    if "\0" in parent or not parent.startswith("/"):
+        raise PolicyError("parent", parent, "is not an absolute cgroup path")
+    parts = [p for p in parent.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise PolicyError("parent", parent, "has '.' or '..' components")
+    clean = "/" + "/".join(parts)
+    mounts = ([layout.v2] if layout.v2 else []) + list(layout.v1)
+    for m in sorted(mounts, key=lambda m: -len(m.path)):
+        if clean == m.path or clean.startswith(m.path.rstrip("/") + "/"):
+            rel = clean[len(m.path):] or "/"
+            return os.path.join(m.root, rel.lstrip("/")) if m.root != "/" else rel
+    return clean
+
+
+def _fs_path(mount: CgroupMount, rel: str) -> str | None:
+    """The directory of hierarchy path ``rel`` under ``mount``, or None if it is not visible."""
+    if mount.root != "/":
+        if rel != mount.root and not rel.startswith(mount.root.rstrip("/") + "/"):
+            return None
+        rel = rel[len(mount.root):]
+    rel = rel.strip("/")
+    return os.path.join(mount.path, rel) if rel else mount.path
+
+
+class Cgroup:
+    """A cgroup made for one sandbox: limits written, placement fds, stats, removal.
+
+    Make one with ``Cgroup.create(limits)``; use it as a context manager, or call
+    ``close()``, which kills whatever still runs in it and removes it.
+
+    On a hybrid host it is one cgroup in the cgroup2 hierarchy (for placement by
+    ``clone3(CLONE_INTO_CGROUP)``) and one in each v1 hierarchy a limit needs,
+    plus memory and pids (and cpuacct without cgroup2) for statistics. On pure
+    v2 it is one cgroup, on pure v1 the v1 ones.
+
+    Attributes:
+        paths: hierarchy key (``"cgroup2"``, or a v1 mount's controllers such as
+            ``"memory"``) -> directory.
+        path: the main directory: the cgroup2 one when there is one.
+        clone_fd: the cgroup2 directory, opened O_RDONLY|O_DIRECTORY|O_CLOEXEC for
+            CLONE_INTO_CGROUP; -1 without a cgroup2 cgroup.
+        v2_procs_fd: the cgroup2 ``cgroup.procs`` (O_WRONLY|O_CLOEXEC), for a child
+            to join by writing "0" where clone3 is refused; -1 without one.
+        procs_fds: ``cgroup.procs`` of every v1 cgroup (O_WRONLY|O_CLOEXEC); the
+            child writes "0" into each to join.
+        procs_paths: the paths of ``procs_fds``, in the same order.
+        report: ``{"written": {file: value}, "skipped": {file: reason}}``.
+    """
+
+    paths: dict[str, str]
+    path: str
+    clone_fd: int
+    v2_procs_fd: int
+    procs_fds: tuple[int, ...]
+    procs_paths: tuple[str, ...]
+    report: dict[str, dict[str, str]]
+
+    def __init__(self) -> None:
+        # Cgroup.create builds instances; a bare one owns nothing
+        self.paths = {}
+        self.path = ""
+        self.clone_fd = -1
+        self.v2_procs_fd = -1
+        self.procs_fds = ()
+        self.procs_paths = ()
+        self.report = {"written": {}, "skipped": {}}
+        self.best_effort = False
+        self._created: list[str] = []  # our sandbox cgroups, in creation order
+        self._made_parents: list[str] = []  # "volt" subtrees this object made
+        self._freezer: str | None = None  # the v1 freezer cgroup, for killing without cgroup.kill
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ---- creation ----------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        limits: ResourceLimits,
+        parent: str | None = None,
+        name: str | None = None,
+        *,
+        best_effort: bool = False,
+        statistics: bool = True,
+        layout: CgroupLayout | None = None,
+    ) -> "Cgroup":
+        """Make the cgroup(s) for ``limits`` and write them.
+
+        ``parent``: a cgroup path as /proc/self/cgroup spells it ("/a/b"), or a
+        directory under a cgroup mount, which names the same path in every
+        hierarchy; it must exist in each hierarchy used. By default the cgroups
+        are made in a ``volt`` subtree below this process's cgroup when that is
+        writable, else below the hierarchy's root (as root).
+        ``name``: the directory name (default ``volt-<random>``).
+        ``best_effort``: a limit whose controller or file this host lacks is skipped
+        and reported in ``report["skipped"]`` instead of raising CompatibilityError.
+        ``statistics``: also join memory and pids (v1: and cpuacct without cgroup2)
+        for ``stats()``, where the host has them; each is one more write at spawn.
+        ``layout``: the host's layout (default: ``detect()``).
+
+        Raises PolicyError for bad arguments and limits the host cannot express,
+        CompatibilityError for missing controllers or files, EnforcementError for
+        a refused mkdir or write; whatever was made is removed first.
+        """
+        if not isinstance(limits, ResourceLimits):
+            raise PolicyError("limits", limits, "is not a ResourceLimits")
+        limits.validate()
+        name = _name(name)
+        if layout is None:
+            layout = detect()
+        rel_parent = _parent_rel(parent, layout) if parent is not None else None
+        if layout.kind == "none":
+            raise CompatibilityError("cgroups", "no cgroup hierarchy is mounted (/proc/self/mountinfo)")
+        self = cls()
+        self.best_effort = bool(best_effort)
+        try:
+            self._build(limits, layout, rel_parent, parent, name, statistics)
+        except BaseException:
+            self._rollback()
+            raise
+        return self
+
+    def _skip(self, key: str, reason: str, exc: Exception) -> None:
+        if not self.best_effort:
+            raise exc
+        self.report["skipped"][key] = reason
+
+    def _build(self, limits: ResourceLimits, layout: CgroupLayout, rel_parent: str | None,
+               parent: str | None, name: str, statistics: bool) -> None:
+        versions: dict[str, int] = {}
+        for ctrl in _LIMIT_CONTROLLERS:
+            if layout.v2 is not None and ctrl in layout.v2.controllers:
+                versions[ctrl] = 2
+            elif layout.v1_mount(_V1_NAME.get(ctrl, ctrl)) is not None:
+                versions[ctrl] = 1
+        writes = limit_writes(limits, versions)
+
+        usable: list[LimitWrite] = []
+        for w in writes:
+            if w.version == 0:
+                reason = (f"no cgroup hierarchy here has the {w.controller} controller "
+                          f"({layout.kind} host)")
+                self._skip(w.file, reason, CompatibilityError(
+                    f"cgroup controller {w.controller}", f"{w.field} needs {w.file}; {reason}"))
+            else:
+                usable.append(w)
+
+        # which hierarchies: (mount, controllers needed by limits, optional controllers)
+        v2_need = sorted({w.controller for w in usable if w.version == 2})
+        v2_stats = [c for c in ("memory", "pids") if statistics and layout.v2 is not None
+                    and c in layout.v2.controllers and c not in v2_need]
+        v1_mounts: list[tuple[CgroupMount, bool]] = []  # (mount, required)
+
+        def want_v1(ctrl: str, required: bool) -> None:
+            m = layout.v1_mount(ctrl)
+            if m is None:
+                return
+            for i, (have, req) in enumerate(v1_mounts):
+                if have is m:
+                    v1_mounts[i] = (m, req or required)
+                    return
+            v1_mounts.append((m, required))
+
+        for w in usable:
+            if w.version == 1:
+                want_v1(w.controller, True)
+        if statistics:
+            for ctrl in ("memory", "pids") + (("cpuacct",) if layout.v2 is None else ()):
+                want_v1(ctrl, False)
+
+        dirs: dict[str, str] = {}  # hierarchy key -> our cgroup directory
+        parents: dict[str, str] = {}
+        if layout.v2 is not None:
+            try:
+                p = self._parent_dir(layout.v2, rel_parent, parent, V2)
+                enabled = self._enable(layout.v2, p, v2_need, v2_stats)
+                for c in v2_need:
+                    if c not in enabled:
+                        for w in usable:
+                            if w.controller == c and w.version == 2:
+                                w_reason = f"the {c} controller could not be enabled in {p}"
+                                self.report["skipped"][w.file] = w_reason
+                usable = [w for w in usable if w.version != 2 or w.controller in enabled]
+                dirs[V2] = self._mkdir(p, name, layout.v2, rel_parent)
+                parents[V2] = os.path.dirname(dirs[V2])
+            except EnforcementError as exc:
+                if v2_need or not self.best_effort or exc.errno not in _NOT_ALLOWED:
+                    raise
+                self.report["skipped"][V2] = f"no cgroup2 cgroup for placement: {exc}"
+            # cgroup.kill (5.14) kills atomically; without it the v1 freezer helps
+            if V2 in dirs and not os.path.exists(os.path.join(dirs[V2], "cgroup.kill")):
+                want_v1("freezer", False)
+        else:
+            want_v1("freezer", False)
+
+        for m, required in v1_mounts:
+            key = ",".join(m.controllers)
+            try:
+                p = self._parent_dir(m, rel_parent, parent, key)
+                dirs[key] = self._mkdir(p, name, m, rel_parent)
+                parents[key] = os.path.dirname(dirs[key])
+            except EnforcementError as exc:
+                # a hierarchy joined only for statistics may be closed to us (not delegated)
+                if required or exc.errno not in _NOT_ALLOWED:
+                    raise
+                self.report["skipped"][key] = f"not joined for statistics: {exc}"
+                continue
+            if "freezer" in m.controllers:
+                self._freezer = dirs[key]
+        if not dirs:
+            why = "; ".join(f"{k}: {v}" for k, v in self.report["skipped"].items())
+            raise CompatibilityError("cgroups", f"no cgroup could be made ({layout.kind} host)"
+                                     + (f": {why}" if why else ""))
+
+        for w in usable:
+            key = V2 if w.version == 2 else ",".join(layout.v1_mount(w.controller).controllers)  # type: ignore[union-attr]
+            d = dirs.get(key)
+            if d is None:
+                continue
+            self._apply(w, d, parents[key])
+
+        self.paths = dirs
+        self.path = dirs.get(V2) or next(
+            (dirs[k] for k in ("memory", "pids") if k in dirs), next(iter(dirs.values())))
+        if V2 in dirs:
+            self.clone_fd = os.open(dirs[V2], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.v2_procs_fd = os.open(os.path.join(dirs[V2], "cgroup.procs"),
+                                       os.O_WRONLY | os.O_CLOEXEC)
+        fds, paths = [], []
+        for key, d in dirs.items():
+            if key != V2:
+                paths.append(os.path.join(d, "cgroup.procs"))
+                fds.append(os.open(paths[-1], os.O_WRONLY | os.O_CLOEXEC))
+                self.procs_fds = tuple(fds)
+        self.procs_paths = tuple(paths)
+
+    def _parent_dir(self, mount: CgroupMount, rel_parent: str | None, parent: str | None,
+                    key: str) -> str:
+        """The directory to make our cgroup in (making the ``volt`` subtree when default)."""
+        if rel_parent is not None:
+            d = _fs_path(mount, rel_parent)
+            if d is None or not os.path.isdir(d):
+                raise PolicyError("parent", parent, f"is not a cgroup in the {key} hierarchy "
+                                  f"({d or 'outside ' + mount.path + ' (mounted root ' + mount.root + ')'} "
+                                  f"does not exist)")
+            return d
+        cur = mount.current_path
+        if cur is not None and os.access(cur, os.W_OK):
+            base = cur
+        elif os.geteuid() == 0:
+            base = mount.path
+        else:
+            raise EnforcementError(errno.EACCES, "cgroup parent",
+                                   f"{cur or mount.path} is not writable (not delegated to this "
+                                   f"user), and this process is not root; pass parent=")
+        return os.path.join(base, SUBTREE)
+
+    def _make_subtree(self, d: str, mount: CgroupMount) -> None:
+        try:
+            os.mkdir(d, 0o755)
+            self._made_parents.append(d)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise EnforcementError(exc.errno or errno.EIO, "mkdir", d) from None
+        if "cpuset" in mount.controllers and mount.version == 1:
+            # a v1 cpuset child starts with no CPUs and no memory nodes: give it the parent's
+            up = os.path.dirname(d)
+            for f, src in (("cpuset.cpus", "cpuset.effective_cpus"),
+                           ("cpuset.mems", "cpuset.effective_mems")):
+                if not _read(os.path.join(d, f)).strip():
+                    _write(os.path.join(d, f), _read(os.path.join(up, src)).strip() or "\n")
+
+    def _mkdir(self, parent_dir: str, name: str, mount: CgroupMount,
+               rel_parent: str | None) -> str:
+        path = os.path.join(parent_dir, name)
+        for _ in range(5):
+            if rel_parent is None:
+                self._make_subtree(parent_dir, mount)
+            try:
+                os.mkdir(path, 0o755)
+            except FileNotFoundError:
+                if rel_parent is None:
+                    continue  # another Cgroup removed the empty subtree meanwhile: make it again
+                raise EnforcementError(errno.ENOENT, "mkdir", path) from None
+            except OSError as exc:
+                raise EnforcementError(exc.errno or errno.EIO, "mkdir", path) from None
+            self._created.append(path)
+            return path
+        raise EnforcementError(errno.ENOENT, "mkdir", f"{path}: its parent keeps disappearing")
+
+    def _enable(self, mount: CgroupMount, d: str, need: list[str], optional: list[str]) -> set[str]:
+        """Enable controllers for the children of ``d`` (cgroup2), along the path
+        from the mount down. Returns the controllers available to d's children."""
+        if mount.version != 2 or not (need or optional):
+            return set()
+        if not os.path.isdir(d):
+            self._make_subtree(d, mount)
+        enabled: set[str] = set()
+        for ctrls, required in ((need, True), (optional, False)):
+            for c in ctrls:
+                try:
+                    self._enable_one(mount, d, c)
+                    enabled.add(c)
+                except (EnforcementError, CompatibilityError) as exc:
+                    if required:
+                        self._skip(c, str(exc), exc)
+                    else:
+                        self.report["skipped"][c] = f"not enabled for statistics: {exc}"
+        return enabled
+
+    def _enable_one(self, mount: CgroupMount, d: str, ctrl: str) -> None:
+        subtree = os.path.join(d, "cgroup.subtree_control")
+        if ctrl in _read(subtree).split():
+            return
+        if ctrl not in _read(os.path.join(d, "cgroup.controllers")).split():
+            if os.path.normpath(d) == os.path.normpath(mount.path):
+                raise CompatibilityError(f"cgroup v2 controller {ctrl}",
+                                         f"{mount.path}/cgroup.controllers does not offer it")
+            self._enable_one(mount, os.path.dirname(d), ctrl)
+        try:
+            _write(subtree, "+" + ctrl)
+        except EnforcementError as exc:
+            if exc.errno == errno.EBUSY and _read(os.path.join(d, "cgroup.procs")).strip():
+                raise EnforcementError(
+                    errno.EBUSY, "enable controller",
+                    f"{subtree} <- '+{ctrl}': {d} has processes of its own, and cgroup v2 "
+                    f"lets only a cgroup without processes enable controllers for its children "
+                    f"(the 'no internal processes' rule); pass parent= a cgroup without "
+                    f"processes, or move this process into a leaf cgroup first") from None
+            raise
+
+    def _apply(self, w: LimitWrite, d: str, parent_dir: str) -> None:
+        value = w.value
+        if w.file in ("cpuset.cpus", "cpuset.mems"):
+            eff = _read(os.path.join(parent_dir, _effective(w.file, w.version))).strip()
+            if value is None:
+                value = eff
+            elif w.file == "cpuset.cpus":
+                from .model import parse_cpuset
+
+                have = set(parse_cpuset(eff)) if eff else set()
+                want = set(parse_cpuset(value))
+                if not want <= have:
+                    raise PolicyError(w.field, value, f"names CPUs outside the parent's "
+                                      f"{os.path.join(parent_dir, _effective(w.file, w.version))} "
+                                      f"({eff or 'empty'})")
+        assert value is not None
+        for f, v in ((w.file, value),) + w.alternatives:
+            path = os.path.join(d, f)
+            if os.path.exists(path):
+                _write(path, v, w.field)
+                self.report["written"][f] = v
+                return
+        tried = ", ".join([w.file] + [f for f, _ in w.alternatives])
+        reason = f"{d} has no {tried} (the kernel or its I/O scheduler lacks it)"
+        self._skip(w.file, reason, CompatibilityError(f"cgroup file {w.file}", f"{w.field}: {reason}"))
+
+    # ---- statistics ----------------------------------------------------------
+
+    def stats(self) -> CgroupStats:
+        """Resource use so far (after a run: peak memory, CPU time, PIDs, OOM kills)."""
+        vals: dict[str, int | None] = {}
+
+        def put(k: str, v: int | None) -> None:
+            if vals.get(k) is None and v is not None:
+                vals[k] = v
+
+        def us(ns: int | None) -> int | None:
+            return None if ns is None else ns // 1000
+
+        v2 = self.paths.get(V2)
+        if v2:
+            put("memory_peak", _read_int(os.path.join(v2, "memory.peak")))
+            put("memory_current", _read_int(os.path.join(v2, "memory.current")))
+            cs = _read_keyed(os.path.join(v2, "cpu.stat"))
+            put("cpu_usec", cs.get("usage_usec"))
+            put("cpu_user_usec", cs.get("user_usec"))
+            put("cpu_system_usec", cs.get("system_usec"))
+            put("cpu_throttled_usec", cs.get("throttled_usec"))
+            put("pids_current", _read_int(os.path.join(v2, "pids.current")))
+            put("pids_peak", _read_int(os.path.join(v2, "pids.peak")))
+            put("oom_kills", _read_keyed(os.path.join(v2, "memory.events")).get("oom_kill"))
+        for key, d in self.paths.items():
+            if key == V2:
+                continue
+            ctrls = key.split(",")
+            if "memory" in ctrls:
+                put("memory_peak", _read_int(os.path.join(d, "memory.max_usage_in_bytes")))
+                put("memory_current", _read_int(os.path.join(d, "memory.usage_in_bytes")))
+                put("oom_kills", _read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill"))
+            if "cpuacct" in ctrls:
+                put("cpu_usec", us(_read_int(os.path.join(d, "cpuacct.usage"))))
+                put("cpu_user_usec", us(_read_int(os.path.join(d, "cpuacct.usage_user"))))
+                put("cpu_system_usec", us(_read_int(os.path.join(d, "cpuacct.usage_sys"))))
+            if "cpu" in ctrls:
+                put("cpu_throttled_usec",
+                    us(_read_keyed(os.path.join(d, "cpu.stat")).get("throttled_time")))
+            if "pids" in ctrls:
+                put("pids_current", _read_int(os.path.join(d, "pids.current")))
+                put("pids_peak", _read_int(os.path.join(d, "pids.peak")))
+        return CgroupStats(**vals)
+
+    def pids(self) -> list[int]:
+        """The processes in any of this object's cgroups."""
+        out: set[int] = set()
+        for d in self.paths.values():
+            for tok in _read(os.path.join(d, "cgroup.procs")).split():
+                out.add(int(tok))
+        return sorted(out)
+
+    # ---- removal ---------------------------------------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroups (does not wait for them to die)."""
+        v2 = self.paths.get(V2)
+        if v2 and os.path.exists(os.path.join(v2, "cgroup.kill")):
+            try:
+                _write(os.path.join(v2, "cgroup.kill"), "1")
+            except EnforcementError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        self._kill_listed()
+
+    def _kill_listed(self) -> None:
+        """SIGKILL what cgroup.procs lists; under the v1 freezer, frozen first so
+        nothing forks between the read and the kill."""
+        if self._freezer is not None and _read(os.path.join(self._freezer, "cgroup.procs")).strip():
+            state = os.path.join(self._freezer, "freezer.state")
+            _write(state, "FROZEN")
+            try:
+                deadline = time.monotonic() + 1.0
+                delay = 0.0002
+                while _read(state).strip() != "FROZEN" and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.01)
+                self._sigkill(self.pids())
+            finally:
+                _write(state, "THAWED")  # killed tasks die only once thawed
+        self._sigkill(self.pids())
+
+    @staticmethod
+    def _sigkill(pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _wait_empty(self, timeout: float) -> None:
+        """Wait until no process is left: ``populated 0`` in cgroup2's cgroup.events
+        (woken by POLLPRI), and empty v1 cgroup.procs (killing again what is listed)."""
+        deadline = time.monotonic() + timeout
+        v2 = self.paths.get(V2)
+        if v2:
+            has_kill = os.path.exists(os.path.join(v2, "cgroup.kill"))
+            try:
+                fd = os.open(os.path.join(v2, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    poller = select.poll()
+                    poller.register(fd, select.POLLPRI)
+                    while True:
+                        ev = os.pread(fd, 4096, 0).decode()
+                        if "populated 0" in ev.splitlines():
+                            break
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise EnforcementError(errno.EBUSY, "cgroup removal",
+                                                   f"{v2}: processes still running after "
+                                                   f"{timeout:g} s ({ev.split(chr(10))[0]})")
+                        if not has_kill:
+                            self._kill_listed()
+                        poller.poll(min(left, 0.05 if not has_kill else left) * 1000)
+                finally:
+                    os.close(fd)
+        delay = 0.0002
+        while True:
+            left_pids = [p for key, d in self.paths.items() if key != V2
+                         for p in _read(os.path.join(d, "cgroup.procs")).split()]
+            if not left_pids:
+                return
+            if time.monotonic() >= deadline:
+                raise EnforcementError(errno.EBUSY, "cgroup removal",
+                                       f"processes {' '.join(left_pids[:10])} still running "
+                                       f"after {timeout:g} s")
+            self._kill_listed()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    def close(self, timeout: float = _WAIT_TIMEOUT) -> None:
+        """Kill what is left, wait for it to be gone, remove the cgroups and close
+        the fds. Idempotent; a failure leaves the object open for another try."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._created:
+                    self.kill()
+                    self._wait_empty(timeout)
+            finally:
+                self._close_fds()
+            failed = self._remove_dirs()
+            if failed:
+                raise EnforcementError(errno.EBUSY, "rmdir", ", ".join(failed))
+            self._closed = True
+
+    def _close_fds(self) -> None:
+        for fd in (self.clone_fd, self.v2_procs_fd) + self.procs_fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.clone_fd = self.v2_procs_fd = -1
+        self.procs_fds = ()
+
+    def _remove_dirs(self) -> list[str]:
+        failed = []
+        for path in reversed(self._created):
+            deadline = time.monotonic() + _RMDIR_TIMEOUT
+            delay = 0.0005
+            while True:
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    # EBUSY while the last tasks finish exiting; bounded
+                    if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                        failed.append(f"{path}: {exc.strerror}")
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+        self._created = [p for p in self._created if os.path.isdir(p)]
+        for d in reversed(self._made_parents):
+            try:
+                os.rmdir(d)  # only when empty: other sandboxes may still use the subtree
+            except OSError:
+                pass
+        self._made_parents = [d for d in self._made_parents if os.path.isdir(d)]
+        return failed
+
+    def _rollback(self) -> None:
+        self._close_fds()
+        self._remove_dirs()
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Cgroup":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Cgroup {self.path or '-'} ({state})>"
+
+
+def _effective(file: str, version: int) -> str:
+    """The parent file that says which CPUs or memory nodes a child may use."""
+    if version == 2:
+        return file + ".effective"
+    return {"cpuset.cpus": "cpuset.effective_cpus", "cpuset.mems": "cpuset.effective_mems"}[file]
