@@ -366,6 +366,19 @@ def test_io_weight_written_or_named_as_missing(host):
             assert set(cg.report["written"]) & set(files)
 
 
+def test_the_default_io_weight_needs_no_file(host):
+    ver = host.controller_version("io") or (1 if host.v1_mount("blkio") else None)
+    if ver is None:
+        need_cgroup_v1("blkio")
+    with Cgroup.create(ResourceLimits(io_weight=100)) as cg:
+        written, skipped = cg.report["written"], cg.report["skipped"]
+        main = "io.weight" if ver == 2 else "blkio.weight"
+        # either a weight file took the default, or there is none and nothing needed it
+        assert bool(written) != (main in skipped)
+        if main in skipped:
+            assert "100 is the default" in skipped[main]
+
+
 # ── statistics ───────────────────────────────────────────────────────────────
 
 
@@ -487,6 +500,35 @@ def test_a_crashing_child_leaves_nothing(host):
             return 0
 
         assert exit_code(run_in(cg, body)[0]) == "signal SIGSEGV"
+
+
+def test_detach_keeps_the_cgroups_and_what_runs_in_them(host):
+    cg = Cgroup.create(ResourceLimits(pids_max=10))
+    pid, _ = _spawn_family(cg, 0, ignore_term=False)
+    paths = dict(cg.paths)
+    try:
+        cg.detach()
+        with pytest.raises(ValueError):
+            cg.kill()
+        cg.close()
+        assert cg.closed and cg.clone_fd == -1 and cg.procs_fds == ()
+        assert all(os.path.isdir(d) for d in paths.values())
+        assert not _gone(pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for d in paths.values():
+            for _ in range(200):
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError as exc:
+                    assert exc.errno == errno.EBUSY
+                    time.sleep(0.005)
+            try:
+                os.rmdir(os.path.dirname(d))  # the volt subtree, empty now
+            except OSError:
+                pass
 
 
 # ── errors ─────────────────────────────────────────────────────────────────

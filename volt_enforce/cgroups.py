@@ -251,6 +251,8 @@ class LimitWrite:
     file: str
     value: str | None
     alternatives: tuple[tuple[str, str], ...] = ()
+    #: the value is the kernel's default, so a missing file changes nothing
+    is_default: bool = False
 
 
 def limit_writes(limits: ResourceLimits, versions: Mapping[str, int]) -> list[LimitWrite]:
@@ -263,12 +265,13 @@ def limit_writes(limits: ResourceLimits, versions: Mapping[str, int]) -> list[Li
     out: list[LimitWrite] = []
 
     def add(fld: str, ctrl: str, v2: tuple[str, str | None], v1: tuple[str, str | None],
-            alt2: tuple[tuple[str, str], ...] = (), alt1: tuple[tuple[str, str], ...] = ()) -> None:
+            alt2: tuple[tuple[str, str], ...] = (), alt1: tuple[tuple[str, str], ...] = (),
+            is_default: bool = False) -> None:
         v = versions.get(ctrl, 0)
         if v == 1:
-            out.append(LimitWrite(fld, _V1_NAME.get(ctrl, ctrl), 1, v1[0], v1[1], alt1))
+            out.append(LimitWrite(fld, _V1_NAME.get(ctrl, ctrl), 1, v1[0], v1[1], alt1, is_default))
         else:
-            out.append(LimitWrite(fld, ctrl, 2 if v == 2 else 0, v2[0], v2[1], alt2))
+            out.append(LimitWrite(fld, ctrl, 2 if v == 2 else 0, v2[0], v2[1], alt2, is_default))
 
     def size(v: int | None, unlimited: str) -> str:
         return unlimited if v is None else str(v)
@@ -315,7 +318,9 @@ def limit_writes(limits: ResourceLimits, versions: Mapping[str, int]) -> list[Li
         add("Resources.IOWeight", "io", ("io.weight", f"default {w}"),
             ("blkio.weight", str(io_weight_to_blkio(w))),
             alt2=(("io.bfq.weight", str(io_weight_to_bfq(w))),),
-            alt1=(("blkio.bfq.weight", str(io_weight_to_bfq(w))),))
+            alt1=(("blkio.bfq.weight", str(io_weight_to_bfq(w))),),
+            # without a weight-aware I/O scheduler every cgroup weighs the default
+            is_default=w == 100)
     if limits.pids_max > 0:
         add("Resources.PIDsMax", "pids", ("pids.max", str(limits.pids_max)),
             ("pids.max", str(limits.pids_max)))
@@ -502,6 +507,7 @@ class Cgroup:
         self._made_parents: list[str] = []  # "volt" subtrees this object made
         self._freezer: str | None = None  # the v1 freezer cgroup, for killing without cgroup.kill
         self._closed = False
+        self._detached = False
         self._lock = threading.Lock()
 
     # ---- creation ----------------------------------------------------------
@@ -605,18 +611,15 @@ class Cgroup:
         parents: dict[str, str] = {}
         if layout.v2 is not None:
             try:
-                p = self._parent_dir(layout.v2, rel_parent, parent, V2)
-                enabled = self._enable(layout.v2, p, v2_need, v2_stats)
-                for c in v2_need:
-                    if c not in enabled:
-                        for w in usable:
-                            if w.controller == c and w.version == 2:
-                                w_reason = f"the {c} controller could not be enabled in {p}"
-                                self.report["skipped"][w.file] = w_reason
+                p, enabled = self._v2_parent(layout.v2, rel_parent, parent, v2_need, v2_stats)
+                for w in usable:
+                    if w.version == 2 and w.controller not in enabled:
+                        self.report["skipped"][w.file] = self.report["skipped"][w.controller]
                 usable = [w for w in usable if w.version != 2 or w.controller in enabled]
                 dirs[V2] = self._mkdir(p, name, layout.v2, rel_parent)
-                parents[V2] = os.path.dirname(dirs[V2])
+                parents[V2] = p
             except EnforcementError as exc:
+                # on a hybrid host cgroup2 only places the child: best effort may go without
                 if v2_need or not self.best_effort or exc.errno not in _NOT_ALLOWED:
                     raise
                 self.report["skipped"][V2] = f"no cgroup2 cgroup for placement: {exc}"
@@ -631,7 +634,7 @@ class Cgroup:
             try:
                 p = self._parent_dir(m, rel_parent, parent, key)
                 dirs[key] = self._mkdir(p, name, m, rel_parent)
-                parents[key] = os.path.dirname(dirs[key])
+                parents[key] = p
             except EnforcementError as exc:
                 # a hierarchy joined only for statistics may be closed to us (not delegated)
                 if required or exc.errno not in _NOT_ALLOWED:
@@ -722,25 +725,41 @@ class Cgroup:
             return path
         raise EnforcementError(errno.ENOENT, "mkdir", f"{path}: its parent keeps disappearing")
 
-    def _enable(self, mount: CgroupMount, d: str, need: list[str], optional: list[str]) -> set[str]:
+    def _v2_parent(self, mount: CgroupMount, rel_parent: str | None, parent: str | None,
+                   need: list[str], optional: list[str]) -> tuple[str, set[str]]:
+        """The cgroup2 parent directory, with the controllers enabled for its children.
+
+        Below a current cgroup that has processes no controller can be enabled (the
+        "no internal processes" rule); as root, the default then moves to the
+        ``volt`` subtree below the hierarchy's root, which is exempt from it."""
+        p = self._parent_dir(mount, rel_parent, parent, V2)
+        errors = self._enable(mount, p, need)
+        top = os.path.join(mount.path, SUBTREE)
+        if errors and rel_parent is None and p != top and os.geteuid() == 0:
+            top_errors = self._enable(mount, top, need)
+            if len(top_errors) < len(errors):
+                p, errors = top, top_errors
+        for ctrl, exc in errors.items():
+            self._skip(ctrl, str(exc), exc)
+        opt_errors = self._enable(mount, p, optional)
+        for ctrl, exc in opt_errors.items():
+            self.report["skipped"][ctrl] = f"not enabled for statistics: {exc}"
+        return p, (set(need) - set(errors)) | (set(optional) - set(opt_errors))
+
+    def _enable(self, mount: CgroupMount, d: str, ctrls: list[str]) -> dict[str, EnforcementError]:
         """Enable controllers for the children of ``d`` (cgroup2), along the path
-        from the mount down. Returns the controllers available to d's children."""
-        if mount.version != 2 or not (need or optional):
-            return set()
+        from the mount down; the ones that could not be, with why."""
+        errors: dict[str, EnforcementError] = {}
+        if not ctrls:
+            return errors
         if not os.path.isdir(d):
             self._make_subtree(d, mount)
-        enabled: set[str] = set()
-        for ctrls, required in ((need, True), (optional, False)):
-            for c in ctrls:
-                try:
-                    self._enable_one(mount, d, c)
-                    enabled.add(c)
-                except (EnforcementError, CompatibilityError) as exc:
-                    if required:
-                        self._skip(c, str(exc), exc)
-                    else:
-                        self.report["skipped"][c] = f"not enabled for statistics: {exc}"
-        return enabled
+        for c in ctrls:
+            try:
+                self._enable_one(mount, d, c)
+            except EnforcementError as exc:
+                errors[c] = exc
+        return errors
 
     def _enable_one(self, mount: CgroupMount, d: str, ctrl: str) -> None:
         subtree = os.path.join(d, "cgroup.subtree_control")
@@ -787,6 +806,9 @@ class Cgroup:
                 return
         tried = ", ".join([w.file] + [f for f, _ in w.alternatives])
         reason = f"{d} has no {tried} (the kernel or its I/O scheduler lacks it)"
+        if w.is_default:
+            self.report["skipped"][w.file] = f"{reason}; {value} is the default, nothing to change"
+            return
         self._skip(w.file, reason, CompatibilityError(f"cgroup file {w.file}", f"{w.field}: {reason}"))
 
     # ---- statistics ----------------------------------------------------------
@@ -846,18 +868,27 @@ class Cgroup:
 
     def kill(self) -> None:
         """SIGKILL every process in the cgroups (does not wait for them to die)."""
-        v2 = self.paths.get(V2)
-        if v2 and os.path.exists(os.path.join(v2, "cgroup.kill")):
-            try:
-                _write(os.path.join(v2, "cgroup.kill"), "1")
-            except EnforcementError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-        self._kill_listed()
+        if self._detached:
+            raise ValueError("the cgroup is detached: this process lives in it")
+        self._kill_listed(self._v2_kill())
 
-    def _kill_listed(self) -> None:
-        """SIGKILL what cgroup.procs lists; under the v1 freezer, frozen first so
-        nothing forks between the read and the kill."""
+    def _v2_kill(self) -> bool:
+        """cgroup.kill (5.14): kills atomically, forks included. False where it is missing."""
+        v2 = self.paths.get(V2)
+        if not v2 or not os.path.exists(os.path.join(v2, "cgroup.kill")):
+            return False
+        try:
+            _write(os.path.join(v2, "cgroup.kill"), "1")
+        except EnforcementError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        return True
+
+    def _kill_listed(self, v2_killed: bool) -> None:
+        """SIGKILL what cgroup.procs lists (the v1 cgroups, and cgroup2 without
+        cgroup.kill); under the v1 freezer, frozen first so nothing forks between
+        the read and the kill."""
+        dirs = [d for k, d in self.paths.items() if k != V2 or not v2_killed]
         if self._freezer is not None and _read(os.path.join(self._freezer, "cgroup.procs")).strip():
             state = os.path.join(self._freezer, "freezer.state")
             _write(state, "FROZEN")
@@ -867,18 +898,10 @@ class Cgroup:
                 while _read(state).strip() != "FROZEN" and time.monotonic() < deadline:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.01)
-                self._sigkill(self.pids())
+                _kill_members(dirs)
             finally:
                 _write(state, "THAWED")  # killed tasks die only once thawed
-        self._sigkill(self.pids())
-
-    @staticmethod
-    def _sigkill(pids: list[int]) -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_members(dirs)
 
     def _wait_empty(self, timeout: float) -> None:
         """Wait until no process is left: ``populated 0`` in cgroup2's cgroup.events
@@ -905,7 +928,7 @@ class Cgroup:
                                                    f"{v2}: processes still running after "
                                                    f"{timeout:g} s ({ev.split(chr(10))[0]})")
                         if not has_kill:
-                            self._kill_listed()
+                            self._kill_listed(False)
                         poller.poll(min(left, 0.05 if not has_kill else left) * 1000)
                 finally:
                     os.close(fd)
@@ -919,7 +942,7 @@ class Cgroup:
                 raise EnforcementError(errno.EBUSY, "cgroup removal",
                                        f"processes {' '.join(left_pids[:10])} still running "
                                        f"after {timeout:g} s")
-            self._kill_listed()
+            self._kill_listed(True)
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
@@ -931,7 +954,7 @@ class Cgroup:
                 return
             try:
                 if self._created:
-                    self.kill()
+                    self._kill_listed(self._v2_kill())
                     self._wait_empty(timeout)
             finally:
                 self._close_fds()
@@ -939,6 +962,15 @@ class Cgroup:
             if failed:
                 raise EnforcementError(errno.EBUSY, "rmdir", ", ".join(failed))
             self._closed = True
+
+    def detach(self) -> None:
+        """Keep the cgroups for good: this process joined them (applying a sandbox to
+        itself), so ``close()`` must neither kill what is inside nor remove them;
+        it only closes the fds."""
+        with self._lock:
+            self._detached = True
+            self._created = []
+            self._made_parents = []
 
     def _close_fds(self) -> None:
         for fd in (self.clone_fd, self.v2_procs_fd) + self.procs_fds:
@@ -995,6 +1027,34 @@ class Cgroup:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Cgroup {self.path or '-'} ({state})>"
+
+
+def _members(dirs: list[str]) -> set[int]:
+    return {int(tok) for d in dirs for tok in _read(os.path.join(d, "cgroup.procs")).split()}
+
+
+def _kill_members(dirs: list[str]) -> None:
+    """SIGKILL the processes listed in the cgroup.procs of ``dirs``.
+
+    Each pid is pinned with a pidfd and signalled only if it is still listed
+    after that, so a pid reused by a process outside is never signalled."""
+    fds: dict[int, int] = {}
+    try:
+        for pid in _members(dirs):
+            try:
+                fds[pid] = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+        still = _members(dirs) if fds else set()
+        for pid, fd in fds.items():
+            if pid in still:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 def _effective(file: str, version: int) -> str:
