@@ -857,12 +857,8 @@ class Cgroup:
         return CgroupStats(**vals)
 
     def pids(self) -> list[int]:
-        """The processes in any of this object's cgroups."""
-        out: set[int] = set()
-        for d in self.paths.values():
-            for tok in _read(os.path.join(d, "cgroup.procs")).split():
-                out.add(int(tok))
-        return sorted(out)
+        """The processes in any of this object's cgroups (and cgroups made inside them)."""
+        return sorted(_members(list(self.paths.values())))
 
     # ---- removal ---------------------------------------------------------------
 
@@ -884,12 +880,12 @@ class Cgroup:
                 raise
         return True
 
-    def _kill_listed(self, v2_killed: bool) -> None:
-        """SIGKILL what cgroup.procs lists (the v1 cgroups, and cgroup2 without
-        cgroup.kill); under the v1 freezer, frozen first so nothing forks between
-        the read and the kill."""
-        dirs = [d for k, d in self.paths.items() if k != V2 or not v2_killed]
-        if self._freezer is not None and _read(os.path.join(self._freezer, "cgroup.procs")).strip():
+    def _kill_listed(self, skip_v2: bool) -> None:
+        """SIGKILL what cgroup.procs lists (the v1 cgroups, and cgroup2 unless
+        cgroup.kill did it); under the v1 freezer, frozen first so nothing forks
+        between the read and the kill."""
+        dirs = [d for k, d in self.paths.items() if k != V2 or not skip_v2]
+        if self._freezer is not None and _members([self._freezer]):
             state = os.path.join(self._freezer, "freezer.state")
             _write(state, "FROZEN")
             try:
@@ -934,14 +930,13 @@ class Cgroup:
                     os.close(fd)
         delay = 0.0002
         while True:
-            left_pids = [p for key, d in self.paths.items() if key != V2
-                         for p in _read(os.path.join(d, "cgroup.procs")).split()]
+            left_pids = sorted(_members([d for key, d in self.paths.items() if key != V2]))
             if not left_pids:
                 return
             if time.monotonic() >= deadline:
                 raise EnforcementError(errno.EBUSY, "cgroup removal",
-                                       f"processes {' '.join(left_pids[:10])} still running "
-                                       f"after {timeout:g} s")
+                                       f"processes {' '.join(map(str, left_pids[:10]))} still "
+                                       f"running after {timeout:g} s")
             self._kill_listed(True)
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
@@ -984,7 +979,9 @@ class Cgroup:
 
     def _remove_dirs(self) -> list[str]:
         failed = []
-        for path in reversed(self._created):
+        # children first: cgroups the workload made inside ours, deepest first
+        doomed = [d for top in reversed(self._created) for d in reversed(_tree(top))]
+        for path in doomed:
             deadline = time.monotonic() + _RMDIR_TIMEOUT
             delay = 0.0005
             while True:
@@ -1029,8 +1026,18 @@ class Cgroup:
         return f"<Cgroup {self.path or '-'} ({state})>"
 
 
+def _tree(top: str) -> list[str]:
+    """A cgroup and the cgroups below it, parents before children."""
+    out = [top]
+    for dirpath, dirnames, _ in os.walk(top):
+        out.extend(os.path.join(dirpath, d) for d in dirnames)
+    return out
+
+
 def _members(dirs: list[str]) -> set[int]:
-    return {int(tok) for d in dirs for tok in _read(os.path.join(d, "cgroup.procs")).split()}
+    """The processes in ``dirs`` and below (v1's cgroup.procs lists only its own)."""
+    return {int(tok) for top in dirs for d in _tree(top)
+            for tok in _read(os.path.join(d, "cgroup.procs")).split()}
 
 
 def _kill_members(dirs: list[str]) -> None:
