@@ -15,10 +15,10 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 from .errors import CompatibilityError, EnforcementError, PolicyError
-from .model import ResourceLimits
+from .model import ResourceLimits, parse_cpuset
 
 __all__ = [
     "CgroupMount",
@@ -33,6 +33,8 @@ __all__ = [
     "io_weight_to_bfq",
     "cpu_quota_to_max",
     "CPU_PERIOD_USEC",
+    "SUBTREE",
+    "V2",
 ]
 
 _V1_CONTROLLERS = {
@@ -667,7 +669,7 @@ class Cgroup:
             if key != V2:
                 paths.append(os.path.join(d, "cgroup.procs"))
                 fds.append(os.open(paths[-1], os.O_WRONLY | os.O_CLOEXEC))
-                self.procs_fds = tuple(fds)
+                self.procs_fds = tuple(fds)  # at once, so a rollback closes what is open
         self.procs_paths = tuple(paths)
 
     def _parent_dir(self, mount: CgroupMount, rel_parent: str | None, parent: str | None,
@@ -789,8 +791,6 @@ class Cgroup:
             if value is None:
                 value = eff
             elif w.file == "cpuset.cpus":
-                from .model import parse_cpuset
-
                 have = set(parse_cpuset(eff)) if eff else set()
                 want = set(parse_cpuset(value))
                 if not want <= have:
