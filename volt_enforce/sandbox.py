@@ -196,9 +196,7 @@ class Sandbox:
             undo.callback(self.cgroup.close)
         if self.cgroup is not None:
             procs_fds = tuple(self.cgroup.procs_fds)
-            procs_paths = tuple(
-                f"{p}/cgroup.procs" for h, p in self.cgroup.paths.items() if h != "cgroup2"
-            )
+            procs_paths = tuple(self.cgroup.procs_paths)
             rep.cgroup = {"paths": dict(self.cgroup.paths), **self.cgroup.report}
 
         self.plan = _spawn.Plan(
