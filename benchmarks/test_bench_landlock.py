@@ -16,6 +16,7 @@ stats in the JSON are in-child nanoseconds. Ratios go to ``extra_info``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import statistics
 import subprocess
@@ -170,6 +171,9 @@ def test_bench_pypi_landlock_preexec_fn(pypi_landlock, benchmark, server):
     rules = [(r.path, landlock.FSAccess(int(r.access))) for r in server.report.rules]
 
     def pypi() -> None:
+        # the package reads ctypes' errno, not the result: a stale errno left by
+        # any earlier ctypes call in this process would fail it spuriously
+        ctypes.set_errno(0)
         ruleset = landlock.Ruleset(restrict_rules=handled)
         for path, access in rules:
             ruleset.allow(path, rules=access)

@@ -8,6 +8,7 @@ are installed: the PyPI `landlock` and `pyseccomp` packages in preexec_fn
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -110,6 +111,7 @@ def test_peer_landlock_pyseccomp_preexec(benchmark):
             pass  # a name this libseccomp does not know
 
     def preexec():
+        ctypes.set_errno(0)  # the package reads ctypes' errno, not the result
         rs = landlock.Ruleset()
         rs.allow(*paths)
         rs.apply()
