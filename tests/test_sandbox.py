@@ -356,13 +356,16 @@ def _volt_cgroups() -> list[str]:
 def test_no_fd_or_cgroup_leak_after_1000_spawns(work):
     need_cgroup2()
     need_cgroup_v1("pids")
+    volt_enforce.sandbox.clear_cache()
     before_fds, before_cg = _fds(), _volt_cgroups()
     cfg = _config(work, resources=ResourceLimits(pids_max=64))
     with Sandbox(cfg) as sb:
         for _ in range(1000):
             assert sb.run(["/bin/true"]).returncode == 0
-    for _ in range(20):  # one sandbox (and cgroup) per call
+    for _ in range(20):  # one sandbox (and cgroup) per call; the ruleset is reused
         assert volt_enforce.run(["/bin/true"], isolation=cfg).returncode == 0
+    assert _fds() == before_fds + 1  # the one cached ruleset
+    volt_enforce.sandbox.clear_cache()
     assert _fds() == before_fds
     assert _volt_cgroups() == before_cg
 

@@ -18,13 +18,16 @@ any step fails the target is not executed and the caller gets an
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from collections import OrderedDict
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from . import spawn as _spawn
+from ._core import lib
 from .errors import EnforcementError, PolicyError
 from .model import (
     CAPABILITIES,
@@ -34,24 +37,34 @@ from .model import (
     SeccompProfile,
 )
 
-__all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self"]
+__all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache"]
 
 
 @dataclass
 class EnforcementReport:
-    """What was enforced for a sandbox, and what was dropped and why."""
+    """What was enforced for a sandbox, and what was dropped and why.
 
-    landlock: dict[str, Any] | None = None
-    seccomp: dict[str, Any] | None = None
+    ``landlock`` is the ruleset's ``LandlockReport`` and ``seccomp`` the
+    ``SeccompFilter``'s summary; ``to_dict()`` gives the whole report as JSON-able
+    data (built on demand: spawning never pays for formatting it).
+    """
+
+    landlock: Any = None  # volt_enforce.landlock.LandlockReport
+    seccomp_filter: Any = None  # volt_enforce.seccomp.SeccompFilter
     cgroup: dict[str, Any] | None = None
     namespaces: list[str] = field(default_factory=list)
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def seccomp(self) -> dict[str, Any] | None:
+        """The seccomp filter's summary (profile, instructions, cacheable, ...)."""
+        return self.seccomp_filter.summary() if self.seccomp_filter is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "landlock": self.landlock,
+            "landlock": self.landlock.to_dict() if self.landlock is not None else None,
             "seccomp": self.seccomp,
             "cgroup": self.cgroup,
             "namespaces": list(self.namespaces),
@@ -59,6 +72,50 @@ class EnforcementReport:
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
         }
+
+
+_RULESETS: "OrderedDict[tuple, Any]" = OrderedDict()
+_RULESETS_MAX = 32
+_RULESETS_LOCK = threading.Lock()
+
+
+def _shared_ruleset(config: IsolationConfig, abi: int | None) -> Any:
+    """A compiled ruleset for this config from a small LRU cache.
+
+    Rulesets are immutable once built; an entry dropped from the cache is closed
+    when the last sandbox using it lets go of it (CompiledRuleset.__del__).
+    """
+    from . import landlock
+
+    presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
+    key = (config.to_json(), presets, abi, landlock.effective_abi(abi))
+    with _RULESETS_LOCK:
+        hit = _RULESETS.get(key)
+        if hit is not None:
+            _RULESETS.move_to_end(key)
+            return hit
+    ruleset = landlock.compile_for(config, abi=abi)
+    with _RULESETS_LOCK:
+        _RULESETS[key] = ruleset
+        while len(_RULESETS) > _RULESETS_MAX:
+            _RULESETS.popitem(last=False)
+    return ruleset
+
+
+def clear_cache() -> None:
+    """Drop the compiled rulesets ``run``/``Popen(isolation=...)`` keep for reuse
+    (after a rule's path was replaced, for instance)."""
+    with _RULESETS_LOCK:
+        _RULESETS.clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _namespace_error(flag: int) -> str | None:
+    """Why unshare(flag) fails here, or None; probed once per process."""
+    from ._core import lib as _lib
+
+    r = _lib.ve_probe_unshare(flag)
+    return None if r == 0 else os.strerror(-r)
 
 
 def _kept_capabilities(config: IsolationConfig) -> list[str] | None:
@@ -82,6 +139,9 @@ class Sandbox:
     be skipped and reported instead of failing (Landlock follows its policy's
     ``compatibility``). ``no_new_privs`` is set in children unless False.
     ``fail_step`` (tests only) makes that enforcement step fail in the child.
+    ``share_compiled`` takes the Landlock ruleset from a process-wide cache of
+    identical configs (what ``volt_enforce.run`` and ``Popen(isolation=...)`` do):
+    the paths of such a ruleset were resolved when it was first built.
     """
 
     def __init__(
@@ -94,6 +154,7 @@ class Sandbox:
         no_new_privs: bool = True,
         landlock_abi: int | None = None,
         fail_step: str | None = None,
+        share_compiled: bool = False,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -107,6 +168,7 @@ class Sandbox:
         self.report = EnforcementReport()
         self._closed = False
         self._own_cgroup = True
+        self._share_compiled = share_compiled
         self._lock = threading.Lock()
         self._report_r = self._report_w = -1
         self.ruleset: Any = None
@@ -122,7 +184,7 @@ class Sandbox:
     def _prepare(self, config: IsolationConfig, cgroup_parent: str | None, cgroup: Any,
                  best_effort: bool, no_new_privs: bool, landlock_abi: int | None, fail_step: str | None,
                  undo: contextlib.ExitStack) -> None:
-        from . import kernel, landlock, seccomp
+        from . import landlock, seccomp
 
         rep = self.report
 
@@ -132,15 +194,19 @@ class Sandbox:
             self.seccomp = seccomp.compile(config.seccomp)
             bpf = self.seccomp.bpf
             sc_flags = self.seccomp.flags  # the profile's OCI flags (LOG, SPEC_ALLOW)
-            rep.seccomp = self.seccomp.summary()
+            rep.seccomp_filter = self.seccomp
             sc_detail = f"profile {self.seccomp.name}, {self.seccomp.instructions} instructions"
 
         # Landlock: the ruleset is built once; children only restrict_self
-        self.ruleset = landlock.compile_for(config, abi=landlock_abi)
+        if self._share_compiled:
+            self.ruleset = _shared_ruleset(config, landlock_abi)
+        else:
+            self.ruleset = landlock.compile_for(config, abi=landlock_abi)
         ll_fd, ll_flags, ll_detail = -1, 0, ""
-        if self.ruleset is not None:
+        if self.ruleset is not None and not self._share_compiled:
             undo.callback(self.ruleset.close)
-            rep.landlock = self.ruleset.report.to_dict()
+        if self.ruleset is not None:
+            rep.landlock = self.ruleset.report
             ll_fd, ll_flags = self.ruleset.fd, self.ruleset.restrict_flags
             ll_detail = f"ruleset of {len(self.ruleset.report.rules)} rules"
 
@@ -148,22 +214,21 @@ class Sandbox:
         new_user = bool(config.private_users)
         mode = config.network.effective_mode if config.network is not None else None
         new_net = mode in (NetworkMode.NONE, NetworkMode.PRIVATE)
-        probe = kernel.probe() if (new_user or new_net) else None
         if new_user:
-            if probe is not None and not probe.user_namespaces:
+            userns_error = _namespace_error(lib.CLONE_NEWUSER)
+            if userns_error:
                 if not best_effort:
-                    raise EnforcementError(0, "user_namespace",
-                                           f"not available: {probe.user_namespaces_error}")
-                rep.notes.append(f"private_users dropped: {probe.user_namespaces_error}")
+                    raise EnforcementError(0, "user_namespace", f"not available: {userns_error}")
+                rep.notes.append(f"private_users dropped: {userns_error}")
                 new_user = False
             else:
                 rep.namespaces.append("user")
         if new_net:
-            if probe is not None and not probe.network_namespaces:
+            netns_error = _namespace_error(lib.CLONE_NEWNET)
+            if netns_error:
                 if not best_effort:
-                    raise EnforcementError(0, "network_namespace",
-                                           f"not available: {probe.network_namespaces_error}")
-                rep.notes.append(f"network namespace dropped: {probe.network_namespaces_error}")
+                    raise EnforcementError(0, "network_namespace", f"not available: {netns_error}")
+                rep.notes.append(f"network namespace dropped: {netns_error}")
                 new_net = False
             else:
                 rep.namespaces.append("network")
@@ -293,7 +358,7 @@ class Sandbox:
         self._closed = True
         errors: list[BaseException] = []
         for closer in (
-            getattr(self.ruleset, "close", None),
+            None if self._share_compiled else getattr(self.ruleset, "close", None),
             getattr(self.cgroup, "close", None) if self._own_cgroup else None,
         ):
             if closer is not None:
@@ -342,8 +407,6 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
                 "calling one; pass allow_threads=True to accept that",
             )
         if sb.seccomp is not None and sb.seccomp.instructions:
-            from ._core import lib
-
             plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
     if sb.cgroup is not None:
@@ -377,7 +440,7 @@ class Popen(subprocess.Popen):
         if sandbox is not None and isolation is not None:
             raise ValueError("pass isolation= or sandbox=, not both")
         self._own_sandbox = sandbox is None
-        self.sandbox = sandbox if sandbox is not None else Sandbox(isolation)
+        self.sandbox = sandbox if sandbox is not None else Sandbox(isolation, share_compiled=True)
         self.report = self.sandbox.report
         try:
             super().__init__(args, **kwargs)
@@ -481,7 +544,7 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
         if isolation is not None:
             raise ValueError("pass isolation= or sandbox=, not both")
         return _run(args, sandbox=sandbox, **kwargs)
-    with Sandbox(isolation) as sb:
+    with Sandbox(isolation, share_compiled=True) as sb:
         return _run(args, sandbox=sb, **kwargs)
 
 
