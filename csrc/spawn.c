@@ -411,6 +411,9 @@ int ve_spawn(const struct ve_spawn_args *args, const struct ve_plan *plan,
 			} else {
 				pthread_sigmask(SIG_SETMASK, &old, NULL);
 				munmap(stack, VE_CHILD_STACK);
+				/* with a target cgroup, the kernel's refusal is about it */
+				if (args->cgroup_fd >= 0)
+					return fail(res, VE_STEP_CGROUP, err, -2);
 				return fail(res, VE_STEP_CLONE, err, 0);
 			}
 		} else {

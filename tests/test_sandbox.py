@@ -376,3 +376,29 @@ def test_closed_sandbox_refuses(work):
     with pytest.raises(ValueError):
         sb.run(["true"])
     sb.close()  # idempotent
+
+
+def test_refused_cgroup_placement_names_the_cgroup(tmp_path):
+    """A cgroup2 directory the kernel refuses to place a child in (it has a
+    controller enabled for its children and so may hold no process): the spawn
+    fails naming the cgroup step, and nothing runs."""
+    need_cgroup2()
+    from volt_enforce.spawn import spawn
+
+    layout = volt_enforce.probe().cgroups
+    d = os.path.join(layout.v2.current_path, f"volt-test-{os.getpid()}")
+    os.mkdir(d)
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.rmdir(d)  # a removed cgroup refuses new members
+        marker = tmp_path / "ran"
+        try:
+            with pytest.raises(EnforcementError) as ei:
+                spawn(["sh", "-c", f"touch {marker}"], cgroup_fd=fd)
+        finally:
+            os.close(fd)
+        assert ei.value.step == "cgroup" and "CLONE_INTO_CGROUP" in str(ei.value)
+        assert not marker.exists()
+    finally:
+        if os.path.isdir(d):
+            os.rmdir(d)

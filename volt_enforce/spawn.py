@@ -153,7 +153,7 @@ class Plan:
         detail = None
         if step == lib.VE_STEP_CGROUP:
             paths = self.details.procs_paths
-            detail = paths[index] if 0 <= index < len(paths) else "cgroup2 cgroup.procs"
+            detail = paths[index] if 0 <= index < len(paths) else None
         elif step == lib.VE_STEP_UID_MAP:
             detail = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map")[index]
         elif step == lib.VE_STEP_CAPS and index >= 0:
@@ -328,12 +328,13 @@ def spawn(
             raise OSError(err, os.strerror(err), filename) from None
         if step == lib.VE_STEP_CHDIR:
             raise OSError(err, os.strerror(err), os.fsdecode(cwd)) from None
+        if step == lib.VE_STEP_CGROUP and index < 0:
+            detail = ("cgroup2 placement by clone3(CLONE_INTO_CGROUP)" if index == -2
+                      else "cgroup2 cgroup.procs (clone3 refused)")
+            raise EnforcementError(err, "cgroup", detail)
         if plan is not None and step >= lib.VE_STEP_CGROUP:
             raise plan.error(step, err, index)
-        detail = None
-        if step == lib.VE_STEP_CGROUP:
-            detail = "cgroup2 cgroup.procs (clone3 refused)"
-        raise EnforcementError(err, STEPS.get(step, str(step)), detail)
+        raise EnforcementError(err, STEPS.get(step, str(step)))
     return pid
 
 
