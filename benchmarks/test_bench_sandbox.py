@@ -55,6 +55,11 @@ def test_volt_run_prepared_sandbox(benchmark):
         _go(benchmark, lambda: sb.run(TRUE), "Sandbox.run (landlock server + seccomp default)")
 
 
+def test_volt_popen(benchmark):
+    with Sandbox(_config()) as sb:
+        _go(benchmark, lambda: sb.popen(TRUE).wait(), "Sandbox.popen(...).wait()")
+
+
 def test_volt_run_per_call(benchmark):
     cfg = _config()
     _go(benchmark, lambda: volt_enforce.run(TRUE, isolation=cfg),
