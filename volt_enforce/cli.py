@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from typing import Any, NoReturn, Sequence
+from typing import IO, Any, Callable, NoReturn, Sequence
 
 from .errors import EnforcementError, PolicyError, VoltEnforceError
 from .kernel import probe
@@ -31,9 +32,17 @@ from .model import (
     server_policy,
 )
 
+__all__ = ["main", "build_parser", "config_from_args", "EXIT_FAILURE", "EXIT_CANNOT_EXECUTE",
+           "EXIT_NOT_FOUND"]
+
 EXIT_FAILURE = 125
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
+
+EXIT_STATUS = """exit status:
+  the command's own; 125 when volt-enforce itself fails (bad option, bad policy,
+  enforcement error: nothing was run); 126 when the command cannot be executed;
+  127 when it is not found; 128+N when it dies of signal N."""
 
 EXAMPLES = {
     "run": """examples:
@@ -57,9 +66,15 @@ EXAMPLES = {
   volt-enforce seccomp import docker-default.json
   volt-enforce seccomp disasm strict""",
     "compile": """examples:
-  volt-enforce compile --profile server --seccomp default -o /plan.bin
-  volt-init /plan.bin -- /app/server""",
+  volt-enforce compile --profile server --seccomp default --pids 64 -o /plan
+  volt-init /plan -- /app/server
+      the plan is compiled for this kernel and these cgroup paths; volt-init
+      (C, no Python) applies it and execs; '$(volt-enforce init-path)' is its path""",
+    "init-path": """examples:
+  cp "$(volt-enforce init-path)" rootfs/sbin/volt-init""",
 }
+EXAMPLES["run"] += "\n\n" + EXIT_STATUS
+EXAMPLES["exec"] += "\n\n" + EXIT_STATUS
 
 
 class CLIError(Exception):
@@ -74,7 +89,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="isolation config in the seed's JSON format")
     g.add_argument("--profile", choices=["server", "desktop", "none"],
                    help="Landlock preset (default: server, unless --config gives one)")
-    g.add_argument("--rootfs", metavar="DIR", default="/",
+    g.add_argument("--rootfs", metavar="DIR",
                    help="root of the preset's paths (default: /)")
     g.add_argument("--ro", action="append", default=[], metavar="PATH",
                    help="allow reading PATH (repeatable)")
@@ -90,13 +105,17 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="strict, default, unconfined or an OCI JSON file (default: default)")
     g.add_argument("--memory", metavar="SIZE", help="hard memory limit (memory.max), e.g. 512M")
     g.add_argument("--memory-high", metavar="SIZE", help="memory throttle limit (memory.high)")
-    g.add_argument("--cpu-weight", type=int, metavar="N", help="CPU weight 1..10000")
+    g.add_argument("--cpu-weight", type=_ranged(1, 10000), metavar="N",
+                   help="CPU weight 1..10000 (default 100)")
     g.add_argument("--cpu-quota", metavar="PCT", help="CPU time limit, e.g. 50%%")
     g.add_argument("--cpus", metavar="LIST", help="CPUs to run on, e.g. 0-1")
-    g.add_argument("--io-weight", type=int, metavar="N", help="IO weight 1..10000")
-    g.add_argument("--pids", type=int, metavar="N", help="maximum number of processes")
+    g.add_argument("--io-weight", type=_ranged(1, 10000), metavar="N",
+                   help="IO weight 1..10000 (default 100)")
+    g.add_argument("--pids", type=_ranged(1, (1 << 31) - 1), metavar="N",
+                   help="maximum number of processes (and threads)")
     g.add_argument("--network", choices=["none", "host", "private"],
-                   help="none: own namespace, loopback only, TCP denied; host: shared")
+                   help="none: own namespace, loopback only, TCP denied; host: shared; "
+                        "private: own namespace (no veth is attached)")
     g.add_argument("--private-users", action="store_true",
                    help="run in a new user namespace (root inside maps to the caller)")
     g.add_argument("--read-only", action="store_true", help="no write access anywhere")
@@ -107,6 +126,19 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                         help="fail if anything requested cannot be enforced")
     g.add_argument("--ignore-missing", action="store_true",
                    help="skip (and report) rules whose path does not exist")
+
+
+def _ranged(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is out of range ({lo}..{hi})")
+        return n
+
+    return parse
 
 
 def _port(text: str) -> int:
@@ -128,27 +160,53 @@ def _read_config(path: str) -> IsolationConfig:
     try:
         return IsolationConfig.from_json(data)
     except PolicyError as exc:
+        if exc.field == "document":  # its value is the whole file: say why, not what
+            raise CLIError(f"--config {path}: the document {exc.reason}") from None
         raise CLIError(f"--config {path}: {exc}") from None
+
+
+def _rootfs(args: argparse.Namespace) -> str:
+    if args.rootfs is None:
+        return "/"
+    if args.profile not in ("server", "desktop") and (args.profile == "none" or args.config):
+        raise CLIError("--rootfs applies to --profile server or desktop, not to "
+                       + ("--profile none" if args.profile == "none" else "the --config policy"))
+    if not os.path.isdir(args.rootfs):
+        raise CLIError(f"--rootfs {args.rootfs}: not a directory")
+    return os.path.abspath(args.rootfs)
+
+
+def _seccomp_value(text: str) -> str:
+    if text in ("strict", "default", "unconfined"):
+        return text
+    if "/" in text or text.endswith(".json") or os.path.exists(text):
+        return os.path.abspath(text)
+    return text  # the model names the choices
 
 
 def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     """The IsolationConfig the options describe; options override the file."""
     cfg = _read_config(args.config) if args.config else IsolationConfig()
+    rootfs = _rootfs(args)
     try:
         landlock = cfg.landlock
         if args.profile == "server":
-            landlock = server_policy(args.rootfs)
+            landlock = server_policy(rootfs)
         elif args.profile == "desktop":
-            landlock = desktop_policy(args.rootfs)
+            landlock = desktop_policy(rootfs)
         elif args.profile == "none":
             landlock = None
         elif not args.config:
-            landlock = server_policy(args.rootfs)
+            landlock = server_policy(rootfs)
         extra = [(p, LandlockAccess.READ_ONLY) for p in args.ro]
         extra += [(p, LandlockAccess.READ_WRITE) for p in args.rw]
         extra += [(p, LandlockAccess.READ_EXEC) for p in args.rox]
-        if extra or args.bind_tcp is not None or args.connect_tcp is not None:
-            landlock = landlock if landlock is not None else LandlockPolicy()
+        if landlock is None and extra:
+            landlock = LandlockPolicy()  # only the paths given
+        elif landlock is None and (args.bind_tcp is not None or args.connect_tcp is not None):
+            # ports alone: a policy always handles the filesystem, so allow all of it
+            landlock = LandlockPolicy(rules=[LandlockRule("/", LandlockAccess.all())],
+                                      runtime=False)
         if landlock is not None:
             for path, access in extra:
                 landlock.rules.append(LandlockRule(path=os.path.abspath(path), access=access))
@@ -165,8 +223,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
         cfg.landlock = landlock
 
         if args.seccomp is not None:
-            cfg.seccomp = os.path.abspath(args.seccomp) if args.seccomp.endswith(".json") \
-                else args.seccomp
+            cfg.seccomp = _seccomp_value(args.seccomp)
         elif not args.config:
             cfg.seccomp = "default"
 
@@ -195,7 +252,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     return cfg
 
 
-def _sandbox(args: argparse.Namespace, cfg: IsolationConfig):
+def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
     return Sandbox(cfg, best_effort=bool(args.best_effort))
@@ -210,19 +267,54 @@ def _command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def _write_report(path: str | None, report: dict[str, Any]) -> None:
+def _open_report(path: str | None) -> IO[str] | None:
+    """Open --report before anything runs, so a bad path runs nothing (and
+    ``exec`` can still write it once Landlock forbids opening it)."""
     if not path:
-        return
+        return None
     try:
-        with open(path, "w") as f:
-            json.dump(report, f, indent=2, default=str)
-            f.write("\n")
+        return open(path, "w")
     except OSError as exc:
         raise CLIError(f"--report {path}: {exc.strerror}") from None
 
 
+def _write_report(f: IO[str] | None, report: dict[str, Any]) -> None:
+    if f is None:
+        return
+    try:
+        with f:
+            json.dump(report, f, indent=2, default=str)
+            f.write("\n")
+    except OSError as exc:
+        raise CLIError(f"--report {f.name}: {exc.strerror}") from None
+
+
 def _exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
+
+
+def _resolve(name: str) -> tuple[str | None, int]:
+    """The file ``name`` runs, or None and the exit status: 127 not found, 126 found
+    but not executable (as a shell tells them apart)."""
+    if "/" in name:
+        if not os.path.exists(name):
+            return None, EXIT_NOT_FOUND
+        return name, 0
+    found = shutil.which(name)
+    if found is not None:
+        return found, 0
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if os.path.isfile(os.path.join(d or ".", name)):
+            return None, EXIT_CANNOT_EXECUTE
+    return None, EXIT_NOT_FOUND
+
+
+def _not_run(name: str, status: int, why: str | None = None) -> int:
+    if status == EXIT_NOT_FOUND:
+        _error(f"{name}: command not found")
+    else:
+        _error(f"{name}: cannot execute: {why or 'Permission denied'}")
+    return status
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -231,78 +323,80 @@ def _exit_status(returncode: int) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     cmd = _command(args)
     cfg = config_from_args(args)
-    with _sandbox(args, cfg) as sb:
-        try:
-            proc = sb.popen(cmd)
-        except FileNotFoundError:
-            _error(f"{cmd[0]}: command not found")
-            return EXIT_NOT_FOUND
-        except PermissionError as exc:
-            _error(f"{cmd[0]}: cannot execute: {exc.strerror}")
-            return EXIT_CANNOT_EXECUTE
-        except OSError as exc:
-            if isinstance(exc, EnforcementError):
+    report_file = _open_report(args.report)
+    try:
+        with _sandbox(args, cfg) as sb:
+            try:
+                proc = sb.popen(cmd)
+            except EnforcementError:
                 raise
-            _error(f"{cmd[0]}: cannot execute: {exc.strerror}")
-            return EXIT_CANNOT_EXECUTE
-        forward = _forward_signals(proc)
-        try:
-            while True:
-                try:
-                    rc = proc.wait()
-                    break
-                except KeyboardInterrupt:
-                    continue  # the child got the SIGINT too; its status decides
-        finally:
-            forward()
-        report = sb.report.to_dict()
-        report["returncode"] = rc
-        stats = sb.stats()
-        if stats is not None:
-            report["stats"] = stats.to_dict() if hasattr(stats, "to_dict") else stats
-        _write_report(args.report, report)
+            except FileNotFoundError:
+                return _not_run(cmd[0], EXIT_NOT_FOUND)
+            except OSError as exc:
+                return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
+            rc = _wait(proc)
+            report = sb.report.to_dict()
+            report["returncode"] = rc
+            stats = sb.stats()
+            if stats is not None:
+                report["stats"] = stats.to_dict() if hasattr(stats, "to_dict") else stats
+            _write_report(report_file, report)
+            report_file = None
+    finally:
+        if report_file is not None:  # nothing ran: leave no empty report behind
+            report_file.close()
+            os.unlink(report_file.name)
     return _exit_status(rc)
 
 
-def _forward_signals(proc: subprocess.Popen):
+def _wait(proc: subprocess.Popen) -> int:
+    """Wait for the child, passing on SIGTERM, SIGHUP and SIGQUIT."""
     old = {}
 
-    def handler(signum: int, frame: Any) -> None:
+    def forward(signum: int, frame: Any) -> None:
         try:
             proc.send_signal(signum)
         except OSError:
             pass
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        old[sig] = signal.signal(sig, handler)
-
-    def restore() -> None:
+        old[sig] = signal.signal(sig, forward)
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                continue  # the child got the SIGINT too; its status decides
+    finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-
-    return restore
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
     from .sandbox import apply_self
-    import shutil
 
     cmd = _command(args)
     cfg = config_from_args(args)
-    # resolve before restricting, so "not found" is told apart from a denial
-    path = cmd[0] if "/" in cmd[0] else shutil.which(cmd[0])
-    if path is None or not os.path.exists(path):
-        _error(f"{cmd[0]}: command not found")
-        return EXIT_NOT_FOUND
-    report = apply_self(cfg, best_effort=bool(args.best_effort))
-    _write_report(args.report, report.to_dict())
+    # resolved before restricting, so "not found" is told apart from a denial
+    path, status = _resolve(cmd[0])
+    if path is None:
+        return _not_run(cmd[0], status)
+    report_file = _open_report(args.report)
+    try:
+        report = apply_self(cfg, best_effort=bool(args.best_effort))
+    except BaseException:
+        if report_file is not None:
+            report_file.close()
+            os.unlink(report_file.name)
+        raise
+    _write_report(report_file, report.to_dict())
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execv(path, cmd)
     except OSError as exc:
-        _error(f"{cmd[0]}: cannot execute: {exc.strerror}")
-        return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
+        status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
+        return _not_run(cmd[0], status, exc.strerror)
     return EXIT_FAILURE  # unreachable: execv returned without raising
 
 
@@ -330,39 +424,54 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_seccomp(args: argparse.Namespace) -> int:
     from . import seccomp
 
+    if args.output and args.action == "disasm":
+        raise CLIError("-o/--output applies to export (OCI JSON) and import (raw BPF)")
+    if args.json and args.action != "import":
+        raise CLIError("--json applies to import")
     try:
-        filt = seccomp.compile(_seccomp_arg(args.profile))
+        filt = seccomp.compile(_seccomp_value(args.profile))
     except PolicyError as exc:
         raise CLIError(str(exc)) from None
     if args.action == "export":
-        text = json.dumps(filt.to_oci(), indent=2) + "\n"
-        if args.output:
-            with open(args.output, "w") as f:
-                f.write(text)
-        else:
-            sys.stdout.write(text)
+        _emit(args.output, (json.dumps(filt.to_oci(), indent=2) + "\n").encode())
     elif args.action == "import":
         summary = filt.summary()
+        if args.output:  # struct sock_filter[], as bwrap --seccomp FD reads it
+            _emit(args.output, bytes(filt.bpf))
+        width = max(map(len, summary)) + 2
         print(json.dumps(summary, indent=2, default=str) if args.json else
-              "\n".join(f"{k:<14}{v}" for k, v in summary.items()))
+              "\n".join(f"{k:<{width}}{v}" for k, v in summary.items()))
     else:
         print(filt.disassemble())
     return 0
 
 
-def _seccomp_arg(text: str) -> str:
-    if text in ("strict", "default", "unconfined"):
-        return text
-    if not os.path.exists(text):
-        raise CLIError(f"{text}: no such profile or file")
-    return os.path.abspath(text)
+def _emit(path: str | None, data: bytes) -> None:
+    if not path:
+        sys.stdout.buffer.write(data)
+        return
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise CLIError(f"--output {path}: {exc.strerror}") from None
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     from .plan import write_plan
 
     cfg = config_from_args(args)
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise CLIError(f"--output {args.output}: {out_dir} is not a directory")
     write_plan(cfg, args.output, best_effort=bool(args.best_effort))
+    return 0
+
+
+def _cmd_init_path(args: argparse.Namespace) -> int:
+    from .plan import volt_init_path
+
+    print(volt_init_path())
     return 0
 
 
@@ -375,17 +484,28 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog="volt-enforce",
         description="Run commands under the Volt isolation model: Landlock, seccomp, cgroups, "
                     "namespaces.",
-        epilog="Run 'volt-enforce COMMAND --help' for a command's options and examples.",
+        epilog="Run 'volt-enforce COMMAND --help' for a command's options and examples.\n\n"
+               "examples:\n"
+               "  volt-enforce run --profile server --pids 64 -- /app/server\n"
+               "  volt-enforce explain --config isolation.json\n"
+               "  volt-enforce check\n\n" + EXIT_STATUS,
+        formatter_class=fmt,
     )
+    parser.add_argument("--version", action="version", version=f"volt-enforce {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
-    fmt = argparse.RawDescriptionHelpFormatter
 
     run = sub.add_parser("run", help="run a command sandboxed and exit with its status",
+                         description="Run CMD sandboxed and exit with its status. Without "
+                                     "--config or --profile: the server profile and the "
+                                     "default seccomp filter.",
                          epilog=EXAMPLES["run"], formatter_class=fmt)
     _add_policy_options(run)
     run.add_argument("--report", metavar="FILE", help="write the enforcement report as JSON")
@@ -393,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     ex = sub.add_parser("exec", help="restrict this process and exec a command in place",
+                        description="Restrict this process, then exec CMD in place (same PID): "
+                                    "for container entrypoints. A cgroup made for limits "
+                                    "stays after CMD exits.",
                         epilog=EXAMPLES["exec"], formatter_class=fmt)
     _add_policy_options(ex)
     ex.add_argument("--report", metavar="FILE", help="write the enforcement report as JSON")
@@ -412,18 +535,30 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=_cmd_explain)
 
     sc = sub.add_parser("seccomp", help="seccomp profiles: export, import, disasm",
+                        description="export: a profile as OCI JSON; import: compile an OCI "
+                                    "JSON profile and summarize it (-o: the raw BPF); disasm: "
+                                    "the BPF listing.",
                         epilog=EXAMPLES["seccomp"], formatter_class=fmt)
     sc.add_argument("action", choices=["export", "import", "disasm"])
     sc.add_argument("profile", help="strict, default, unconfined or an OCI JSON file")
-    sc.add_argument("-o", "--output", metavar="FILE", help="export: write here")
-    sc.add_argument("--json", action="store_true", help="import: print JSON")
+    sc.add_argument("-o", "--output", metavar="FILE",
+                    help="export: the OCI JSON; import: the BPF program (struct sock_filter[])")
+    sc.add_argument("--json", action="store_true", help="import: print the summary as JSON")
     sc.set_defaults(func=_cmd_seccomp)
 
     comp = sub.add_parser("compile", help="write a compiled plan for volt-init",
+                          description="Write a plan that volt-init (C, no Python) applies "
+                                      "before exec'ing a command: the Landlock rules masked "
+                                      "to this kernel, the seccomp BPF, the cgroup "
+                                      "directories and limits, namespaces, capabilities.",
                           epilog=EXAMPLES["compile"], formatter_class=fmt)
     _add_policy_options(comp)
     comp.add_argument("-o", "--output", required=True, metavar="FILE", help="the plan file")
     comp.set_defaults(func=_cmd_compile)
+
+    ip = sub.add_parser("init-path", help="print where the volt-init executable is",
+                        epilog=EXAMPLES["init-path"], formatter_class=fmt)
+    ip.set_defaults(func=_cmd_init_path)
     return parser
 
 
@@ -442,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"enforcement failed: {exc}")
     except (VoltEnforceError, ValueError) as exc:
         _error(str(exc))
+    except BrokenPipeError:
+        # the reader went away (| head): no traceback, and none at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
     return EXIT_FAILURE

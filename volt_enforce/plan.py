@@ -12,18 +12,41 @@ documented at the top of csrc/init/volt_init.c.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import subprocess
 import sys
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from ._core import lib
-from .errors import PolicyError
-from .model import CAPABILITIES, IsolationConfig, NetworkMode
+from .errors import CompatibilityError, EnforcementError, PolicyError
+from .model import CAPABILITIES, IsolationConfig, NetworkMode, ResourceLimits, parse_cpuset
 
-__all__ = ["compile_plan", "write_plan", "volt_init_path", "PLAN_VERSION"]
+__all__ = ["compile_plan", "write_plan", "volt_init_path", "run_init", "cgroup_directories",
+           "CgroupDirectory", "CgroupWrite", "PLAN_VERSION"]
 
 PLAN_VERSION = 1
+
+
+
+@dataclass(frozen=True)
+class CgroupWrite:
+    """A cgroup file write with choices: the first (file, value) whose file exists
+    is written; when none exists volt-init fails, unless ``optional`` (best
+    effort, or a value that is the kernel's default)."""
+
+    choices: tuple[tuple[str, str], ...]
+    optional: bool = False
+
+
+#: A cgroup directory volt-init creates, writes and joins: (path, {file: value}).
+#: A file may be an absolute path (the parent's cgroup.subtree_control on cgroup v2).
+CgroupDirectory = tuple[str, Mapping[str, "str | CgroupWrite"]]
+
+_V1_NAME = {"io": "blkio"}
+_LIMIT_CONTROLLERS = ("memory", "cpu", "cpuset", "io", "pids")
 
 
 def _hex(text: str) -> str:
@@ -31,25 +54,27 @@ def _hex(text: str) -> str:
 
 
 def compile_plan(config: IsolationConfig, *, best_effort: bool = False,
-                 cgroup_dirs: Sequence[tuple[str, dict[str, str]]] | None = None) -> str:
+                 cgroup_dirs: Sequence[CgroupDirectory] | None = None) -> str:
     """The plan text for ``config`` on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
-    writes and joins; by default it is derived from ``config.resources`` for
-    this host's cgroup layout (a ``volt`` directory below the hierarchy roots).
+    writes and joins; by default ``cgroup_directories`` derives it from
+    ``config.resources`` for this host's layout, named after a hash of the rest
+    of the plan (so running one plan again reuses its cgroups).
     """
     from . import landlock, seccomp
     from .sandbox import _kept_capabilities
 
     config.validate()
-    out = [f"volt-plan {PLAN_VERSION}", "nnp 1"]
+    head = [f"volt-plan {PLAN_VERSION}", "nnp 1"]
+    body: list[str] = []
 
     keep = _kept_capabilities(config)
     if keep is not None:
         mask = 0
         for name in keep:
             mask |= 1 << CAPABILITIES[name]
-        out.append(f"caps {mask:x}")
+        body.append(f"caps {mask:x}")
 
     flags = 0
     if config.private_users:
@@ -58,42 +83,144 @@ def compile_plan(config: IsolationConfig, *, best_effort: bool = False,
                                                                           NetworkMode.PRIVATE):
         flags |= lib.CLONE_NEWNET
     if flags:
-        out.append(f"unshare {flags:x}")
+        body.append(f"unshare {flags:x}")
 
-    if cgroup_dirs is None:
-        cgroup_dirs = _cgroup_dirs(config, best_effort)
-    for directory, files in cgroup_dirs:
-        out.append(f"cgroup-dir {_hex(directory)}")
-        for name, value in files.items():
-            out.append(f"cgroup-set {_hex(os.path.join(directory, name))} {_hex(value)}")
-        out.append(f"cgroup-join {_hex(directory)}")
-
+    tail: list[str] = []
     ruleset = landlock.compile_for(config)
     if ruleset is not None:
         with ruleset:
             rep = ruleset.report
             if ruleset.fd >= 0:
-                out.append(f"landlock {int(rep.handled_fs):x} {int(rep.handled_net):x} "
-                           f"{int(rep.scopes):x} {int(ruleset.restrict_flags):x}")
+                tail.append(f"landlock {int(rep.handled_fs):x} {int(rep.handled_net):x} "
+                            f"{int(rep.scopes):x} {int(ruleset.restrict_flags):x}")
+                # directory rights are dropped again if a path is no longer a directory
+                dir_only = int(landlock.DIR_ONLY_RIGHTS)
                 for rule in rep.rules:
-                    out.append(f"path {int(rule.access):x} 0 {_hex(rule.path)}")
+                    tail.append(f"path {int(rule.access):x} {dir_only:x} {_hex(rule.path)}")
                 for port in rep.ports:
-                    out.append(f"port {int(port.access):x} {port.port:x}")
+                    tail.append(f"port {int(port.access):x} {port.port:x}")
 
     if config.seccomp is not None:
         filt = seccomp.compile(config.seccomp)
         if filt.instructions:
-            out.append(f"seccomp 0 {filt.bpf.hex()}")
-    out.append("end")
-    return "\n".join(out) + "\n"
+            # the profile's OCI flags (LOG, SPEC_ALLOW), as the library passes them
+            tail.append(f"seccomp {int(filt.flags):x} {filt.bpf.hex()}")
+
+    cg: list[str] = []
+    if cgroup_dirs is None:
+        cgroup_dirs = []
+        if config.resources is not None and not config.resources.is_empty():
+            digest = hashlib.sha256("\n".join(body + tail).encode()
+                                    + config.resources.to_json().encode()).hexdigest()
+            cgroup_dirs = cgroup_directories(config.resources, name=f"volt-init-{digest[:12]}",
+                                             best_effort=best_effort)
+    for directory, files in cgroup_dirs:
+        cg.append(f"cgroup-dir {_hex(directory)}")
+        for name, value in files.items():
+            w = value if isinstance(value, CgroupWrite) else CgroupWrite(((name, value),))
+            fields = " ".join(f"{_hex(os.path.join(directory, f))} {_hex(v)}"
+                              for f, v in w.choices)
+            cg.append(f"cgroup-{'try' if w.optional else 'set'} {fields}")
+        cg.append(f"cgroup-join {_hex(directory)}")
+    return "\n".join(head + body + cg + tail + ["end"]) + "\n"
 
 
-def _cgroup_dirs(config: IsolationConfig, best_effort: bool) -> list[tuple[str, dict[str, str]]]:
-    if config.resources is None or config.resources.is_empty():
-        return []
+def _versions(layout: Any) -> dict[str, int]:
+    versions: dict[str, int] = {}
+    for ctrl in _LIMIT_CONTROLLERS:
+        if layout.v2 is not None and ctrl in layout.v2.controllers:
+            versions[ctrl] = 2
+        elif layout.v1_mount(_V1_NAME.get(ctrl, ctrl)) is not None:
+            versions[ctrl] = 1
+    return versions
+
+
+def _base_dir(mount: Any) -> str:
+    """This process's cgroup in ``mount`` when it may be written, else (as root) the root."""
+    cur = mount.current_path
+    if cur is not None and os.access(cur, os.W_OK):
+        return cur
+    if os.geteuid() == 0:
+        return mount.path
+    raise EnforcementError(errno.EACCES, "cgroup parent",
+                           f"{cur or mount.path} is not writable (not delegated to this user)")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def cgroup_directories(limits: ResourceLimits, *, name: str, best_effort: bool = False,
+                       layout: Any = None) -> list[CgroupDirectory]:
+    """The cgroup directories volt-init makes for ``limits``: ``name`` below this
+    process's cgroup in each hierarchy that holds a needed controller, with the
+    files and values to write, plus the cgroup2 one on hybrid hosts (placement
+    only: it keeps the workload's cgroup2 membership beside the v1 ones).
+
+    A limit whose controller this host lacks raises CompatibilityError, or is
+    left out under ``best_effort``. cpuset.mems is the parent's, read now.
+    """
     from . import cgroups
 
-    return cgroups.plan_directories(config.resources, best_effort=best_effort)
+    limits.validate()
+    if layout is None:
+        layout = cgroups.detect()
+    writes = cgroups.limit_writes(limits, _versions(layout))
+    by_mount: dict[int, tuple[Any, dict[str, str | CgroupWrite]]] = {}
+    order: list[int] = []
+    for w in writes:
+        if w.version == 0 or not w.file:
+            if w.version == 0 and not best_effort:
+                raise CompatibilityError(
+                    f"cgroup controller {w.controller}",
+                    f"{w.field} needs {w.file}; no cgroup hierarchy here has the "
+                    f"{w.controller} controller ({layout.kind} host)")
+            continue
+        mount = layout.v2 if w.version == 2 else layout.v1_mount(w.controller)
+        if id(mount) not in by_mount:
+            by_mount[id(mount)] = (mount, {})
+            order.append(id(mount))
+        files = by_mount[id(mount)][1]
+        base = _base_dir(mount)
+        value = w.value
+        if w.file in ("cpuset.cpus", "cpuset.mems"):
+            kind = w.file.split(".")[1]
+            eff_file = f"cpuset.{kind}.effective" if w.version == 2 else f"cpuset.effective_{kind}"
+            eff = _read(os.path.join(base, eff_file))
+            if value is None:
+                value = eff
+            elif eff and not set(parse_cpuset(value)) <= set(parse_cpuset(eff)):
+                raise PolicyError(w.field, value, f"names CPUs outside this cgroup's "
+                                  f"{os.path.join(base, eff_file)} ({eff})")
+        if w.alternatives or w.is_default:
+            # which file exists shows only in a child cgroup (the I/O scheduler's)
+            files[w.file] = CgroupWrite(((w.file, value),) + tuple(w.alternatives),
+                                        optional=w.is_default or best_effort)
+        else:
+            files[w.file] = value
+    out: list[CgroupDirectory] = []
+    for key in order:
+        mount, files = by_mount[key]
+        base = _base_dir(mount)
+        if mount.version == 2:
+            ctrls = sorted({w.controller for w in writes if w.version == 2})
+            enabled = _read(os.path.join(base, "cgroup.subtree_control")).split()
+            missing = [c for c in ctrls if c not in enabled]
+            if missing:
+                files = {os.path.join(base, "cgroup.subtree_control"):
+                         " ".join("+" + c for c in missing), **files}
+        out.append((os.path.join(base, name), files))
+    if layout.kind == "hybrid" and layout.v2 is not None and id(layout.v2) not in by_mount:
+        try:
+            out.append((os.path.join(_base_dir(layout.v2), name), {}))
+        except EnforcementError:
+            if not best_effort:
+                raise
+    return out
 
 
 def write_plan(config: IsolationConfig, path: str, *, best_effort: bool = False) -> None:

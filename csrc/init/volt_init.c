@@ -9,19 +9,28 @@
  * same C core (ve_apply); any failure exits 125 before CMD runs. Exit status:
  * 125 plan or enforcement error, 126 CMD cannot be executed, 127 not found.
  *
- * Plan format (text, one record per line, strings hex-encoded):
- *   volt-plan 1
- *   nnp 0|1
- *   caps KEEP_HEX                     reduce capabilities to KEEP
+ * Plan format (text, one record per line, fields separated by one space,
+ * numbers in hex, strings hex-encoded bytes):
+ *   volt-plan 1                       first line
+ *   nnp 0|1                           set no_new_privs
+ *   caps KEEP_HEX                     reduce capabilities to the KEEP mask
  *   unshare FLAGS_HEX                 CLONE_NEWUSER | CLONE_NEWNET
  *   cgroup-dir PATH                   mkdir (if absent)
- *   cgroup-set FILE VALUE             write VALUE to FILE
+ *   cgroup-set FILE VALUE [FILE2 VALUE2]
+ *                                     write VALUE to FILE, or VALUE2 to FILE2
+ *                                     when FILE does not exist
+ *   cgroup-try FILE VALUE [FILE2 VALUE2]
+ *                                     the same, skipped when neither exists
  *   cgroup-join DIR                   join DIR (write 0 to DIR/cgroup.procs)
  *   landlock FS_HEX NET_HEX SCOPED_HEX FLAGS_HEX
- *   path ACCESS_HEX DIRONLY_HEX PATH
- *   port ACCESS_HEX PORT
- *   seccomp FLAGS_HEX BPF_HEX
- *   end
+ *   path ACCESS_HEX DIRONLY_HEX PATH  DIRONLY rights are dropped for non-directories
+ *   port ACCESS_HEX PORT_HEX
+ *   seccomp FLAGS_HEX BPF_HEX         struct sock_filter[], at most 4096
+ *   end                               last line: a plan without it is truncated
+ *
+ * The whole plan is checked, the ruleset built and the filter decoded before
+ * anything changes; cgroups are made last, and a failure after that removes
+ * the cgroup directories this run made (unless Landlock already forbids it).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,14 +41,41 @@
 #include "../landlock.h"
 
 #define MAX_PLAN (8 << 20)
+#define MAX_FIELDS 6
+#define MAX_BPF_INSNS 4096
 
 static const char *prog = "volt-init";
 
+/* cgroup directories this run made, and their parents' cgroup.procs (to
+ * step out of them again before removing them) */
+static char *made_dirs[VE_MAX_PROCS_FDS];
+static int made_parent_fds[VE_MAX_PROCS_FDS];
+static int n_made;
+
+static void undo_cgroups(void)
+{
+	for (int i = n_made - 1; i >= 0; i--) {
+		int fd = made_parent_fds[i];
+		if (fd >= 0 && write(fd, "0", 1) < 0)
+			continue; /* still inside: rmdir would fail with EBUSY */
+		rmdir(made_dirs[i]);
+	}
+	n_made = 0;
+}
+
 static void die(int code, const char *what, const char *detail, int err)
 {
+	undo_cgroups();
 	fprintf(stderr, "%s: %s%s%s%s%s\n", prog, what, detail ? " " : "", detail ? detail : "",
 		err ? ": " : "", err ? strerror(err) : "");
 	exit(code);
+}
+
+static void die_at(const char *what, int line)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "line %d", line);
+	die(125, what, buf, 0);
 }
 
 static int hexval(char c)
@@ -72,17 +108,17 @@ static long unhex(char *s)
 static uint64_t num(const char *s, int line)
 {
 	char *end;
+	for (const char *p = s; *p; p++)
+		if (hexval(*p) < 0) /* strtoull would take signs, spaces and 0x */
+			die_at("bad number in plan at", line);
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 16);
-	if (errno || *end || !*s) {
-		char buf[64];
-		snprintf(buf, sizeof(buf), "line %d", line);
-		die(125, "bad number in plan", buf, 0);
-	}
+	if (errno || *end || !*s)
+		die_at("bad number in plan at", line);
 	return v;
 }
 
-static char *read_plan(const char *path)
+static char *read_plan(const char *path, size_t *len_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -102,27 +138,29 @@ static char *read_plan(const char *path)
 			break;
 		len += (size_t)n;
 		if (len == MAX_PLAN)
-			die(125, "plan too large", path, 0);
+			die(125, "plan too large:", path, 0);
 	}
 	close(fd);
 	buf[len] = '\0';
+	*len_out = len;
 	return buf;
 }
 
-static void write_value(const char *file, const char *value)
+/* Write VALUE to FILE in one write(2): 0, or -1 with errno (ENOENT: no such file). */
+static int write_value(const char *file, const char *value)
 {
 	int fd = open(file, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
-		die(125, "cgroup: cannot open", file, errno);
+		return -1;
 	size_t len = strlen(value);
 	ssize_t n = write(fd, value, len);
-	if (n < 0 || (size_t)n != len) {
-		int err = n < 0 ? errno : EIO;
-		char buf[4200];
-		snprintf(buf, sizeof(buf), "%s = %s", file, value);
-		die(125, "cgroup: cannot write", buf, err);
-	}
+	int err = n < 0 ? errno : EIO;
 	close(fd);
+	if (n < 0 || (size_t)n != len) {
+		errno = err;
+		return -1;
+	}
+	return 0;
 }
 
 static const char *step_name(int step)
@@ -138,17 +176,21 @@ static const char *step_name(int step)
 }
 
 struct record {
-	char *f[6];
-	long len[6]; /* decoded length of hex fields */
+	char *f[MAX_FIELDS];
+	long len[MAX_FIELDS]; /* decoded length of hex fields */
 	int nf;
 	int line;
 };
 
+static int is_cgroup_write(const char *name)
+{
+	return !strcmp(name, "cgroup-set") || !strcmp(name, "cgroup-try");
+}
+
 /* Which fields of a record are hex strings. */
 static int is_hex_field(const char *name, int i)
 {
-	if (!strcmp(name, "cgroup-dir") || !strcmp(name, "cgroup-join") ||
-	    !strcmp(name, "cgroup-set"))
+	if (!strcmp(name, "cgroup-dir") || !strcmp(name, "cgroup-join") || is_cgroup_write(name))
 		return i >= 1;
 	if (!strcmp(name, "path"))
 		return i == 3;
@@ -157,170 +199,296 @@ static int is_hex_field(const char *name, int i)
 	return 0;
 }
 
+/* Which fields are hex numbers (checked in pass 1, so a bad one changes nothing). */
+static int is_num_field(const char *name, int i)
+{
+	return !is_hex_field(name, i) && i >= 1 && !is_cgroup_write(name) &&
+	       strcmp(name, "cgroup-dir") && strcmp(name, "cgroup-join");
+}
+
 /* Each record's name and field count, checked before anything is done, so a
  * malformed plan changes nothing. */
 static int well_formed(const struct record *r)
 {
 	static const struct { const char *name; int nf; } kinds[] = {
 		{ "end", 1 }, { "nnp", 2 }, { "caps", 2 }, { "unshare", 2 },
-		{ "cgroup-dir", 2 }, { "cgroup-set", 3 }, { "cgroup-join", 2 },
+		{ "cgroup-dir", 2 }, { "cgroup-join", 2 },
 		{ "landlock", 5 }, { "path", 4 }, { "port", 3 }, { "seccomp", 3 },
 	};
+	if (is_cgroup_write(r->f[0]))
+		return r->nf == 3 || r->nf == 5;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strcmp(r->f[0], kinds[i].name))
 			return r->nf == kinds[i].nf;
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Split one line into fields and check them; returns 0 for an empty line. */
+static int parse_record(char *line, int line_no, struct record *r)
 {
-	if (argc < 4 || strcmp(argv[2], "--") != 0) {
-		fprintf(stderr, "usage: %s PLAN -- CMD [ARGS...]\n", prog);
-		return 125;
-	}
-	char *text = read_plan(argv[1]);
-	size_t cap = 64, n = 0;
-	struct record *recs = malloc(cap * sizeof(*recs));
 	char *save = NULL;
+	memset(r, 0, sizeof(*r));
+	r->line = line_no;
+	for (char *w = strtok_r(line, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		if (r->nf == MAX_FIELDS)
+			die_at("malformed plan record at", line_no);
+		r->f[r->nf++] = w;
+	}
+	if (r->nf == 0)
+		return 0;
+	if (!well_formed(r))
+		die_at("unknown or malformed plan record at", line_no);
+	for (int i = 1; i < r->nf; i++) {
+		if (is_num_field(r->f[0], i))
+			num(r->f[i], line_no);
+		if (!is_hex_field(r->f[0], i))
+			continue;
+		r->len[i] = unhex(r->f[i]);
+		if (r->len[i] < 0)
+			die_at("bad hex string in plan at", line_no);
+		/* a path or value with a NUL would be cut short */
+		if (strcmp(r->f[0], "seccomp") && memchr(r->f[i], 0, (size_t)r->len[i]))
+			die_at("NUL byte in a plan string at", line_no);
+	}
+	if (!strcmp(r->f[0], "seccomp") &&
+	    (r->len[2] <= 0 || r->len[2] % 8 || r->len[2] > MAX_BPF_INSNS * 8))
+		die_at("bad seccomp filter length in plan at", line_no);
+	return 1;
+}
+
+/* Pass 1: every line checked, the version first and the end record last. */
+static struct record *parse_plan(char *text, size_t len, const char *path, size_t *n_out)
+{
+	size_t cap = 64, n = 0;
 	int line_no = 0, seen_end = 0;
+	char *save = NULL;
+	struct record *recs = malloc(cap * sizeof(*recs));
 	if (!recs)
 		die(125, "out of memory", NULL, ENOMEM);
-
-	/* pass 1: split and check every record */
+	if (memchr(text, 0, len))
+		die(125, "not a plan (it has NUL bytes):", path, 0);
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		struct record r = { { 0 }, { 0 }, 0, ++line_no };
-		char *s2 = NULL;
-		for (char *w = strtok_r(line, " ", &s2); w; w = strtok_r(NULL, " ", &s2)) {
-			if (r.nf == 6)
-				die(125, "malformed plan record in", argv[1], 0);
-			r.f[r.nf++] = w;
-		}
-		if (r.nf == 0)
-			continue;
+		++line_no;
 		if (line_no == 1) {
-			if (r.nf != 2 || strcmp(r.f[0], "volt-plan") || strcmp(r.f[1], "1"))
-				die(125, "not a version 1 plan:", argv[1], 0);
+			if (strcmp(line, "volt-plan 1"))
+				die(125, "not a version 1 plan:", path, 0);
 			continue;
 		}
-		if (seen_end || !well_formed(&r)) {
-			char buf[80];
-			snprintf(buf, sizeof(buf), "line %d (%.32s)", line_no, r.f[0]);
-			die(125, seen_end ? "data after the end record at" :
-				"unknown or malformed plan record at", buf, 0);
-		}
-		for (int i = 1; i < r.nf; i++) {
-			if (!is_hex_field(r.f[0], i))
-				continue;
-			r.len[i] = unhex(r.f[i]);
-			if (r.len[i] < 0 || (r.len[i] > 0 && memchr(r.f[i], 0, (size_t)r.len[i]) &&
-					     strcmp(r.f[0], "seccomp"))) {
-				char buf[64];
-				snprintf(buf, sizeof(buf), "line %d", line_no);
-				die(125, "bad hex string in plan at", buf, 0);
-			}
-		}
-		if (!strcmp(r.f[0], "seccomp") &&
-		    (r.len[2] <= 0 || r.len[2] % 8 || r.len[2] > 4096 * 8)) {
-			char buf[64];
-			snprintf(buf, sizeof(buf), "line %d", line_no);
-			die(125, "bad seccomp filter length in plan at", buf, 0);
-		}
-		if (!strcmp(r.f[0], "end"))
-			seen_end = 1;
+		if (seen_end)
+			die_at("data after the end record at", line_no);
 		if (n == cap) {
 			cap *= 2;
 			recs = realloc(recs, cap * sizeof(*recs));
 			if (!recs)
 				die(125, "out of memory", NULL, ENOMEM);
 		}
-		recs[n++] = r;
+		if (!parse_record(line, line_no, &recs[n]))
+			continue;
+		seen_end = !strcmp(recs[n].f[0], "end");
+		n++;
 	}
 	if (!seen_end)
-		die(125, "plan is truncated (no end record):", argv[1], 0);
+		die(125, "plan is truncated (no end record):", path, 0);
+	*n_out = n;
+	return recs;
+}
 
-	/* pass 2: prepare (cgroups, the ruleset, the filter), then apply */
-	struct ve_plan plan;
-	memset(&plan, 0, sizeof(plan));
+static void once(unsigned *seen, unsigned bit, const char *name, int line)
+{
+	if (*seen & bit) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "second %s record at", name);
+		die_at(buf, line);
+	}
+	*seen |= bit;
+}
+
+static void set_caps(struct ve_plan *plan, uint64_t keep)
+{
+	plan->drop_caps = 1;
+	plan->cap_keep = keep;
+	plan->cap_last = 40;
+	FILE *cl = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (cl) {
+		if (fscanf(cl, "%d", &plan->cap_last) != 1)
+			plan->cap_last = 40;
+		fclose(cl);
+	}
+}
+
+static void set_unshare(struct ve_plan *plan, uint64_t flags, int line)
+{
+	if (flags & ~(uint64_t)(CLONE_NEWUSER | CLONE_NEWNET))
+		die_at("unsupported unshare flags at", line);
+	plan->unshare_flags = (int)flags;
+	if (flags & CLONE_NEWUSER) {
+		snprintf(plan->uid_map, sizeof(plan->uid_map), "0 %u 1\n", geteuid());
+		snprintf(plan->gid_map, sizeof(plan->gid_map), "0 %u 1\n", getegid());
+	}
+	plan->loopback_up = !!(flags & CLONE_NEWNET);
+}
+
+static void add_path(int ruleset, char **f, int line)
+{
+	struct ve_landlock_path_rule out;
+	if (ruleset < 0)
+		die_at("path before the landlock record at", line);
+	int r = ve_landlock_add_path_rule(ruleset, f[3], num(f[1], line), num(f[2], line), &out);
+	if (r < 0)
+		die(125, "landlock: cannot add a rule for", f[3], -r);
+}
+
+static void add_port(int ruleset, char **f, int line)
+{
+	if (ruleset < 0)
+		die_at("port before the landlock record at", line);
+	uint64_t port = num(f[2], line);
+	if (port > 65535)
+		die_at("bad port in plan at", line);
+	int r = ve_landlock_add_port_rule(ruleset, num(f[1], line), port);
+	if (r < 0 && r != -EAFNOSUPPORT) /* no TCP in the kernel: nothing to allow */
+		die(125, "landlock: cannot add a rule for port", f[2], -r);
+}
+
+/* Pass 2: everything but cgroups into the plan; nothing changes yet. */
+static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
+{
 	int ruleset = -1;
-	uint32_t ll_flags = 0;
+	unsigned seen = 0;
 	for (size_t k = 0; k < n; k++) {
 		char **f = recs[k].f;
 		int ln = recs[k].line;
 		if (!strcmp(f[0], "nnp")) {
-			plan.no_new_privs = (int)num(f[1], ln);
+			once(&seen, 1, f[0], ln);
+			plan->no_new_privs = num(f[1], ln) != 0;
 		} else if (!strcmp(f[0], "caps")) {
-			plan.drop_caps = 1;
-			plan.cap_keep = num(f[1], ln);
-			plan.cap_last = 40;
-			FILE *cl = fopen("/proc/sys/kernel/cap_last_cap", "re");
-			if (cl) {
-				if (fscanf(cl, "%d", &plan.cap_last) != 1)
-					plan.cap_last = 40;
-				fclose(cl);
-			}
+			once(&seen, 2, f[0], ln);
+			set_caps(plan, num(f[1], ln));
 		} else if (!strcmp(f[0], "unshare")) {
-			plan.unshare_flags = (int)num(f[1], ln);
-			if (plan.unshare_flags & CLONE_NEWUSER) {
-				snprintf(plan.uid_map, sizeof(plan.uid_map), "0 %u 1\n", geteuid());
-				snprintf(plan.gid_map, sizeof(plan.gid_map), "0 %u 1\n", getegid());
-			}
-			plan.loopback_up = !!(plan.unshare_flags & CLONE_NEWNET);
-		} else if (!strcmp(f[0], "cgroup-dir")) {
-			if (mkdir(f[1], 0755) < 0 && errno != EEXIST)
-				die(125, "cgroup: cannot create", f[1], errno);
-		} else if (!strcmp(f[0], "cgroup-set")) {
-			write_value(f[1], f[2]);
-		} else if (!strcmp(f[0], "cgroup-join")) {
-			char path[4200];
-			if (plan.n_procs_fds >= VE_MAX_PROCS_FDS)
-				die(125, "too many cgroups in plan", NULL, 0);
-			snprintf(path, sizeof(path), "%s/cgroup.procs", f[1]);
-			int fd = open(path, O_WRONLY | O_CLOEXEC);
-			if (fd < 0)
-				die(125, "cgroup: cannot open", path, errno);
-			plan.procs_fds[plan.n_procs_fds++] = fd;
+			once(&seen, 4, f[0], ln);
+			set_unshare(plan, num(f[1], ln), ln);
 		} else if (!strcmp(f[0], "landlock")) {
-			if (ruleset >= 0)
-				die(125, "plan has two landlock records", NULL, 0);
+			once(&seen, 8, f[0], ln);
 			ruleset = ve_landlock_create_ruleset(num(f[1], ln), num(f[2], ln),
 							     num(f[3], ln));
 			if (ruleset < 0)
 				die(125, "landlock: cannot create the ruleset", NULL, -ruleset);
-			ll_flags = (uint32_t)num(f[4], ln);
+			plan->landlock_flags = (uint32_t)num(f[4], ln);
 		} else if (!strcmp(f[0], "path")) {
-			struct ve_landlock_path_rule out;
-			if (ruleset < 0)
-				die(125, "plan has a path before its landlock record", NULL, 0);
-			int r = ve_landlock_add_path_rule(ruleset, f[3], num(f[1], ln),
-							  num(f[2], ln), &out);
-			if (r < 0)
-				die(125, "landlock: cannot add a rule for", f[3], -r);
+			add_path(ruleset, f, ln);
 		} else if (!strcmp(f[0], "port")) {
-			if (ruleset < 0)
-				die(125, "plan has a port before its landlock record", NULL, 0);
-			int r = ve_landlock_add_port_rule(ruleset, num(f[1], ln), num(f[2], ln));
-			if (r < 0)
-				die(125, "landlock: cannot add a rule for port", f[2], -r);
+			add_port(ruleset, f, ln);
 		} else if (!strcmp(f[0], "seccomp")) {
-			plan.seccomp_flags = (uint32_t)num(f[1], ln);
-			plan.bpf = f[2]; /* decoded in place by pass 1 */
-			plan.bpf_len = (uint32_t)(recs[k].len[2] / 8);
+			once(&seen, 16, f[0], ln);
+			plan->seccomp_flags = (uint32_t)num(f[1], ln);
+			plan->bpf = f[2]; /* decoded in place by pass 1 */
+			plan->bpf_len = (uint32_t)(recs[k].len[2] / 8);
 		}
 	}
+	return ruleset;
+}
+
+static void make_dir(const char *dir)
+{
+	if (mkdir(dir, 0755) == 0) {
+		if (n_made == VE_MAX_PROCS_FDS)
+			die(125, "too many cgroups in plan", NULL, 0);
+		made_parent_fds[n_made] = -1;
+		made_dirs[n_made++] = (char *)dir;
+	} else if (errno != EEXIST) {
+		die(125, "cgroup: cannot create", dir, errno);
+	}
+}
+
+static void cgroup_write(char **f, int nf)
+{
+	int optional = !strcmp(f[0], "cgroup-try");
+	for (int i = 1; i + 1 < nf; i += 2) {
+		if (write_value(f[i], f[i + 1]) == 0)
+			return;
+		if (errno != ENOENT) {
+			char buf[4200];
+			snprintf(buf, sizeof(buf), "%s = %s", f[i], f[i + 1]);
+			die(125, "cgroup: cannot write", buf, errno);
+		}
+	}
+	if (!optional)
+		die(125, "cgroup: no such file:", f[1], ENOENT);
+}
+
+/* Open DIR/cgroup.procs for ve_apply; for a cgroup this run made, also its
+ * parent's, to leave it again if a later step fails. */
+static void join_dir(struct ve_plan *plan, const char *dir)
+{
+	char path[4200];
+	if (plan->n_procs_fds >= VE_MAX_PROCS_FDS)
+		die(125, "too many cgroups in plan", NULL, 0);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(125, "cgroup: cannot open", path, errno);
+	plan->procs_fds[plan->n_procs_fds++] = fd;
+	for (int i = 0; i < n_made; i++) {
+		if (strcmp(made_dirs[i], dir) || made_parent_fds[i] >= 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/../cgroup.procs", dir);
+		made_parent_fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+	}
+}
+
+/* Pass 3: the cgroups, the only preparation that changes the system. */
+static void setup_cgroups(struct record *recs, size_t n, struct ve_plan *plan)
+{
+	for (size_t k = 0; k < n; k++) {
+		char **f = recs[k].f;
+		if (!strcmp(f[0], "cgroup-dir"))
+			make_dir(f[1]);
+		else if (is_cgroup_write(f[0]))
+			cgroup_write(f, recs[k].nf);
+		else if (!strcmp(f[0], "cgroup-join"))
+			join_dir(plan, f[1]);
+	}
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: %s PLAN -- CMD [ARGS...]\n"
+		"Apply the plan written by 'volt-enforce compile ... -o PLAN' to this process,\n"
+		"then exec CMD. Exit status: CMD's own; 125 plan or enforcement error;\n"
+		"126 CMD cannot be executed; 127 CMD not found.\n", prog);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc < 4 || strcmp(argv[2], "--") != 0) {
+		usage(stderr);
+		return 125;
+	}
+	size_t len = 0, n = 0;
+	char *text = read_plan(argv[1], &len);
+	struct record *recs = parse_plan(text, len, argv[1], &n);
+
+	struct ve_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	plan.landlock_fd = prepare(recs, n, &plan);
+	setup_cgroups(recs, n, &plan);
 	free(recs);
 
-	plan.landlock_fd = ruleset;
-	plan.landlock_flags = ll_flags;
 	struct ve_result res = { 0, 0, 0 };
 	if (ve_apply(&plan, &res) < 0)
 		die(125, "enforcement failed at", step_name(res.step), res.err);
-	if (ruleset >= 0)
-		close(ruleset);
+	n_made = 0; /* in force now: the cgroups stay */
+	if (plan.landlock_fd >= 0)
+		close(plan.landlock_fd);
 	for (int i = 0; i < plan.n_procs_fds; i++)
 		close(plan.procs_fds[i]);
 
 	execvp(argv[3], argv + 3);
 	int err = errno;
-	die(err == ENOENT ? 127 : 126, "cannot execute", argv[3], err);
-	return 126;
+	fprintf(stderr, "%s: cannot execute %s: %s\n", prog, argv[3], strerror(err));
+	return err == ENOENT ? 127 : 126;
 }
