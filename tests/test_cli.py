@@ -12,9 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
-from volt_enforce import cgroups
-
 from kernelreq import (
     need_cgroup_v1,
     need_cgroup_v2_controller,
@@ -23,6 +20,8 @@ from kernelreq import (
     need_seccomp,
     need_userns,
 )
+
+from volt_enforce import cgroups
 
 VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
 PY = sys.executable
@@ -143,7 +142,7 @@ def _kernel():
 
 def ve(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
     """volt-enforce ARGS, as the console script the package installs."""
-    return subprocess.run([VOLT, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run([VOLT, *args], check=False, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def probe_cmd(tmp) -> list[str]:
@@ -214,17 +213,17 @@ def test_help_shows_examples(command):
 
 def test_python_m_is_the_same_command(tmp_path):
     m = [PY, "-m", "volt_enforce"]
-    a = subprocess.run(m + ["check", "--json"], capture_output=True, text=True)
+    a = subprocess.run(m + ["check", "--json"], check=False, capture_output=True, text=True)
     b = ve("check", "--json")
     assert a.returncode == b.returncode == 0
     assert json.loads(a.stdout) == json.loads(b.stdout)
-    assert subprocess.run(m + ["run", "--", "sh", "-c", "exit 3"]).returncode == 3
+    assert subprocess.run(m + ["run", "--", "sh", "-c", "exit 3"], check=False).returncode == 3
     marker = tmp_path / "ran"
-    cp = subprocess.run(m + ["run", "--bogus", "--", "touch", str(marker)],
+    cp = subprocess.run(m + ["run", "--bogus", "--", "touch", str(marker)], check=False,
                         capture_output=True, text=True)
     one_line_error(cp, "--bogus")
     assert not marker.exists()
-    cp = subprocess.run(m, capture_output=True, text=True)
+    cp = subprocess.run(m, check=False, capture_output=True, text=True)
     one_line_error(cp, "COMMAND")
 
 
@@ -424,6 +423,18 @@ def test_ignore_missing(tmp_path):
     assert marker.exists()
     skipped = json.loads(report.read_text())["landlock"]["skipped"]
     assert missing in [s["path"] for s in skipped]
+
+
+def test_report_only_when_something_ran(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text("old\n")
+    new = tmp_path / "new.json"
+    for path in (old, new):
+        cp = ve("run", "--report", str(path), "--", "no-such-command-volt")
+        assert cp.returncode == 127
+    assert old.read_text() == "old\n" and not new.exists()
+    assert ve("run", "--report", str(old), "--", "true").returncode == 0
+    assert json.loads(old.read_text())["returncode"] == 0
 
 
 # ---- run: cgroup limits ------------------------------------------------------------------

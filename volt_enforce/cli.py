@@ -14,7 +14,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import IO, Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from .errors import EnforcementError, PolicyError, VoltEnforceError
 from .kernel import probe
@@ -32,8 +33,14 @@ from .model import (
     server_policy,
 )
 
-__all__ = ["main", "build_parser", "config_from_args", "EXIT_FAILURE", "EXIT_CANNOT_EXECUTE",
-           "EXIT_NOT_FOUND"]
+__all__ = [
+    "EXIT_CANNOT_EXECUTE",
+    "EXIT_FAILURE",
+    "EXIT_NOT_FOUND",
+    "build_parser",
+    "config_from_args",
+    "main",
+]
 
 EXIT_FAILURE = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -267,26 +274,48 @@ def _command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def _open_report(path: str | None) -> IO[str] | None:
-    """Open --report before anything runs, so a bad path runs nothing (and
-    ``exec`` can still write it once Landlock forbids opening it)."""
-    if not path:
-        return None
-    try:
-        return open(path, "w")
-    except OSError as exc:
-        raise CLIError(f"--report {path}: {exc.strerror}") from None
+class _Report:
+    """--report, opened before anything runs: a bad path runs nothing, and ``exec``
+    can still write it once Landlock forbids opening it. A file it created is
+    removed again when nothing ran; an existing one is left as it was."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        flags = os.O_WRONLY | os.O_CLOEXEC
+        try:
+            try:
+                self.fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                self.fd = os.open(path, flags)
+                self.created = False
+        except OSError as exc:
+            raise CLIError(f"--report {path}: {exc.strerror}") from None
+
+    def write(self, report: dict[str, Any]) -> None:
+        data = (json.dumps(report, indent=2, default=str) + "\n").encode()
+        try:
+            os.ftruncate(self.fd, 0)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            raise CLIError(f"--report {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        if self.fd < 0:
+            return
+        os.close(self.fd)
+        self.fd = -1
+        if self.created:
+            os.unlink(self.path)
 
 
-def _write_report(f: IO[str] | None, report: dict[str, Any]) -> None:
-    if f is None:
-        return
-    try:
-        with f:
-            json.dump(report, f, indent=2, default=str)
-            f.write("\n")
-    except OSError as exc:
-        raise CLIError(f"--report {f.name}: {exc.strerror}") from None
+def _open_report(path: str | None) -> _Report | None:
+    return _Report(path) if path else None
 
 
 def _exit_status(returncode: int) -> int:
@@ -340,12 +369,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             stats = sb.stats()
             if stats is not None:
                 report["stats"] = stats.to_dict() if hasattr(stats, "to_dict") else stats
-            _write_report(report_file, report)
-            report_file = None
+            if report_file is not None:
+                report_file.write(report)
     finally:
-        if report_file is not None:  # nothing ran: leave no empty report behind
-            report_file.close()
-            os.unlink(report_file.name)
+        if report_file is not None:
+            report_file.discard()  # nothing ran: no empty report left behind
     return _exit_status(rc)
 
 
@@ -386,10 +414,10 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         report = apply_self(cfg, best_effort=bool(args.best_effort))
     except BaseException:
         if report_file is not None:
-            report_file.close()
-            os.unlink(report_file.name)
+            report_file.discard()
         raise
-    _write_report(report_file, report.to_dict())
+    if report_file is not None:
+        report_file.write(report.to_dict())
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -585,4 +613,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+    except Exception as exc:  # noqa: BLE001 (a bug: still one line and 125, as promised)
+        _error(f"internal error: {type(exc).__name__}: {exc}")
     return EXIT_FAILURE

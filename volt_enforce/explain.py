@@ -14,7 +14,7 @@ from .model import IsolationConfig, NetworkMode
 __all__ = ["explain", "format_explanation"]
 
 
-def _cgroup_part(config: IsolationConfig) -> dict[str, Any] | None:
+def _cgroup_part(config: IsolationConfig, best_effort: bool) -> dict[str, Any] | None:
     from . import cgroups
 
     if config.resources is None or config.resources.is_empty():
@@ -30,13 +30,20 @@ def _cgroup_part(config: IsolationConfig) -> dict[str, Any] | None:
     for w in cgroups.limit_writes(config.resources, versions):
         if not w.file:
             continue
-        writes.append({
+        entry = {
             "field": w.field,
             "controller": w.controller,
             "cgroup": {2: "v2", 1: "v1"}.get(w.version, "missing"),
             "file": w.file,
             "value": w.value if w.value is not None else "(the parent's cpuset.mems)",
-        })
+            # which one is written depends on the files the cgroup has (the I/O scheduler's)
+            "alternatives": [{"file": f, "value": v} for f, v in w.alternatives],
+        }
+        if w.version == 0:
+            entry["note"] = ("skipped: no hierarchy here has the controller" if best_effort
+                             else "fails: no hierarchy here has the controller "
+                                  "(--best-effort skips it)")
+        writes.append(entry)
     placement = "clone3 CLONE_INTO_CGROUP" if layout.v2 is not None else "write to cgroup.procs"
     return {"layout": layout.kind, "placement": placement, "files": writes}
 
@@ -64,7 +71,7 @@ def explain(config: IsolationConfig, *, best_effort: bool = False, bpf: bool = F
             out["seccomp_bpf"] = filt.disassemble()
     else:
         out["seccomp"] = None
-    out["cgroup"] = _cgroup_part(config)
+    out["cgroup"] = _cgroup_part(config, best_effort)
     p = probe()
     ns = []
     if config.private_users:
@@ -85,6 +92,7 @@ def explain(config: IsolationConfig, *, best_effort: bool = False, bpf: bool = F
 
 
 def format_explanation(info: dict[str, Any]) -> str:
+    """``explain``'s dict as lines for people."""
     lines: list[str] = []
     if info.get("landlock_text"):
         lines += ["Landlock", *("  " + ln for ln in info["landlock_text"].splitlines())]
@@ -106,7 +114,10 @@ def format_explanation(info: dict[str, Any]) -> str:
     if cg:
         lines.append(f"cgroup ({cg['layout']} host; placement by {cg['placement']})")
         for w in cg["files"]:
-            lines.append(f"  {w['cgroup']:<7} {w['file']:<28} {w['value']}   ({w['field']})")
+            alt = "".join(f" or {a['file']} {a['value']}" for a in w.get("alternatives", ()))
+            note = f"  [{w['note']}]" if w.get("note") else ""
+            lines.append(f"  {w['cgroup']:<7} {w['file']:<28} {w['value']}{alt}   "
+                         f"({w['field']}){note}")
     else:
         lines.append("cgroup: no limits")
     if info["namespaces"]:

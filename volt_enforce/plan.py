@@ -17,15 +17,24 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ._core import lib
 from .errors import CompatibilityError, EnforcementError, PolicyError
 from .model import CAPABILITIES, IsolationConfig, NetworkMode, ResourceLimits, parse_cpuset
 
-__all__ = ["compile_plan", "write_plan", "volt_init_path", "run_init", "cgroup_directories",
-           "CgroupDirectory", "CgroupWrite", "PLAN_VERSION"]
+__all__ = [
+    "PLAN_VERSION",
+    "CgroupDirectory",
+    "CgroupWrite",
+    "cgroup_directories",
+    "compile_plan",
+    "run_init",
+    "volt_init_path",
+    "write_plan",
+]
 
 PLAN_VERSION = 1
 
@@ -190,12 +199,15 @@ def cgroup_directories(limits: ResourceLimits, *, name: str, best_effort: bool =
         if w.file in ("cpuset.cpus", "cpuset.mems"):
             kind = w.file.split(".")[1]
             eff_file = f"cpuset.{kind}.effective" if w.version == 2 else f"cpuset.effective_{kind}"
-            eff = _read(os.path.join(base, eff_file))
-            if value is None:
+            eff_path = os.path.join(base, eff_file)
+            eff = _read(eff_path)
+            if value is None:  # the parent's memory nodes, as they are now
+                if not eff:
+                    raise CompatibilityError(f"cgroup file {w.file}", f"{eff_path} is unreadable")
                 value = eff
             elif eff and not set(parse_cpuset(value)) <= set(parse_cpuset(eff)):
-                raise PolicyError(w.field, value, f"names CPUs outside this cgroup's "
-                                  f"{os.path.join(base, eff_file)} ({eff})")
+                raise PolicyError(w.field, value,
+                                  f"names CPUs outside this cgroup's {eff_path} ({eff})")
         if w.alternatives or w.is_default:
             # which file exists shows only in a child cgroup (the I/O scheduler's)
             files[w.file] = CgroupWrite(((w.file, value),) + tuple(w.alternatives),
@@ -253,4 +265,4 @@ def init_main() -> None:
 
 def run_init(plan_path: str, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
     """Run ``volt-init plan_path -- argv`` (tests, benchmarks)."""
-    return subprocess.run([volt_init_path(), plan_path, "--", *argv], **kwargs)
+    return subprocess.run([volt_init_path(), plan_path, "--", *argv], check=False, **kwargs)
