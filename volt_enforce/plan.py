@@ -39,7 +39,6 @@ __all__ = [
 PLAN_VERSION = 1
 
 
-
 @dataclass(frozen=True)
 class CgroupWrite:
     """A cgroup file write with choices: the first (file, value) whose file exists
