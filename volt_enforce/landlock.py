@@ -472,7 +472,7 @@ class CompiledRuleset:
     def __del__(self) -> None:
         try:
             self.close()
-        except OSError:  # never raise from a finalizer (the fd is gone already)
+        except Exception:  # never raise from a finalizer (the fd, or os at exit, is gone)
             pass
 
     def __repr__(self) -> str:
