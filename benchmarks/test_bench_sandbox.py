@@ -137,3 +137,11 @@ def test_peer_bubblewrap(benchmark):
     if subprocess.run(args, capture_output=True).returncode != 0:
         pytest.skip("bubblewrap cannot create its namespaces here")
     _go(benchmark, lambda: subprocess.run(args), "peer: bubblewrap")
+
+
+def test_peer_minijail(benchmark):
+    minijail = shutil.which("minijail0")
+    if minijail is None:
+        pytest.skip("peer minijail0 is not installed (not packaged in Debian 12 or on PyPI)")
+    args = [minijail, "-n", "--", *TRUE]
+    _go(benchmark, lambda: subprocess.run(args), "peer: minijail0")
