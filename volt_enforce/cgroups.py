@@ -27,6 +27,7 @@ __all__ = [
     "Cgroup",
     "CgroupStats",
     "LimitWrite",
+    "controller_versions",
     "limit_writes",
     "cpu_weight_to_shares",
     "io_weight_to_blkio",
@@ -255,6 +256,18 @@ class LimitWrite:
     alternatives: tuple[tuple[str, str], ...] = ()
     #: the value is the kernel's default, so a missing file changes nothing
     is_default: bool = False
+
+
+def controller_versions(layout: CgroupLayout) -> dict[str, int]:
+    """Which hierarchy (2 or 1) holds each limit controller (v2 names) on this
+    layout; a controller no hierarchy holds is left out."""
+    versions: dict[str, int] = {}
+    for ctrl in _LIMIT_CONTROLLERS:
+        if layout.v2 is not None and ctrl in layout.v2.controllers:
+            versions[ctrl] = 2
+        elif layout.v1_mount(_V1_NAME.get(ctrl, ctrl)) is not None:
+            versions[ctrl] = 1
+    return versions
 
 
 def limit_writes(limits: ResourceLimits, versions: Mapping[str, int]) -> list[LimitWrite]:
@@ -568,13 +581,7 @@ class Cgroup:
 
     def _build(self, limits: ResourceLimits, layout: CgroupLayout, rel_parent: str | None,
                parent: str | None, name: str, statistics: bool) -> None:
-        versions: dict[str, int] = {}
-        for ctrl in _LIMIT_CONTROLLERS:
-            if layout.v2 is not None and ctrl in layout.v2.controllers:
-                versions[ctrl] = 2
-            elif layout.v1_mount(_V1_NAME.get(ctrl, ctrl)) is not None:
-                versions[ctrl] = 1
-        writes = limit_writes(limits, versions)
+        writes = limit_writes(limits, controller_versions(layout))
 
         usable: list[LimitWrite] = []
         for w in writes:

@@ -20,14 +20,8 @@ def _cgroup_part(config: IsolationConfig, best_effort: bool) -> dict[str, Any] |
     if config.resources is None or config.resources.is_empty():
         return None
     layout = cgroups.detect()
-    versions = {}
-    for ctrl in ("memory", "cpu", "cpuset", "io", "pids"):
-        v = layout.controller_version(ctrl)
-        if v is None and ctrl == "io":
-            v = layout.controller_version("blkio")
-        versions[ctrl] = v or 0
     writes = []
-    for w in cgroups.limit_writes(config.resources, versions):
+    for w in cgroups.limit_writes(config.resources, cgroups.controller_versions(layout)):
         if not w.file:
             continue
         entry = {

@@ -133,16 +133,6 @@ def compile_plan(config: IsolationConfig, *, best_effort: bool = False,
     return "\n".join(head + body + cg + tail + ["end"]) + "\n"
 
 
-def _versions(layout: Any) -> dict[str, int]:
-    versions: dict[str, int] = {}
-    for ctrl in _LIMIT_CONTROLLERS:
-        if layout.v2 is not None and ctrl in layout.v2.controllers:
-            versions[ctrl] = 2
-        elif layout.v1_mount(_V1_NAME.get(ctrl, ctrl)) is not None:
-            versions[ctrl] = 1
-    return versions
-
-
 def _base_dir(mount: Any) -> str:
     """This process's cgroup in ``mount`` when it may be written, else (as root) the root."""
     cur = mount.current_path
@@ -177,7 +167,7 @@ def cgroup_directories(limits: ResourceLimits, *, name: str, best_effort: bool =
     limits.validate()
     if layout is None:
         layout = cgroups.detect()
-    writes = cgroups.limit_writes(limits, _versions(layout))
+    writes = cgroups.limit_writes(limits, cgroups.controller_versions(layout))
     by_mount: dict[int, tuple[Any, dict[str, str | CgroupWrite]]] = {}
     order: list[int] = []
     for w in writes:

@@ -214,30 +214,12 @@ class Sandbox:
         new_user = bool(config.private_users)
         mode = config.network.effective_mode if config.network is not None else None
         new_net = mode in (NetworkMode.NONE, NetworkMode.PRIVATE)
-        if new_user:
-            userns_error = _namespace_error(lib.CLONE_NEWUSER)
-            if userns_error:
-                if not best_effort:
-                    raise EnforcementError(0, "user_namespace", f"not available: {userns_error}")
-                rep.notes.append(f"private_users dropped: {userns_error}")
-                new_user = False
-            else:
-                rep.namespaces.append("user")
-        if new_net:
-            netns_error = _namespace_error(lib.CLONE_NEWNET)
-            if netns_error:
-                if not best_effort:
-                    raise EnforcementError(0, "network_namespace", f"not available: {netns_error}")
-                rep.notes.append(f"network namespace dropped: {netns_error}")
-                new_net = False
-            else:
-                rep.namespaces.append("network")
-                if mode == NetworkMode.PRIVATE:
-                    bridge = config.network.bridge or "voltbr0"  # type: ignore[union-attr]
-                    rep.notes.append(
-                        f"network private: own namespace with loopback only; "
-                        f"no veth was attached to bridge {bridge!r}"
-                    )
+        new_user = new_user and self._namespace(lib.CLONE_NEWUSER, "user", best_effort)
+        new_net = new_net and self._namespace(lib.CLONE_NEWNET, "network", best_effort)
+        if new_net and mode == NetworkMode.PRIVATE:
+            bridge = config.network.bridge or "voltbr0"  # type: ignore[union-attr]
+            rep.notes.append(f"network private: own namespace with loopback only; "
+                             f"no veth was attached to bridge {bridge!r}")
 
         # capabilities
         keep = _kept_capabilities(config)
@@ -279,6 +261,18 @@ class Sandbox:
             seccomp_detail=sc_detail,
             fail_step=fail_step,
         )
+
+    def _namespace(self, flag: int, name: str, best_effort: bool) -> bool:
+        """Whether the child can enter a new ``name`` namespace; if not, fail, or
+        under best effort drop it and say so."""
+        error = _namespace_error(flag)
+        if error is None:
+            self.report.namespaces.append(name)
+            return True
+        if not best_effort:
+            raise EnforcementError(0, f"{name}_namespace", f"not available: {error}")
+        self.report.notes.append(f"{name} namespace dropped: {error}")
+        return False
 
     # ---- the three ways to apply ----------------------------------------------
 
