@@ -6,7 +6,7 @@
 Two panels, from benchmarks/test_bench_scale.py: the median time of a
 sandboxed spawn of /bin/true against the number of extra Landlock rules, and
 against the number of seccomp rules, each with plain subprocess.run of the
-same run as a dashed line. Plain SVG: no plotting library needed.
+same rounds (paired timing) as a dashed line. Plain SVG: no plotting library needed.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ LEFT, RIGHT, TOP, BOTTOM = 60, 20, 36, 44
 
 
 def _series(benchmarks: list[dict[str, Any]], group: str) -> tuple[list[tuple[float, float]], float | None]:
-    points, base = [], None
+    """(x, ms) points of a group and the mean of their paired subprocess.run medians."""
+    points, bases = [], []
     for b in benchmarks:
-        if b.get("group") != group:
+        info = b.get("extra_info") or {}
+        if b.get("group") != group or info.get("x") is None:
             continue
-        median_ms = b["stats"]["median"] * 1e3
-        x = (b.get("extra_info") or {}).get("x")
-        if x is None:
-            base = median_ms
-        else:
-            points.append((float(x), median_ms))
-    return sorted(points), base
+        med = info.get("median_us") or {}
+        points.append((float(info["x"]), med.get("ours", b["stats"]["median"] * 1e6) / 1e3))
+        if "baseline" in med:
+            bases.append(med["baseline"] / 1e3)
+    return sorted(points), (sum(bases) / len(bases) if bases else None)
 
 
 def _panel(ox: int, title: str, xlabel: str, points: list[tuple[float, float]],

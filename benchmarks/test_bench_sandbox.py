@@ -1,9 +1,11 @@
 """Spawning /bin/true sandboxed, against plain subprocess.run and peers.
 
-Group "spawn": every figure is read as a ratio to `subprocess.run` measured in
-the same run (benchmarks/compare.py prints the ratios). Peers run where they
-are installed: the PyPI `landlock` and `pyseccomp` packages in preexec_fn
-(the `bench` extra), bubblewrap (Debian's `bubblewrap`).
+Group "spawn": each benchmark times its spawn and a plain `subprocess.run`
+alternately in the same rounds (benchmarks/pairs.py) and records the ratio of
+the medians as `ratio_over_subprocess_run` (benchmarks/compare.py reads it).
+Peers run where they are installed: the PyPI `landlock` and `pyseccomp`
+packages in preexec_fn (the `bench` extra), bubblewrap (Debian's `bubblewrap`),
+minijail0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from volt_enforce import IsolationConfig, ResourceLimits, Sandbox, SeccompProfil
 from volt_enforce.cgroups import Cgroup
 
 from kernelreq import need_cgroup2, need_landlock, need_seccomp
+from pairs import paired
 
 TRUE = ["/bin/true"]
 
@@ -34,15 +37,20 @@ def _config() -> IsolationConfig:
     return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
 
 
-def _go(benchmark, fn, name: str, baseline: str | None = "subprocess.run"):
+def _plain() -> None:
+    subprocess.run(TRUE)
+
+
+def _go(benchmark, fn, name: str) -> None:
     benchmark.group = "spawn"
     benchmark.name = name
-    benchmark.extra_info["baseline"] = baseline
-    benchmark.pedantic(fn, rounds=200, warmup_rounds=20, iterations=1)
+    paired(benchmark, fn, _plain, key="ratio_over_subprocess_run")
 
 
 def test_subprocess_run_baseline(benchmark):
-    _go(benchmark, lambda: subprocess.run(TRUE), "subprocess.run", None)
+    benchmark.group = "spawn"
+    benchmark.name = "subprocess.run"
+    benchmark.pedantic(_plain, rounds=200, warmup_rounds=10, iterations=1)
 
 
 def test_subprocess_empty_preexec(benchmark):

@@ -33,6 +33,7 @@ from volt_enforce import (
 )
 
 from kernelreq import need_landlock, need_seccomp
+from pairs import paired
 
 TRUE = ["/bin/true"]
 ROUNDS = 60
@@ -44,17 +45,12 @@ def _kernel():
     need_seccomp()
 
 
-def _bench(benchmark, group: str, name: str, fn, baseline: str | None, **info) -> None:
+def _bench(benchmark, group: str, name: str, fn, **info) -> None:
     benchmark.group = group
     benchmark.name = name
-    benchmark.extra_info["baseline"] = baseline
     benchmark.extra_info.update(info)
-    benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=5, iterations=1)
-
-
-@pytest.mark.parametrize("group", ["spawn vs landlock rules", "spawn vs seccomp rules"])
-def test_scale_baseline(benchmark, group):
-    _bench(benchmark, group, f"subprocess.run [{group}]", lambda: subprocess.run(TRUE), None)
+    paired(benchmark, fn, lambda: subprocess.run(TRUE), rounds=ROUNDS, warmup=5,
+           key="ratio_over_subprocess_run")
 
 
 @pytest.mark.parametrize("n", [1, 10, 50, 200])
@@ -68,7 +64,7 @@ def test_spawn_vs_landlock_rules(benchmark, tmp_path, n):
     group = "spawn vs landlock rules"
     with Sandbox(cfg) as sb:
         _bench(benchmark, group, f"Sandbox.run, {n} extra landlock rules", lambda: sb.run(TRUE),
-               f"subprocess.run [{group}]", rules=len(sb.ruleset.report.rules), x=n)
+               rules=len(sb.ruleset.report.rules), x=n)
 
 
 def _syscall_names(n: int) -> list[str]:
@@ -98,7 +94,7 @@ def test_spawn_vs_seccomp_rules(benchmark, tmp_path, n):
     group = "spawn vs seccomp rules"
     with Sandbox(cfg) as sb:
         _bench(benchmark, group, f"Sandbox.run, {n} seccomp rules", lambda: sb.run(TRUE),
-               f"subprocess.run [{group}]", instructions=sb.seccomp.instructions, x=n)
+               instructions=sb.seccomp.instructions, x=n)
 
 
 def _throughput(spawn, threads: int, per_thread: int) -> float:

@@ -55,11 +55,11 @@ def test_table_lists_every_ratio(tmp_path):
 
 
 def test_plot_renders_both_panels():
+    med = {"ours": 1100.0, "baseline": 1000.0}
     benches = [
-        _bench("base ll", 1e-3, group="spawn vs landlock rules"),
-        _bench("ll 10", 1.1e-3, group="spawn vs landlock rules", x=10),
-        _bench("ll 200", 1.3e-3, group="spawn vs landlock rules", x=200),
-        _bench("sc 10", 1.2e-3, group="spawn vs seccomp rules", x=10),
+        _bench("ll 10", 2.1e-3, group="spawn vs landlock rules", x=10, median_us=med),
+        _bench("ll 200", 2.3e-3, group="spawn vs landlock rules", x=200, median_us=med),
+        _bench("sc 10", 2.2e-3, group="spawn vs seccomp rules", x=10, median_us=med),
     ]
     svg = plot.render(benches)
     assert svg.startswith("<svg") and svg.count("<path") == 2
