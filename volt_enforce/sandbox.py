@@ -74,39 +74,45 @@ class EnforcementReport:
         }
 
 
-_RULESETS: "OrderedDict[tuple, Any]" = OrderedDict()
-_RULESETS_MAX = 32
-_RULESETS_LOCK = threading.Lock()
+_PREPARED: "OrderedDict[tuple, Sandbox]" = OrderedDict()
+_PREPARED_MAX = 32
+_PREPARED_LOCK = threading.Lock()
 
 
-def _shared_ruleset(config: IsolationConfig, abi: int | None) -> Any:
-    """A compiled ruleset for this config from a small LRU cache.
+def _prepared(config: IsolationConfig, abi: int | None = None) -> "Sandbox":
+    """A prepared Sandbox for a config without resource limits, from a small LRU
+    cache keyed by the config's content.
 
-    Rulesets are immutable once built; an entry dropped from the cache is closed
-    when the last sandbox using it lets go of it (CompiledRuleset.__del__).
+    Such a sandbox holds only immutable parts (the ruleset, the filter, the
+    plan), so any number of threads may spawn from it at once. An entry dropped
+    from the cache is closed when the last user lets go of it (__del__).
     """
     from . import landlock
 
-    presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
-    key = (config.to_json(), presets, abi, landlock.effective_abi(abi))
-    with _RULESETS_LOCK:
-        hit = _RULESETS.get(key)
-        if hit is not None:
-            _RULESETS.move_to_end(key)
+    try:
+        presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
+        key = (config.to_json(), presets, abi, landlock.effective_abi(abi))
+    except Exception:
+        config.validate()  # a malformed config: say what is wrong with it
+        raise
+    with _PREPARED_LOCK:
+        hit = _PREPARED.get(key)
+        if hit is not None and not hit._closed:
+            _PREPARED.move_to_end(key)
             return hit
-    ruleset = landlock.compile_for(config, abi=abi)
-    with _RULESETS_LOCK:
-        _RULESETS[key] = ruleset
-        while len(_RULESETS) > _RULESETS_MAX:
-            _RULESETS.popitem(last=False)
-    return ruleset
+    sb = Sandbox(config, landlock_abi=abi)
+    with _PREPARED_LOCK:
+        _PREPARED[key] = sb
+        while len(_PREPARED) > _PREPARED_MAX:
+            _PREPARED.popitem(last=False)
+    return sb
 
 
 def clear_cache() -> None:
-    """Drop the compiled rulesets ``run``/``Popen(isolation=...)`` keep for reuse
+    """Drop the sandboxes ``run``/``Popen(isolation=...)`` keep prepared for reuse
     (after a rule's path was replaced, for instance)."""
-    with _RULESETS_LOCK:
-        _RULESETS.clear()
+    with _PREPARED_LOCK:
+        _PREPARED.clear()
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,9 +145,10 @@ class Sandbox:
     be skipped and reported instead of failing (Landlock follows its policy's
     ``compatibility``). ``no_new_privs`` is set in children unless False.
     ``fail_step`` (tests only) makes that enforcement step fail in the child.
-    ``share_compiled`` takes the Landlock ruleset from a process-wide cache of
-    identical configs (what ``volt_enforce.run`` and ``Popen(isolation=...)`` do):
-    the paths of such a ruleset were resolved when it was first built.
+    ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
+    process-wide cache of identical configs (what ``volt_enforce.run`` and
+    ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
+    it was first built.
     """
 
     def __init__(
@@ -199,7 +206,9 @@ class Sandbox:
 
         # Landlock: the ruleset is built once; children only restrict_self
         if self._share_compiled:
-            self.ruleset = _shared_ruleset(config, landlock_abi)
+            base = config.replace(resources=None) if config.resources is not None else config
+            self._base = _prepared(base, landlock_abi)  # keeps the borrowed ruleset open
+            self.ruleset = self._base.ruleset
         else:
             self.ruleset = landlock.compile_for(config, abi=landlock_abi)
         ll_fd, ll_flags, ll_detail = -1, 0, ""
@@ -434,6 +443,8 @@ class Popen(subprocess.Popen):
         if sandbox is not None and isolation is not None:
             raise ValueError("pass isolation= or sandbox=, not both")
         self._own_sandbox = sandbox is None
+        if sandbox is None and _limitless(isolation):
+            sandbox, self._own_sandbox = _prepared(isolation or IsolationConfig()), False
         self.sandbox = sandbox if sandbox is not None else Sandbox(isolation, share_compiled=True)
         self.report = self.sandbox.report
         try:
@@ -538,8 +549,14 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
         if isolation is not None:
             raise ValueError("pass isolation= or sandbox=, not both")
         return _run(args, sandbox=sandbox, **kwargs)
+    if _limitless(isolation):  # nothing per child to set up or tear down: reuse
+        return _run(args, sandbox=_prepared(isolation or IsolationConfig()), **kwargs)
     with Sandbox(isolation, share_compiled=True) as sb:
         return _run(args, sandbox=sb, **kwargs)
+
+
+def _limitless(config: IsolationConfig | None) -> bool:
+    return config is None or config.resources is None or config.resources.is_empty()
 
 
 def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
