@@ -1,0 +1,14 @@
+#!/bin/sh
+# Runs inside the kernel matrix's VM (.ci/kernel-matrix starts it):
+#   in-vm.sh OUT PYTHON SECONDS [PYTEST ARGS...]
+# OUT is a host directory shared read-write; the tree itself is an overlay whose
+# writes stay in the VM. The VM's environment is its own: set what the tests need.
+out=$1 py=$2 limit=$3
+shift 3
+export VOLT_ENFORCE_REQUIRE_KERNEL=1 VOLT_ENFORCE_VM_KERNEL=1 PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 LANG=C.UTF-8 HOME=/root
+uname -r >"$out/release"
+# SIGINT lets pytest end the session and still write its report; KILL 20 s later
+timeout -s INT -k 20 "$limit" "$py" -m pytest -rfEs -p no:cacheprovider -m "" \
+    --junitxml="$out/junit.xml" "$@"
+echo $? >"$out/pytest.rc"
