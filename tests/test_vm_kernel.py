@@ -237,15 +237,22 @@ def test_clone_into_cgroup_places_the_child_under_its_limits(v2_controllers):
 
 # ---- Landlock on an older ABI -----------------------------------------------------------
 
-#: What a policy asking for everything loses on an ABI: name -> the ABI that has it.
-NEWER_THAN_ABI_2 = {"TRUNCATE": 3, "BIND_TCP": 4, "CONNECT_TCP": 4, "IOCTL_DEV": 5,
-                    "ABSTRACT_UNIX_SOCKET": 6, "SIGNAL": 6}
+#: Features newer than ABI 2 that a policy can ask for: name -> the ABI that has them.
+FEATURE_ABI = {"TRUNCATE": 3, "BIND_TCP": 4, "CONNECT_TCP": 4, "IOCTL_DEV": 5,
+               "ABSTRACT_UNIX_SOCKET": 6, "SIGNAL": 6}
 
 
 @pytest.fixture
-def abi2():
+def abi():
+    """The kernel's Landlock ABI (2 on Debian's 6.1); the tests follow it."""
     need_landlock(2)
-    return landlock.kernel_abi()
+    n = landlock.kernel_abi()
+    assert n < max(FEATURE_ABI.values()), "the matrix kernel has every feature: nothing to drop"
+    return n
+
+
+def _lacking(abi: int, among: tuple[str, ...] = tuple(FEATURE_ABI)) -> dict[str, int]:
+    return {n: a for n, a in FEATURE_ABI.items() if a > abi and n in among}
 
 
 @pytest.fixture
@@ -281,29 +288,33 @@ def _dropped(report: Any) -> dict[str, Any]:
     return {d.name: d for d in report.dropped if d.kind in ("fs", "net", "scope")}
 
 
-def test_best_effort_drops_what_the_abi_lacks_and_says_so(abi2, tree):
+def test_best_effort_drops_what_the_abi_lacks_and_says_so(abi, tree):
     with landlock.compile(_everything(tree, Compatibility.BEST_EFFORT)) as rs:
         rep = rs.report
         assert rs.fd >= 0
         assert rep.status == "partial"
-        assert rep.abi == rep.kernel_abi == abi2
-        lacking = {n: a for n, a in NEWER_THAN_ABI_2.items() if a > abi2}
+        assert rep.abi == rep.kernel_abi == abi
+        lacking = _lacking(abi)
         dropped = _dropped(rep)
         assert set(dropped) == set(lacking)
         for name, need in lacking.items():
             assert dropped[name].abi == need and dropped[name].weakens
-            assert f"{name} needs ABI {need}, kernel has {abi2}" in dropped[name].reason
-        # the port rules cannot be kept either, and the report names each
-        assert {(d.name, d.port) for d in rep.dropped if d.kind == "port"} == {
-            ("BIND_TCP", 8080), ("CONNECT_TCP", 443)}
-        assert rep.handled_fs == landlock.fs_rights_for_abi(abi2)
-        assert not rep.handled_net and not rep.scopes
+            assert f"{name} needs ABI {need}, kernel has {abi}" in dropped[name].reason
+        # the port rules go with the TCP rights, and the report names each
+        ports = {(d.name, d.port) for d in rep.dropped if d.kind == "port"}
+        assert ports == ({("BIND_TCP", 8080), ("CONNECT_TCP", 443)} if "BIND_TCP" in lacking
+                         else set())
+        assert rep.handled_fs == landlock.fs_rights_for_abi(abi)
+        assert bool(rep.handled_net) == ("BIND_TCP" not in lacking)
+        assert bool(rep.scopes) == ("SIGNAL" not in lacking)
         as_json = json.loads(json.dumps(rep.to_dict()))
         assert {d["name"] for d in as_json["dropped"]} >= set(lacking)
-        assert "partial" in rep.format() and "TRUNCATE needs ABI 3" in rep.format()
+        text = rep.format()
+        assert text.startswith("landlock partial")
+        assert all(dropped[name].reason in text for name in lacking)
 
 
-def test_what_was_dropped_is_really_not_enforced(abi2, tree):
+def test_what_was_dropped_is_really_not_enforced(abi, tree):
     with landlock.compile(_everything(tree, Compatibility.BEST_EFFORT)) as rs:
         listener = socket.create_server(("127.0.0.1", 0))
         unix = socket.socket(socket.AF_UNIX)
@@ -327,12 +338,16 @@ def test_what_was_dropped_is_really_not_enforced(abi2, tree):
         finally:
             listener.close()
             unix.close()
-    # the report said TCP, scopes and TRUNCATE were dropped: that is what happens
-    assert got == {"connect_tcp": 0, "abstract_unix": 0, "signal": 0,
-                   "truncate_read_only_file": 0}
+    # what the report says was dropped is allowed; what it kept is denied
+    lacking = _lacking(abi)
+    denied = {"connect_tcp": ("CONNECT_TCP", errno.EACCES),
+              "abstract_unix": ("ABSTRACT_UNIX_SOCKET", errno.EPERM),
+              "signal": ("SIGNAL", errno.EPERM),
+              "truncate_read_only_file": ("TRUNCATE", errno.EACCES)}
+    assert got == {k: 0 if name in lacking else err for k, (name, err) in denied.items()}
 
 
-def test_everything_the_abi_offers_is_still_denied(abi2, tree):
+def test_everything_the_abi_offers_is_still_denied(abi, tree):
     with landlock.compile(_everything(tree, Compatibility.BEST_EFFORT)) as rs:
         def child():
             rs.restrict_self()
@@ -394,19 +409,18 @@ def test_everything_the_abi_offers_is_still_denied(abi2, tree):
 
 @pytest.mark.parametrize("level", [Compatibility.SOFT_REQUIREMENT,
                                    Compatibility.HARD_REQUIREMENT])
-def test_requirements_fail_naming_the_missing_feature(abi2, tree, level):
+def test_requirements_fail_naming_the_missing_feature(abi, tree, level):
     fds = len(os.listdir("/proc/self/fd"))
     with pytest.raises(CompatibilityError) as ei:
         landlock.compile(_everything(tree, level))
     err = ei.value
     # the oldest feature the kernel lacks comes first, the others follow
-    oldest = min((a, n) for n, a in NEWER_THAN_ABI_2.items() if a > abi2)
+    oldest = min((a, n) for n, a in _lacking(abi).items())
     assert err.feature == oldest[1]
-    assert f"{oldest[1]} needs ABI {oldest[0]}, kernel has {abi2}" in str(err)
+    assert f"{oldest[1]} needs ABI {oldest[0]}, kernel has {abi}" in str(err)
     assert f"Linux {landlock.ABI_LINUX[oldest[0]]}" in str(err)
-    for name, need in NEWER_THAN_ABI_2.items():
-        if need > abi2:
-            assert f"{name} needs ABI {need}" in str(err)
+    for name, need in _lacking(abi).items():
+        assert f"{name} needs ABI {need}" in str(err)
     assert len(os.listdir("/proc/self/fd")) == fds  # nothing leaked
     # through a Sandbox: refused before anything is made, cgroup included
     before = _our_cgroups()
@@ -423,14 +437,14 @@ def _our_cgroups() -> list[str]:
     return sorted(os.listdir(top)) if os.path.isdir(top) else []
 
 
-def test_any_policy_is_partial_where_handled_rights_are_missing(abi2, tree):
+def test_any_policy_is_partial_where_handled_rights_are_missing(abi, tree):
     # a policy handles every right the library knows: on ABI 2 TRUNCATE and IOCTL_DEV
     # are not handled, and the report says so even when no rule grants them
     pol = LandlockPolicy(rules=[LandlockRule(tree["ro"], A.READ_ONLY)])
+    missing = _lacking(abi, ("TRUNCATE", "IOCTL_DEV"))
     with landlock.compile(pol) as rs:
-        assert rs.report.status == "partial"
-        assert set(_dropped(rs.report)) == {n for n, a in NEWER_THAN_ABI_2.items()
-                                             if a > abi2 and n in ("TRUNCATE", "IOCTL_DEV")}
+        assert rs.report.status == ("partial" if missing else "full")
+        assert set(_dropped(rs.report)) == set(missing)
 
 
 # ---- seccomp on an older kernel ---------------------------------------------------------
@@ -483,7 +497,7 @@ def test_seccomp_answers_syscalls_newer_than_the_kernel_as_the_simulator_says(pr
 # ---- volt_enforce.run, end to end --------------------------------------------------------
 
 
-def test_run_end_to_end_on_the_older_kernel(v2_controllers, abi2, tmp_path):
+def test_run_end_to_end_on_the_older_kernel(v2_controllers, abi, tmp_path):
     need_seccomp()
     work = tmp_path / "work"
     work.mkdir()
@@ -507,8 +521,11 @@ def test_run_end_to_end_on_the_older_kernel(v2_controllers, abi2, tmp_path):
                                volt_enforce.probe().cgroups.v2.path)
     assert lines == ["hi", "touch=1", f"0::{cg}", "lo", "dd=137"], r.stdout
     rep = r.report
-    assert rep.landlock["status"] == "partial" and rep.landlock["abi"] == abi2
-    assert {"TRUNCATE", "BIND_TCP", "CONNECT_TCP"} <= {d["name"] for d in rep.landlock["dropped"]}
+    # network none denies TCP through Landlock too, where the ABI has it
+    assert rep.landlock.abi == abi
+    missing = _lacking(abi, ("TRUNCATE", "IOCTL_DEV", "BIND_TCP", "CONNECT_TCP"))
+    assert set(_dropped(rep.landlock)) == set(missing)
+    assert rep.to_dict()["landlock"]["status"] == rep.landlock.status == "partial"
     assert rep.seccomp["profile"] == "default"
     assert "network" in rep.namespaces
     assert rep.cgroup["written"] == {"memory.max": str(64 * MIB), "pids.max": "16",
