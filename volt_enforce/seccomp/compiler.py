@@ -74,7 +74,8 @@ def decisions(policy: Policy, table: ArchTable) -> dict[int, Decision]:
             if not args:
                 fallback = action
                 break
-            rules.append((args, action))
+            if (args, action) not in rules:  # a repeated rule can never match anew
+                rules.append((args, action))
         while rules and rules[-1][1] == fallback:  # ends in the fallback anyway
             rules.pop()
         out[nr] = (tuple(rules), fallback)
