@@ -505,7 +505,8 @@ class Popen(subprocess.Popen):
             self.sandbox.close()
 
 
-def _run(args: Any, *, sandbox: Sandbox, input: Any = None, capture_output: bool = False,
+def _run(args: Any, *, sandbox: Sandbox, with_stats: bool = False, input: Any = None,
+         capture_output: bool = False,
          timeout: float | None = None, check: bool = False,
          **kwargs: Any) -> subprocess.CompletedProcess:
     # subprocess.run, spawning through our Popen
@@ -534,7 +535,9 @@ def _run(args: Any, *, sandbox: Sandbox, input: Any = None, capture_output: bool
                                                 stderr=stderr)
     cp = subprocess.CompletedProcess(process.args, retcode, stdout, stderr)
     cp.report = sandbox.report  # type: ignore[attr-defined]
-    cp.stats = sandbox.stats() if sandbox.cgroup is not None else None  # type: ignore[attr-defined]
+    # read only for a cgroup of this child's own, before it is removed; a shared
+    # sandbox's cgroup is read when asked (Sandbox.stats), not after every child
+    cp.stats = sandbox.stats() if with_stats and sandbox.cgroup is not None else None  # type: ignore[attr-defined]
     return cp
 
 
@@ -543,7 +546,9 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
     """``subprocess.run`` with the child sandboxed (C spawn path).
 
     Returns a ``CompletedProcess`` with two more attributes: ``report`` (the
-    EnforcementReport) and ``stats`` (cgroup statistics, or None).
+    EnforcementReport) and ``stats`` (the statistics of the child's own cgroup,
+    made for ``isolation.resources``; None otherwise: for a shared sandbox ask
+    ``Sandbox.stats()``).
     """
     if sandbox is not None:
         if isolation is not None:
@@ -552,7 +557,7 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
     if _limitless(isolation):  # nothing per child to set up or tear down: reuse
         return _run(args, sandbox=_prepared(isolation or IsolationConfig()), **kwargs)
     with Sandbox(isolation, share_compiled=True) as sb:
-        return _run(args, sandbox=sb, **kwargs)
+        return _run(args, sandbox=sb, with_stats=True, **kwargs)
 
 
 def _limitless(config: IsolationConfig | None) -> bool:
