@@ -18,6 +18,7 @@ any step fails the target is not executed and the caller gets an
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import os
 from collections import OrderedDict
@@ -79,6 +80,9 @@ _PREPARED_MAX = 32
 _PREPARED_LOCK = threading.Lock()
 
 
+_BY_ID: dict[tuple, tuple[IsolationConfig, tuple, "Sandbox"]] = {}
+
+
 def _prepared(config: IsolationConfig, abi: int | None = None) -> "Sandbox":
     """A prepared Sandbox for a config without resource limits, from a small LRU
     cache keyed by the config's content.
@@ -91,7 +95,12 @@ def _prepared(config: IsolationConfig, abi: int | None = None) -> "Sandbox":
 
     try:
         presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
-        key = (config.to_json(), presets, abi, landlock.effective_abi(abi))
+        ident = (id(config), abi, landlock.effective_abi(abi))
+        # fast path: the same object as last time, unchanged (compared with a copy)
+        seen = _BY_ID.get(ident)
+        if seen is not None and seen[1] == presets and seen[0] == config and not seen[2]._closed:
+            return seen[2]
+        key = (config.to_json(), presets, ident[1], ident[2])
     except Exception:
         config.validate()  # a malformed config: say what is wrong with it
         raise
@@ -99,13 +108,17 @@ def _prepared(config: IsolationConfig, abi: int | None = None) -> "Sandbox":
         hit = _PREPARED.get(key)
         if hit is not None and not hit._closed:
             _PREPARED.move_to_end(key)
-            return hit
-    sb = Sandbox(config, landlock_abi=abi)
+    if hit is None or hit._closed:
+        hit = Sandbox(config, landlock_abi=abi)
+        with _PREPARED_LOCK:
+            _PREPARED[key] = hit
+            while len(_PREPARED) > _PREPARED_MAX:
+                _PREPARED.popitem(last=False)
     with _PREPARED_LOCK:
-        _PREPARED[key] = sb
-        while len(_PREPARED) > _PREPARED_MAX:
-            _PREPARED.popitem(last=False)
-    return sb
+        if len(_BY_ID) >= _PREPARED_MAX:
+            _BY_ID.clear()
+        _BY_ID[ident] = (copy.deepcopy(config), presets, hit)
+    return hit
 
 
 def clear_cache() -> None:
@@ -113,6 +126,7 @@ def clear_cache() -> None:
     (after a rule's path was replaced, for instance)."""
     with _PREPARED_LOCK:
         _PREPARED.clear()
+        _BY_ID.clear()
 
 
 @functools.lru_cache(maxsize=None)
