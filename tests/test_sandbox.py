@@ -404,15 +404,20 @@ def test_refused_cgroup_placement_names_the_cgroup(tmp_path):
             os.rmdir(d)
 
 
-def test_run_reuses_preparation_but_sees_changes(work, tmp_path):
+def test_run_reuses_preparation_but_sees_changes(work):
     """run(isolation=cfg) reuses what it prepared for cfg, yet a change to cfg
-    (here: a new writable directory) is enforced on the next call."""
-    other = tmp_path / "other"
-    other.mkdir()
-    cfg = _config(work)
-    script = ["sh", "-c", f"echo x > {other}/f"]
-    assert volt_enforce.run(script, isolation=cfg, capture_output=True).returncode != 0
-    cfg.landlock.rules.append(LandlockRule(path=str(other), access=LandlockAccess.READ_WRITE))
-    assert volt_enforce.run(script, isolation=cfg, capture_output=True).returncode == 0
-    cfg.landlock.rules.pop()
-    assert volt_enforce.run(script + [], isolation=cfg, capture_output=True).returncode != 0
+    (here: a new readable directory) is enforced on the next call."""
+    import shutil
+    import tempfile
+
+    other = tempfile.mkdtemp(prefix="volt-test-", dir="/mnt" if os.path.isdir("/mnt") else "/")
+    try:  # outside every rule of the server preset
+        cfg = _config(work)
+        script = ["ls", other]
+        assert volt_enforce.run(script, isolation=cfg, capture_output=True).returncode != 0
+        cfg.landlock.rules.append(LandlockRule(path=other, access=LandlockAccess.READ_ONLY))
+        assert volt_enforce.run(script, isolation=cfg, capture_output=True).returncode == 0
+        cfg.landlock.rules.pop()
+        assert volt_enforce.run(script, isolation=cfg, capture_output=True).returncode != 0
+    finally:
+        shutil.rmtree(other)
