@@ -25,7 +25,6 @@ import pytest
 from volt_enforce import (
     IsolationConfig,
     LandlockAccess,
-    LandlockPolicy,
     LandlockRule,
     Sandbox,
     SeccompProfile,

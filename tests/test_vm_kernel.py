@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import time
 import traceback
 from typing import Any, Callable

@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 import os
-from collections import OrderedDict
 import subprocess
+import sys
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from . import spawn as _spawn
 from ._core import lib
@@ -78,8 +80,7 @@ class EnforcementReport:
 _PREPARED: "OrderedDict[tuple, Sandbox]" = OrderedDict()
 _PREPARED_MAX = 32
 _PREPARED_LOCK = threading.Lock()
-
-
+#: (id(config), abi, effective abi) -> (a copy of that config, its presets, its sandbox)
 _BY_ID: dict[tuple, tuple[IsolationConfig, tuple, "Sandbox"]] = {}
 
 
@@ -132,9 +133,7 @@ def clear_cache() -> None:
 @functools.lru_cache(maxsize=None)
 def _namespace_error(flag: int) -> str | None:
     """Why unshare(flag) fails here, or None; probed once per process."""
-    from ._core import lib as _lib
-
-    r = _lib.ve_probe_unshare(flag)
+    r = lib.ve_probe_unshare(flag)
     return None if r == 0 else os.strerror(-r)
 
 
@@ -434,9 +433,7 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
 
 # ---- subprocess-shaped API ------------------------------------------------------
 
-import inspect as _inspect
-
-_EXEC_PARAMS = list(_inspect.signature(subprocess.Popen._execute_child).parameters)[1:]
+_EXEC_PARAMS = list(inspect.signature(subprocess.Popen._execute_child).parameters)[1:]
 
 
 class Popen(subprocess.Popen):
@@ -485,8 +482,6 @@ class Popen(subprocess.Popen):
                 args[0] = executable
         if executable is None:
             executable = args[0]
-        import sys
-
         sys.audit("subprocess.Popen", executable, args, p["cwd"], p["env"])
         try:
             self.pid = _spawn.spawn(
