@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
+from forked import json_reply
 from kernelreq import need, need_landlock
 from volt_enforce import (
     IsolationConfig,
@@ -65,29 +66,20 @@ def in_child(ruleset: ll.CompiledRuleset | None, op: Callable[[], object], *,
 
 def child_results(ruleset: ll.CompiledRuleset, ops: dict[str, Callable[[], object]]) -> dict:
     """Run several operations in one restricted child; {name: errno or 0}."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            ruleset.restrict_self()
-            out = {}
-            for name, op in ops.items():
-                try:
-                    op()
-                    out[name] = OK
-                except OSError as exc:
-                    out[name] = exc.errno
-            os.write(w, json.dumps(out).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+    def child() -> dict:
+        ruleset.restrict_self()
+        out = {}
+        for name, op in ops.items():
+            try:
+                op()
+                out[name] = OK
+            except OSError as exc:
+                out[name] = exc.errno
+        return out
+
+    _, reply = json_reply(child)
+    assert "ok" in reply, reply.get("raised")
+    return reply["ok"]
 
 
 def read(path: Path | str) -> Callable[[], bytes]:

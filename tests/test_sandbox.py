@@ -30,6 +30,7 @@ from volt_enforce import (
 from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 from volt_enforce.spawn import ENFORCEMENT_STEPS
 
+from forked import exit_status
 from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
 
 
@@ -253,21 +254,6 @@ def test_real_failure_names_step(work):
 # ---- apply_self -------------------------------------------------------------------------
 
 
-def _in_child(fn) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            code = fn()
-        except BaseException as exc:  # report through the exit code only
-            sys.stderr.write(f"child error: {exc!r}\n")
-            code = 98
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_apply_self(work):
     cfg = _config(work)
 
@@ -290,7 +276,7 @@ def test_apply_self(work):
             st = f.read()
         return 0 if _status("Seccomp", st) == "2" and _status("NoNewPrivs", st) == "1" else 3
 
-    assert _in_child(child) == 0
+    assert exit_status(child) == 0
     assert os.path.exists(os.path.join(work, "ok"))
 
 
@@ -311,7 +297,7 @@ def test_apply_self_refuses_threads(work):
         ev.set()
         return 0 if any("TSYNC" in n for n in report.notes) else 3
 
-    assert _in_child(child) == 0
+    assert exit_status(child) == 0
 
 
 # ---- concurrency and leaks ---------------------------------------------------------------

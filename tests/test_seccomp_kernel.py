@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import pytest
+from forked import json_reply
 from kernelreq import need, need_seccomp
 from volt_enforce._core import lib
 
@@ -42,31 +43,15 @@ def sys_(name_or_nr, *args: int) -> int:
 def in_child(filt, fn, **load):
     """Fork; the child loads ``filt`` and runs ``fn``. Returns fn's JSON result, or
     ("signal", n) when the child was killed."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            os.close(r)
-            filt.load(**load)
-            os.write(w, json.dumps(fn()).encode())
-        except BaseException as e:  # report, never return into pytest
-            try:
-                os.write(w, json.dumps({"error": repr(e)}).encode())
-            finally:
-                code = 3
-        os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
+    def child():
+        filt.load(**load)
+        return fn()
+
+    status, out = json_reply(child)
     if os.WIFSIGNALED(status):
         return ("signal", os.WTERMSIG(status))
-    out = json.loads(b"".join(chunks) or b"null")
-    assert os.WEXITSTATUS(status) == 0, out
-    return out
+    assert os.WEXITSTATUS(status) == 0, out.get("raised", out)
+    return out["ok"]
 
 
 @pytest.fixture(autouse=True)

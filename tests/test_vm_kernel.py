@@ -21,12 +21,12 @@ import signal
 import socket
 import stat
 import time
-import traceback
 from typing import Any, Callable
 
 import pytest
 
 import volt_enforce
+from forked import json_reply
 from kernelreq import need_cgroup2, need_cgroup_v2_controller, need_landlock, need_seccomp
 from volt_enforce import (
     Compatibility,
@@ -65,24 +65,7 @@ def _release() -> tuple[int, int]:
 def _in_child(fn: Callable[[], Any]) -> Any:
     """``fn()`` in a forked child, which may restrict itself freely; its JSON result
     comes back through a pipe. A child that raised fails the test with its traceback."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            os.close(r)
-            os.write(w, json.dumps({"ok": fn()}).encode())
-        except BaseException:  # report, never return into pytest
-            os.write(w, json.dumps({"raised": traceback.format_exc()}).encode())
-            code = 3
-        os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    out = json.loads(b"".join(chunks) or b"{}")
+    status, out = json_reply(fn)
     assert "ok" in out and os.waitstatus_to_exitcode(status) == 0, out.get("raised", status)
     return out["ok"]
 
