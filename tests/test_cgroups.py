@@ -99,6 +99,15 @@ def volt_dirs() -> set[str]:
     return out
 
 
+def read_line(r: int) -> bytes:
+    """One newline-terminated line from the pipe ``r``, which is then closed."""
+    line = b""
+    while not line.endswith(b"\n"):
+        line += os.read(r, 100)
+    os.close(r)
+    return line
+
+
 def open_fds() -> set[int]:
     return {int(x) for x in os.listdir("/proc/self/fd")}
 
@@ -462,11 +471,7 @@ def _spawn_family(cg: Cgroup, n: int, *, ignore_term: bool) -> tuple[int, list[i
         return 0
 
     pid, r = fork_in(cg, body)
-    line = b""
-    while not line.endswith(b"\n"):
-        line += os.read(r, 100)
-    os.close(r)
-    return pid, [int(x) for x in line.split()]
+    return pid, [int(x) for x in read_line(r).split()]
 
 
 def _gone(pid: int) -> bool:
@@ -517,11 +522,7 @@ def test_cgroups_the_workload_made_inside_are_emptied_and_removed(host, flavour)
         return 0
 
     pid, r = fork_in(cg, body)
-    line = b""
-    while not line.endswith(b"\n"):
-        line += os.read(r, 100)
-    os.close(r)
-    grandchild = int(line)
+    grandchild = int(read_line(r))
     for _ in range(500):  # until the grandchild has moved itself into every inner cgroup
         if all(str(grandchild) in open(os.path.join(s, "cgroup.procs")).read().split()
                for s in subs):

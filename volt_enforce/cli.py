@@ -148,6 +148,14 @@ def _ranged(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+def _add_command_options(p: argparse.ArgumentParser, func) -> None:
+    """What run and exec share: the policy, the report file, the command."""
+    _add_policy_options(p)
+    p.add_argument("--report", metavar="FILE", help="write the enforcement report as JSON")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    p.set_defaults(func=func)
+
+
 def _port(text: str) -> int:
     try:
         n = int(text)
@@ -535,20 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "--config or --profile: the server profile and the "
                                      "default seccomp filter.",
                          epilog=EXAMPLES["run"], formatter_class=fmt)
-    _add_policy_options(run)
-    run.add_argument("--report", metavar="FILE", help="write the enforcement report as JSON")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-    run.set_defaults(func=_cmd_run)
+    _add_command_options(run, _cmd_run)
 
     ex = sub.add_parser("exec", help="restrict this process and exec a command in place",
                         description="Restrict this process, then exec CMD in place (same PID): "
                                     "for container entrypoints. A cgroup made for limits "
                                     "stays after CMD exits.",
                         epilog=EXAMPLES["exec"], formatter_class=fmt)
-    _add_policy_options(ex)
-    ex.add_argument("--report", metavar="FILE", help="write the enforcement report as JSON")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-    ex.set_defaults(func=_cmd_exec)
+    _add_command_options(ex, _cmd_exec)
 
     check = sub.add_parser("check", help="what this kernel and process offer",
                            epilog=EXAMPLES["check"], formatter_class=fmt)

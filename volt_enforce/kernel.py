@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -24,17 +25,24 @@ _SECCOMP_ACTIONS = {
     "allow": lib.SECCOMP_RET_ALLOW,
 }
 
-_abi_cache: int | None = None
+@functools.lru_cache(maxsize=None)
+def landlock_result() -> int:
+    """The kernel's answer to the Landlock ABI query, once per process (it does
+    not change while we run): the ABI version, or -errno (ENOSYS: not built in,
+    EOPNOTSUPP: disabled at boot)."""
+    return lib.ve_landlock_abi()
 
 
 def landlock_abi() -> int:
     """The Landlock ABI version of the running kernel; 0 when Landlock is absent
-    or disabled. Cached: the kernel's answer does not change while we run."""
-    global _abi_cache
-    if _abi_cache is None:
-        r = lib.ve_landlock_abi()
-        _abi_cache = r if r > 0 else 0
-    return _abi_cache
+    or disabled."""
+    return max(landlock_result(), 0)
+
+
+def unshare_error(flags: int) -> str | None:
+    """Why unshare(flags) fails in a short-lived child here, or None when it works."""
+    r = lib.ve_probe_unshare(flags)
+    return None if r == 0 else os.strerror(-r)
 
 
 @dataclass(frozen=True)
@@ -96,15 +104,10 @@ class Probe:
         return "\n".join(lines)
 
 
-def _unshare_result(flags: int) -> tuple[bool, str | None]:
-    r = lib.ve_probe_unshare(flags)
-    return (True, None) if r == 0 else (False, os.strerror(-r))
-
-
 def probe() -> Probe:
     """Probe the running kernel and process. Takes a few hundred microseconds
     (two short-lived children test namespace creation)."""
-    abi = lib.ve_landlock_abi()
+    abi = lib.ve_landlock_abi()  # live: the probe reports what the kernel says now
     if abi > 0:
         status = "enabled"
         errata = lib.ve_landlock_errata()
@@ -117,8 +120,8 @@ def probe() -> Probe:
     actions = tuple(name for name, act in _SECCOMP_ACTIONS.items()
                     if lib.ve_seccomp_action_avail(act) == 0)
     mode = lib.ve_seccomp_mode()
-    userns, userns_err = _unshare_result(lib.CLONE_NEWUSER)
-    netns, netns_err = _unshare_result(lib.CLONE_NEWNET)
+    userns_err = unshare_error(lib.CLONE_NEWUSER)
+    netns_err = unshare_error(lib.CLONE_NEWNET)
     try:
         threads = len(os.listdir("/proc/self/task"))
     except OSError:
@@ -134,9 +137,9 @@ def probe() -> Probe:
         seccomp_mode=max(mode, 0),
         seccomp_actions=actions,
         cgroups=cgroups.detect(),
-        user_namespaces=userns,
+        user_namespaces=userns_err is None,
         user_namespaces_error=userns_err,
-        network_namespaces=netns,
+        network_namespaces=netns_err is None,
         network_namespaces_error=netns_err,
         no_new_privs=lib.ve_no_new_privs() == 1,
         euid=os.geteuid(),

@@ -94,6 +94,7 @@ from typing import Any
 
 from ._core import ffi, lib
 from .errors import CompatibilityError, EnforcementError, PolicyError
+from .kernel import landlock_result
 from .model import (
     Compatibility,
     IsolationConfig,
@@ -187,16 +188,12 @@ ERRATA: dict[int, tuple[int, str]] = {
 
 # ── the running kernel ───────────────────────────────────────────────────────
 
-_kernel_raw: int | None = None
 _errata_raw: int | None = None
 _abi_cap: int | None = None
 
 
 def _kernel_result() -> int:
-    global _kernel_raw
-    if _kernel_raw is None:
-        _kernel_raw = lib.ve_landlock_abi()
-    return _kernel_raw
+    return landlock_result()
 
 
 def kernel_abi() -> int:

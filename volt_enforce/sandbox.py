@@ -32,6 +32,7 @@ from typing import Any, Iterator
 from . import spawn as _spawn
 from ._core import lib
 from .errors import EnforcementError, PolicyError
+from .kernel import unshare_error
 from .model import (
     CAPABILITIES,
     DOCKER_DEFAULT_CAPABILITIES,
@@ -130,11 +131,8 @@ def clear_cache() -> None:
         _BY_ID.clear()
 
 
-@functools.lru_cache(maxsize=None)
-def _namespace_error(flag: int) -> str | None:
-    """Why unshare(flag) fails here, or None; probed once per process."""
-    r = lib.ve_probe_unshare(flag)
-    return None if r == 0 else os.strerror(-r)
+#: why unshare(flag) fails here, probed once per process (spawns must not fork twice more)
+_namespace_error = functools.lru_cache(maxsize=None)(unshare_error)
 
 
 def _kept_capabilities(config: IsolationConfig) -> list[str] | None:
