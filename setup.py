@@ -11,7 +11,8 @@ import os
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c"]
+INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
+                "csrc/util.c"]
 
 
 class BuildExtWithInit(build_ext):

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from kernelreq import need_cgroup2, need_cgroup_v1
 from volt_enforce import ResourceLimits
 from volt_enforce.cgroups import Cgroup, CgroupLayout, detect
-from volt_enforce.spawn import Plan, clone3_supported, spawn
+from volt_enforce.child import ChildPlan, clone3_supported, spawn
 
 GAP = 0.020  # seconds between spawns, outside the timing
 ROUNDS = 200
@@ -67,15 +67,15 @@ def test_spawn_true_into_a_cgroup(benchmark, variant, needs, create, placement):
         if placement == "clone":
             spawn_kw = {"cgroup_fd": cg.clone_fd}
         elif placement == "v2 write":
-            spawn_kw = {"plan": Plan(procs_fds=(cg.v2_procs_fd,), no_new_privs=False)}
+            spawn_kw = {"plan": ChildPlan(procs_fds=(cg.v2_procs_fd,), no_new_privs=False)}
         elif placement == "v1 write":
-            spawn_kw = {"plan": Plan(procs_fds=cg.procs_fds, no_new_privs=False)}
+            spawn_kw = {"plan": ChildPlan(procs_fds=cg.procs_fds, no_new_privs=False)}
         elif placement == "clone + v1 write":
             spawn_kw = {"cgroup_fd": cg.clone_fd,
-                        "plan": Plan(procs_fds=cg.procs_fds, procs_paths=cg.procs_paths,
+                        "plan": ChildPlan(procs_fds=cg.procs_fds, procs_paths=cg.procs_paths,
                                      no_new_privs=False)}
         if "plan" not in spawn_kw:
-            spawn_kw["plan"] = Plan(no_new_privs=False)  # the same (empty) plan for every variant
+            spawn_kw["plan"] = ChildPlan(no_new_privs=False)  # the same (empty) plan for every variant
         benchmark.extra_info["clone3"] = clone3_supported()
         if cg is not None:
             benchmark.extra_info["cgroups"] = sorted(cg.paths)

@@ -18,7 +18,7 @@ import pytest
 from kernelreq import need_cgroup_v1, need_cgroup_v2_controller, need_landlock, need_seccomp
 
 from volt_enforce import cgroups
-from volt_enforce.plan import volt_init_path
+from volt_enforce.init_plan import volt_init_path
 
 TRUE = "/bin/true"
 BASELINE = "/bin/true"

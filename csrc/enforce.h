@@ -116,4 +116,53 @@ struct ve_landlock_net_port_attr { /* ABI 4 */
 /* Save errno as a negative result right after a failed call. */
 #define VE_ERR(x) ((x) < 0 ? -errno : (x))
 
+/* ---- the steps of the child sequence ------------------------------------------
+ * One list, in the order they run: the enum, the names Python reports
+ * (EnforcementError.step, via ve_step_name) and volt-init's messages all come
+ * from it. A failure reports the step, the errno and an index (which fd, which
+ * rule) in struct ve_result. */
+#define VE_STEPS(X)                                                        \
+	X(NONE, "none")                                                    \
+	X(SIGNALS, "signals")                                              \
+	X(STDIO, "stdio")                                                  \
+	X(CHDIR, "chdir")                                                  \
+	X(UMASK, "umask")                                                  \
+	X(SETSID, "setsid")                                                \
+	X(SETPGID, "setpgid")                                              \
+	X(SETGROUPS, "setgroups")                                          \
+	X(SETGID, "setgid")                                                \
+	X(SETUID, "setuid")                                                \
+	X(CLOSE_FDS, "close_fds")                                          \
+	/* enforcement (ve_apply), DESIGN.md's order */                    \
+	X(CGROUP, "cgroup")                                                \
+	X(USERNS, "user_namespace")                                        \
+	X(UID_MAP, "uid_map")                                              \
+	X(NETNS, "network_namespace")                                      \
+	X(LOOPBACK, "loopback")                                            \
+	X(CAPS, "capabilities")                                            \
+	X(NO_NEW_PRIVS, "no_new_privs")                                    \
+	X(LANDLOCK, "landlock")                                            \
+	X(SECCOMP, "seccomp")                                              \
+	X(EXEC, "exec")                                                    \
+	X(CLONE, "clone")
+
+enum {
+#define VE_STEP_ENUM(id, name) VE_STEP_##id,
+	VE_STEPS(VE_STEP_ENUM)
+#undef VE_STEP_ENUM
+	VE_STEP_COUNT
+};
+#define VE_FIRST_ENFORCEMENT_STEP VE_STEP_CGROUP
+#define VE_LAST_ENFORCEMENT_STEP VE_STEP_SECCOMP
+
+/* The kernel's limit on a seccomp program (BPF_MAXINSNS, linux/filter.h). */
+#define VE_MAX_BPF_INSNS BPF_MAXINSNS
+
+/* ---- helpers shared by the library and volt-init (csrc/util.c) ------------------ */
+const char *ve_step_name(int step);
+int ve_cap_last(void);
+int ve_format_id_map(char *buf, size_t size, uint32_t inside, uint32_t outside, uint32_t count);
+long ve_write_all(int fd, const char *buf, size_t len);
+long ve_write_file(const char *path, const char *buf);
+
 #endif /* VOLT_ENFORCE_H */

@@ -11,6 +11,8 @@
  * its failure (step, errno) directly into the parent's struct ve_result.
  */
 #include "spawn.h" /* first: it defines _GNU_SOURCE */
+#include "landlock.h"
+#include "seccomp.h"
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -43,6 +45,7 @@ static inline long fail(struct ve_result *res, int step, int err, int index)
 	return -err;
 }
 
+/* A step whose call returns -1 and sets errno. */
 #define CHECK(step, call, index)                                    \
 	do {                                                        \
 		if (plan->fail_step == (step))                      \
@@ -51,36 +54,15 @@ static inline long fail(struct ve_result *res, int step, int err, int index)
 			return fail(res, (step), errno, (index));   \
 	} while (0)
 
-static long write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static long write_file(const char *path, const char *buf)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	long r = write_all(fd, buf, strlen(buf));
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return r;
-}
+/* A step whose call is one of the core's helpers: >= 0, or -errno. */
+#define CHECK_RC(step, call, index)                                 \
+	do {                                                        \
+		if (plan->fail_step == (step))                      \
+			return fail(res, (step), EPERM, (index));   \
+		long rc_ = (call);                                  \
+		if (rc_ < 0)                                        \
+			return fail(res, (step), (int)-rc_, (index)); \
+	} while (0)
 
 static long loopback_up(void)
 {
@@ -131,13 +113,13 @@ static long drop_caps(const struct ve_plan *plan, int *failed_cap)
 int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 {
 	for (int i = 0; i < plan->n_procs_fds && i < VE_MAX_PROCS_FDS; i++)
-		CHECK(VE_STEP_CGROUP, write_all(plan->procs_fds[i], "0", 1), i);
+		CHECK(VE_STEP_CGROUP, ve_write_all(plan->procs_fds[i], "0", 1), i);
 
 	if (plan->unshare_flags & CLONE_NEWUSER) {
 		CHECK(VE_STEP_USERNS, syscall(SYS_unshare, CLONE_NEWUSER), 0);
-		CHECK(VE_STEP_UID_MAP, write_file("/proc/self/setgroups", "deny"), 0);
-		CHECK(VE_STEP_UID_MAP, write_file("/proc/self/uid_map", plan->uid_map), 1);
-		CHECK(VE_STEP_UID_MAP, write_file("/proc/self/gid_map", plan->gid_map), 2);
+		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/setgroups", "deny"), 0);
+		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/uid_map", plan->uid_map), 1);
+		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/gid_map", plan->gid_map), 2);
 	}
 	int other_ns = plan->unshare_flags & ~CLONE_NEWUSER;
 	if (other_ns)
@@ -153,20 +135,15 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 		CHECK(VE_STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
 	/* fd -1 with LOG_SUBDOMAINS_OFF alone is valid on ABI 7 */
 	if (plan->landlock_fd >= 0 || plan->landlock_flags)
-		CHECK(VE_STEP_LANDLOCK,
-		      syscall(__NR_landlock_restrict_self, plan->landlock_fd,
-			      plan->landlock_flags), 0);
-	if (plan->bpf_len > 0) {
-		struct sock_fprog prog = {
-			.len = (unsigned short)plan->bpf_len,
-			.filter = (struct sock_filter *)plan->bpf,
-		};
-		CHECK(VE_STEP_SECCOMP,
-		      syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER,
-			      plan->seccomp_flags, &prog), 0);
-	}
-	if (plan->fail_step > 0 && plan->fail_step < VE_STEP_EXEC &&
-	    plan->fail_step >= VE_STEP_CGROUP)
+		CHECK_RC(VE_STEP_LANDLOCK,
+			 ve_landlock_restrict_self(plan->landlock_fd, plan->landlock_flags, 0), 0);
+	/* ve_seccomp_load also fails when TSYNC could not synchronize a thread (the
+	 * kernel then returns that thread's id and installs nothing) */
+	if (plan->bpf_len > 0)
+		CHECK_RC(VE_STEP_SECCOMP,
+			 ve_seccomp_load(plan->bpf, plan->bpf_len, plan->seccomp_flags), 0);
+	if (plan->fail_step >= VE_FIRST_ENFORCEMENT_STEP &&
+	    plan->fail_step <= VE_LAST_ENFORCEMENT_STEP)
 		return fail(res, plan->fail_step, EPERM, 0); /* a step that was not planned */
 	return 0;
 }
@@ -179,7 +156,7 @@ int ve_preexec(const struct ve_plan *plan, struct ve_result *res, int report_fd)
 	int r = ve_apply(plan, res);
 	if (r < 0 && report_fd >= 0) {
 		int saved = res->err;
-		write_all(report_fd, (const char *)res, sizeof(*res));
+		ve_write_all(report_fd, (const char *)res, sizeof(*res));
 		errno = saved;
 	}
 	return r;
@@ -255,7 +232,7 @@ static int child_main(void *arg)
 		goto out;
 	}
 
-	if (c->join_v2_procs && write_all(a->cgroup_procs_fd, "0", 1) < 0) {
+	if (c->join_v2_procs && ve_write_all(a->cgroup_procs_fd, "0", 1) < 0) {
 		fail(res, VE_STEP_CGROUP, errno, -1);
 		goto out;
 	}

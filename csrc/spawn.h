@@ -2,40 +2,12 @@
 #define VE_SPAWN_H
 #include "enforce.h"
 
-/* Steps of the child sequence, in the order they run. A failure reports the
- * step, the errno and an index (which fd, which rule) in struct ve_result. */
-enum {
-	VE_STEP_NONE = 0,
-	VE_STEP_SIGNALS,
-	VE_STEP_STDIO,
-	VE_STEP_CHDIR,
-	VE_STEP_UMASK,
-	VE_STEP_SETSID,
-	VE_STEP_SETPGID,
-	VE_STEP_SETGROUPS,
-	VE_STEP_SETGID,
-	VE_STEP_SETUID,
-	VE_STEP_CLOSE_FDS,
-	/* enforcement (ve_apply), DESIGN.md's order */
-	VE_STEP_CGROUP,
-	VE_STEP_USERNS,
-	VE_STEP_UID_MAP,
-	VE_STEP_NETNS,
-	VE_STEP_LOOPBACK,
-	VE_STEP_CAPS,
-	VE_STEP_NO_NEW_PRIVS,
-	VE_STEP_LANDLOCK,
-	VE_STEP_SECCOMP,
-	VE_STEP_EXEC,
-	VE_STEP_CLONE,
-	VE_STEP_COUNT
-};
 
 #define VE_MAX_PROCS_FDS 16
 
 /* Everything the child needs to restrict itself, prepared by the parent. */
 struct ve_plan {
-	int fail_step;    /* test hook: fail with EPERM at this step */
+	int fail_step;    /* fault injection for the tests: fail with EPERM at this step */
 	int n_procs_fds;  /* cgroup.procs fds to write "0" into (join) */
 	int procs_fds[VE_MAX_PROCS_FDS];
 	int unshare_flags; /* CLONE_NEWUSER | CLONE_NEWNET ... */

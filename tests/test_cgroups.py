@@ -694,7 +694,7 @@ def test_a_short_write_is_an_error(host, monkeypatch):
     def short(fd: int, data: bytes) -> int:
         return real_write(fd, data[:1] if data == b"12345" else data)
 
-    monkeypatch.setattr(cgroups.os, "write", short)
+    monkeypatch.setattr(os, "write", short)
     with pytest.raises(EnforcementError) as ei:
         Cgroup.create(ResourceLimits(pids_max=12345))
     monkeypatch.undo()
@@ -714,7 +714,7 @@ def test_a_failure_after_some_cgroups_were_made_removes_them(host, monkeypatch):
         real_mkdir(path, mode)
         made.append(path)
 
-    monkeypatch.setattr(cgroups.os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "mkdir", mkdir)
     with pytest.raises(EnforcementError) as ei:
         Cgroup.create(ResourceLimits(pids_max=5, memory_hard="64M"))
     monkeypatch.undo()
@@ -727,13 +727,13 @@ def test_a_failure_after_some_cgroups_were_made_removes_them(host, monkeypatch):
 
 def test_clone_into_cgroup_places_the_child_in_every_cgroup(host):
     need_cgroup2()
-    from volt_enforce import spawn
+    from volt_enforce import child as spawn
 
     if not spawn.clone3_supported():
         need_cgroup2()  # pragma: no cover
     with Cgroup.create(ResourceLimits(pids_max=10)) as cg:
         r, w = os.pipe()
-        plan = spawn.Plan(procs_fds=cg.procs_fds, procs_paths=cg.procs_paths, no_new_privs=False)
+        plan = spawn.ChildPlan(procs_fds=cg.procs_fds, procs_paths=cg.procs_paths, no_new_privs=False)
         # no cgroup.procs fallback for cgroup2: the child can only get there through clone3
         pid = spawn.spawn(["/bin/cat", "/proc/self/cgroup"], stdout=w, cgroup_fd=cg.clone_fd,
                           plan=plan)

@@ -28,7 +28,7 @@ from volt_enforce import (
     server_policy,
 )
 from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
-from volt_enforce.spawn import ENFORCEMENT_STEPS
+from volt_enforce.child import ENFORCEMENT_STEPS
 
 from forked import exit_status
 from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
@@ -229,7 +229,8 @@ def test_preexec_path(work):
 def test_failing_step_never_runs_target(step, path, work):
     marker = os.path.join(work, "ran")
     cfg = _config(work)
-    with Sandbox(cfg, fail_step=step) as sb:
+    with Sandbox(cfg) as sb:
+        sb.plan._inject_failure(step)
         with pytest.raises(EnforcementError) as ei:
             if path == "spawn":
                 sb.run(["sh", "-c", f"touch {marker}"])
@@ -371,7 +372,7 @@ def test_refused_cgroup_placement_names_the_cgroup(tmp_path):
     controller enabled for its children and so may hold no process): the spawn
     fails naming the cgroup step, and nothing runs."""
     need_cgroup2()
-    from volt_enforce.spawn import spawn
+    from volt_enforce.child import spawn
 
     layout = volt_enforce.probe().cgroups
     d = os.path.join(layout.v2.current_path, f"volt-test-{os.getpid()}")
@@ -418,3 +419,41 @@ def test_run_reuses_preparation_but_sees_changes(work):
         assert volt_enforce.run(script, isolation=cfg, capture_output=True).returncode != 0
     finally:
         shutil.rmtree(other)
+
+
+def test_apply_self_with_tsync_fails_when_a_thread_cannot_be_synchronized():
+    """seccomp's TSYNC returns the id of a thread it could not synchronize (one with a
+    filter of its own) and installs nothing: that is a failure, never "synchronized"."""
+    need_seccomp()
+    import struct
+
+    from volt_enforce._core import ffi, lib
+
+    allow_all = struct.pack("=HBBI", 0x06, 0, 0, lib.SECCOMP_RET_ALLOW)  # BPF_RET|BPF_K
+
+    def child():
+        loaded, done = threading.Event(), threading.Event()
+
+        def own_filter():
+            lib.ve_seccomp_set_no_new_privs()
+            buf = ffi.from_buffer(allow_all)
+            if lib.ve_seccomp_load(buf, 1, 0) == 0:
+                loaded.set()
+            done.wait()
+
+        t = threading.Thread(target=own_filter, daemon=True)
+        t.start()
+        if not loaded.wait(5):
+            return 4
+        try:
+            volt_enforce.apply_self(IsolationConfig(seccomp="default"), allow_threads=True)
+            return 1  # reported success
+        except EnforcementError as exc:
+            if exc.step != "seccomp" or "TSYNC" not in str(exc):
+                return 2
+        finally:
+            done.set()
+        with open("/proc/thread-self/status") as f:
+            return 0 if _status("Seccomp", f.read()) == "0" else 3
+
+    assert exit_status(child) == 0

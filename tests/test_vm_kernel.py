@@ -43,7 +43,7 @@ from volt_enforce import (
     landlock,
     run,
     seccomp,
-    spawn,
+    child as spawn,
 )
 from volt_enforce import LandlockAccess as A
 from volt_enforce._core import lib

@@ -30,7 +30,7 @@ from test_cli import (
 from volt_enforce import cgroups
 from volt_enforce.errors import CompatibilityError, PolicyError
 from volt_enforce.model import IsolationConfig, ResourceLimits
-from volt_enforce.plan import CgroupWrite, cgroup_directories, compile_plan, volt_init_path
+from volt_enforce.init_plan import CgroupWrite, cgroup_directories, compile_plan, volt_init_path
 
 INIT = volt_init_path()
 

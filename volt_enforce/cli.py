@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .errors import EnforcementError, PolicyError, VoltEnforceError
-from .kernel import probe
+
 from .model import (
     Compatibility,
     IsolationConfig,
@@ -437,6 +437,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from .kernel import probe
+
     p = probe()
     if args.json:
         print(json.dumps(p.to_dict(), indent=2))
@@ -494,7 +496,7 @@ def _emit(path: str | None, data: bytes) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from .plan import write_plan
+    from .init_plan import write_plan
 
     cfg = config_from_args(args)
     out_dir = os.path.dirname(os.path.abspath(args.output))
@@ -505,7 +507,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_init_path(args: argparse.Namespace) -> int:
-    from .plan import volt_init_path
+    from .init_plan import volt_init_path
 
     print(volt_init_path())
     return 0

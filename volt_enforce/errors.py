@@ -76,3 +76,7 @@ def check(rc: int, step: str, detail: str | None = None) -> int:
     if rc < 0:
         raise EnforcementError(-rc, step, detail)
     return rc
+
+
+class InstallationError(VoltEnforceError, FileNotFoundError):
+    """A part of this installation is missing (the volt-init executable)."""

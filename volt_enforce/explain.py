@@ -7,24 +7,23 @@ JSON-able dict; ``format_explanation`` renders it for people.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .compile import Compiled, Namespace, compile_config
 from .model import IsolationConfig, NetworkMode
+
+if TYPE_CHECKING:
+    from .cgroups import LimitPlan
 
 __all__ = ["explain", "format_explanation"]
 
 
-def _cgroup_part(config: IsolationConfig, best_effort: bool) -> dict[str, Any] | None:
-    from . import cgroups
-
-    if config.resources is None or config.resources.is_empty():
+def _cgroup_part(plan: LimitPlan | None, best_effort: bool) -> dict[str, Any] | None:
+    if plan is None:
         return None
-    layout = cgroups.detect()
-    writes = []
-    for w in cgroups.limit_writes(config.resources, cgroups.controller_versions(layout)):
-        if not w.file:
-            continue
-        entry = {
+    entries = []
+    for w in plan.entries:
+        entry: dict[str, Any] = {
             "field": w.field,
             "controller": w.controller,
             "cgroup": {2: "v2", 1: "v1"}.get(w.version, "missing"),
@@ -37,51 +36,62 @@ def _cgroup_part(config: IsolationConfig, best_effort: bool) -> dict[str, Any] |
             entry["note"] = ("skipped: no hierarchy here has the controller" if best_effort
                              else "fails: no hierarchy here has the controller "
                                   "(--best-effort skips it)")
-        writes.append(entry)
+        entries.append(entry)
+    layout = plan.layout
     placement = "clone3 CLONE_INTO_CGROUP" if layout.v2 is not None else "write to cgroup.procs"
-    return {"layout": layout.kind, "placement": placement, "files": writes}
+    return {"layout": layout.kind.value, "placement": placement, "files": entries}
 
 
-def explain(config: IsolationConfig, *, best_effort: bool = False, bpf: bool = False) -> dict[str, Any]:
-    """Describe what ``config`` enforces here: Landlock after masking, the
-    seccomp filter, cgroup files and values, namespaces, capabilities."""
-    from . import landlock, seccomp
-    from .kernel import probe
-    from .sandbox import _kept_capabilities
+def explain(config: IsolationConfig | Compiled, *, best_effort: bool = False,
+            bpf: bool = False) -> dict[str, Any]:
+    """Describe what ``config`` (or its ``Compiled``) enforces here: Landlock after
+    masking, the seccomp filter, cgroup files and values, namespaces, capabilities."""
+    if isinstance(config, Compiled):
+        return _explain(config, bpf)
+    with compile_config(config, best_effort=True) as compiled:
+        # namespaces the kernel lacks are shown as unavailable, not raised
+        info = _explain(compiled, bpf)
+    info["best_effort"] = best_effort
+    for w in (info["cgroup"] or {}).get("files", ()):
+        if w["cgroup"] == "missing":
+            w["note"] = ("skipped: no hierarchy here has the controller" if best_effort
+                         else "fails: no hierarchy here has the controller (--best-effort skips it)")
+    return info
 
-    config.validate()
+
+def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    ruleset = landlock.compile_for(config)
+    config = compiled.config
+    ruleset = compiled.ruleset
     if ruleset is not None:
-        with ruleset:
-            out["landlock"] = ruleset.report.to_dict()
-            out["landlock_text"] = ruleset.report.format()
+        out["landlock"] = ruleset.report.to_dict()
+        out["landlock_text"] = ruleset.report.format()
     else:
         out["landlock"] = None
-    if config.seccomp is not None:
-        filt = seccomp.compile(config.seccomp)
+    filt = compiled.seccomp
+    if filt is not None:
         out["seccomp"] = filt.summary()
         if bpf:
             out["seccomp_bpf"] = filt.disassemble()
     else:
         out["seccomp"] = None
-    out["cgroup"] = _cgroup_part(config, best_effort)
-    p = probe()
+    out["cgroup"] = _cgroup_part(compiled.limits, compiled.best_effort)
     ns = []
-    if config.private_users:
-        ns.append({"namespace": "user", "available": p.user_namespaces,
-                   "detail": "root inside maps to the caller"})
+    wanted = [(Namespace.USER, "root inside maps to the caller")] if config.private_users else []
     mode = config.network.effective_mode if config.network is not None else None
     if mode in (NetworkMode.NONE, NetworkMode.PRIVATE):
         detail = "loopback only"
         if mode == NetworkMode.PRIVATE:
             detail += "; no veth is attached to the bridge"
-        ns.append({"namespace": "network", "available": p.network_namespaces, "detail": detail})
+        wanted.append((Namespace.NETWORK, detail))
+    for name, detail in wanted:
+        ns.append({"namespace": name.value, "available": name in compiled.namespaces,
+                   "detail": detail})
     out["namespaces"] = ns
-    keep = _kept_capabilities(config)
-    out["capabilities"] = {"reduced": keep is not None, "keep": keep}
-    out["no_new_privs"] = True
-    out["best_effort"] = best_effort
+    keep = compiled.capabilities
+    out["capabilities"] = {"reduced": keep is not None, "keep": None if keep is None else list(keep)}
+    out["no_new_privs"] = compiled.no_new_privs
+    out["best_effort"] = compiled.best_effort
     return out
 
 

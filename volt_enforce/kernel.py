@@ -7,12 +7,14 @@ import functools
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import cgroups
 from ._core import lib
 
-__all__ = ["Probe", "probe", "landlock_abi"]
+if TYPE_CHECKING:
+    from .cgroups import CgroupLayout
+
+__all__ = ["Probe", "probe", "landlock_abi", "landlock_result", "namespace_errno", "unshare_error"]
 
 _SECCOMP_ACTIONS = {
     "kill_process": lib.SECCOMP_RET_KILL_PROCESS,
@@ -39,8 +41,16 @@ def landlock_abi() -> int:
     return max(landlock_result(), 0)
 
 
+@functools.lru_cache(maxsize=None)
+def namespace_errno(flags: int) -> int:
+    """The errno of unshare(flags) in a short-lived child, probed once per process
+    (spawns must not fork twice more); 0 when it works."""
+    return -lib.ve_probe_unshare(flags)
+
+
 def unshare_error(flags: int) -> str | None:
-    """Why unshare(flags) fails in a short-lived child here, or None when it works."""
+    """Why unshare(flags) fails in a short-lived child now, or None when it works
+    (probed live, for ``probe()``)."""
     r = lib.ve_probe_unshare(flags)
     return None if r == 0 else os.strerror(-r)
 
@@ -57,7 +67,7 @@ class Probe:
     seccomp: bool
     seccomp_mode: int  # of this thread: 0 none, 1 strict, 2 filter
     seccomp_actions: tuple[str, ...]
-    cgroups: cgroups.CgroupLayout
+    cgroups: CgroupLayout
     user_namespaces: bool
     user_namespaces_error: str | None
     network_namespaces: bool
@@ -107,6 +117,8 @@ class Probe:
 def probe() -> Probe:
     """Probe the running kernel and process. Takes a few hundred microseconds
     (two short-lived children test namespace creation)."""
+    from .cgroups import detect
+
     abi = lib.ve_landlock_abi()  # live: the probe reports what the kernel says now
     if abi > 0:
         status = "enabled"
@@ -136,7 +148,7 @@ def probe() -> Probe:
         seccomp="allow" in actions,
         seccomp_mode=max(mode, 0),
         seccomp_actions=actions,
-        cgroups=cgroups.detect(),
+        cgroups=detect(),
         user_namespaces=userns_err is None,
         user_namespaces_error=userns_err,
         network_namespaces=netns_err is None,

@@ -518,12 +518,6 @@ class LandlockPolicy:
     def from_json(cls, data: str | bytes | Mapping[str, Any]) -> "LandlockPolicy":
         return cls.from_dict(_load_json(data))
 
-    def compile(self, **kwargs: Any):  # -> volt_enforce.landlock.CompiledRuleset
-        """Build the kernel ruleset once, in this process (see volt_enforce.landlock)."""
-        from . import landlock
-
-        return landlock.compile(self, **kwargs)
-
 
 def _enum(prefix: str, cls: type[enum.Enum], value: Any) -> Any:
     if isinstance(value, cls):

@@ -32,17 +32,16 @@
  * anything changes; cgroups are made last, and a failure after that removes
  * the cgroup directories this run made (unless Landlock already forbids it).
  */
+#include "../spawn.h" /* first: enforce.h defines _GNU_SOURCE */
+#include "../landlock.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "../spawn.h"
-#include "../landlock.h"
 
 #define MAX_PLAN (8 << 20)
 #define MAX_FIELDS 6
-#define MAX_BPF_INSNS 4096
 
 static const char *prog = "volt-init";
 
@@ -146,35 +145,6 @@ static char *read_plan(const char *path, size_t *len_out)
 	return buf;
 }
 
-/* Write VALUE to FILE in one write(2): 0, or -1 with errno (ENOENT: no such file). */
-static int write_value(const char *file, const char *value)
-{
-	int fd = open(file, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t len = strlen(value);
-	ssize_t n = write(fd, value, len);
-	int err = n < 0 ? errno : EIO;
-	close(fd);
-	if (n < 0 || (size_t)n != len) {
-		errno = err;
-		return -1;
-	}
-	return 0;
-}
-
-static const char *step_name(int step)
-{
-	static const char *const names[VE_STEP_COUNT] = {
-		[VE_STEP_CGROUP] = "cgroup", [VE_STEP_USERNS] = "user_namespace",
-		[VE_STEP_UID_MAP] = "uid_map", [VE_STEP_NETNS] = "network_namespace",
-		[VE_STEP_LOOPBACK] = "loopback", [VE_STEP_CAPS] = "capabilities",
-		[VE_STEP_NO_NEW_PRIVS] = "no_new_privs", [VE_STEP_LANDLOCK] = "landlock",
-		[VE_STEP_SECCOMP] = "seccomp",
-	};
-	return step > 0 && step < VE_STEP_COUNT && names[step] ? names[step] : "step";
-}
-
 struct record {
 	char *f[MAX_FIELDS];
 	long len[MAX_FIELDS]; /* decoded length of hex fields */
@@ -251,7 +221,7 @@ static int parse_record(char *line, int line_no, struct record *r)
 			die_at("NUL byte in a plan string at", line_no);
 	}
 	if (!strcmp(r->f[0], "seccomp") &&
-	    (r->len[2] <= 0 || r->len[2] % 8 || r->len[2] > MAX_BPF_INSNS * 8))
+	    (r->len[2] <= 0 || r->len[2] % 8 || r->len[2] > VE_MAX_BPF_INSNS * 8))
 		die_at("bad seccomp filter length in plan at", line_no);
 	return 1;
 }
@@ -307,13 +277,7 @@ static void set_caps(struct ve_plan *plan, uint64_t keep)
 {
 	plan->drop_caps = 1;
 	plan->cap_keep = keep;
-	plan->cap_last = 40;
-	FILE *cl = fopen("/proc/sys/kernel/cap_last_cap", "re");
-	if (cl) {
-		if (fscanf(cl, "%d", &plan->cap_last) != 1)
-			plan->cap_last = 40;
-		fclose(cl);
-	}
+	plan->cap_last = ve_cap_last();
 }
 
 static void set_unshare(struct ve_plan *plan, uint64_t flags, int line)
@@ -322,8 +286,8 @@ static void set_unshare(struct ve_plan *plan, uint64_t flags, int line)
 		die_at("unsupported unshare flags at", line);
 	plan->unshare_flags = (int)flags;
 	if (flags & CLONE_NEWUSER) {
-		snprintf(plan->uid_map, sizeof(plan->uid_map), "0 %u 1\n", geteuid());
-		snprintf(plan->gid_map, sizeof(plan->gid_map), "0 %u 1\n", getegid());
+		ve_format_id_map(plan->uid_map, sizeof(plan->uid_map), 0, geteuid(), 1);
+		ve_format_id_map(plan->gid_map, sizeof(plan->gid_map), 0, getegid(), 1);
 	}
 	plan->loopback_up = !!(flags & CLONE_NEWNET);
 }
@@ -404,7 +368,7 @@ static void cgroup_write(char **f, int nf)
 {
 	int optional = !strcmp(f[0], "cgroup-try");
 	for (int i = 1; i + 1 < nf; i += 2) {
-		if (write_value(f[i], f[i + 1]) == 0)
+		if (ve_write_file(f[i], f[i + 1]) == 0)
 			return;
 		if (errno != ENOENT) {
 			char buf[4200];
@@ -480,7 +444,10 @@ int main(int argc, char **argv)
 
 	struct ve_result res = { 0, 0, 0 };
 	if (ve_apply(&plan, &res) < 0)
-		die(125, "enforcement failed at", step_name(res.step), res.err);
+		{
+		const char *step = ve_step_name(res.step);
+		die(125, "enforcement failed at", step ? step : "an unknown step", res.err);
+	}
 	n_made = 0; /* in force now: the cgroups stay */
 	if (plan.landlock_fd >= 0)
 		close(plan.landlock_fd);

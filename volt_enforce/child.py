@@ -1,53 +1,40 @@
-"""The C spawn path and the plan the child applies.
+"""The child plan and the C spawn path.
 
-``Plan`` holds a ``struct ve_plan`` and every object it points into; it is
-built once in the parent. ``spawn()`` starts a child with
+``ChildPlan`` holds a ``struct ve_plan`` and every object it points into: what
+a child must do to restrict itself, prepared in the parent from a ``Compiled``
+(volt_enforce.compile). ``spawn()`` starts a child with
 clone3(CLONE_VM | CLONE_VFORK [| CLONE_INTO_CGROUP]), which applies the plan and
-execs, with no Python in the child. ``Plan.preexec`` is the same sequence for a
-child that subprocess forked.
+execs, with no Python in the child. ``ChildPlan.preexec_fn`` is the same
+sequence for a child that subprocess forked.
+
+Step names, the capability count and the uid/gid map format come from the C
+core (csrc/enforce.h, csrc/util.c): they are defined once, for the library and
+volt-init alike.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ._core import ffi, lib
 from .errors import EnforcementError
+from .model import CAPABILITIES
 
-__all__ = ["Plan", "spawn", "STEPS", "step_number", "clone3_supported"]
+__all__ = ["ChildPlan", "spawn", "STEPS", "ENFORCEMENT_STEPS", "step_number", "clone3_supported"]
 
-#: Step names, as EnforcementError.step reports them.
+#: Step names, as EnforcementError.step reports them, by number (from the C core).
 STEPS: dict[int, str] = {
-    lib.VE_STEP_SIGNALS: "signals",
-    lib.VE_STEP_STDIO: "stdio",
-    lib.VE_STEP_CHDIR: "chdir",
-    lib.VE_STEP_UMASK: "umask",
-    lib.VE_STEP_SETSID: "setsid",
-    lib.VE_STEP_SETPGID: "setpgid",
-    lib.VE_STEP_SETGROUPS: "setgroups",
-    lib.VE_STEP_SETGID: "setgid",
-    lib.VE_STEP_SETUID: "setuid",
-    lib.VE_STEP_CLOSE_FDS: "close_fds",
-    lib.VE_STEP_CGROUP: "cgroup",
-    lib.VE_STEP_USERNS: "user_namespace",
-    lib.VE_STEP_UID_MAP: "uid_map",
-    lib.VE_STEP_NETNS: "network_namespace",
-    lib.VE_STEP_LOOPBACK: "loopback",
-    lib.VE_STEP_CAPS: "capabilities",
-    lib.VE_STEP_NO_NEW_PRIVS: "no_new_privs",
-    lib.VE_STEP_LANDLOCK: "landlock",
-    lib.VE_STEP_SECCOMP: "seccomp",
-    lib.VE_STEP_EXEC: "exec",
-    lib.VE_STEP_CLONE: "clone",
+    i: ffi.string(lib.ve_step_name(i)).decode() for i in range(1, lib.VE_STEP_COUNT)
 }
 _STEP_BY_NAME = {v: k for k, v in STEPS.items()}
 
-#: The enforcement steps a test may make fail (``Plan(fail_step=...)``).
-ENFORCEMENT_STEPS = ("cgroup", "user_namespace", "uid_map", "network_namespace", "loopback",
-                     "capabilities", "no_new_privs", "landlock", "seccomp")
+#: The steps of the enforcement sequence (ve_apply), in order.
+ENFORCEMENT_STEPS = tuple(STEPS[i] for i in range(lib.VE_FIRST_ENFORCEMENT_STEP,
+                                                  lib.VE_LAST_ENFORCEMENT_STEP + 1))
 
 
 def step_number(name: str) -> int:
@@ -57,20 +44,15 @@ def step_number(name: str) -> int:
         raise ValueError(f"unknown step {name!r}; steps: {', '.join(_STEP_BY_NAME)}") from None
 
 
+_CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_number("capabilities")
+_LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
+_EXEC, _CHDIR = step_number("exec"), step_number("chdir")
+_CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
+
+
 def clone3_supported() -> bool:
     """Whether spawns use clone3 (and so CLONE_INTO_CGROUP) on this machine."""
     return bool(lib.ve_clone3_supported())
-
-
-def _cap_last() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 40
-
-
-_CAP_LAST = _cap_last()
 
 
 @dataclass
@@ -82,7 +64,7 @@ class _Details:
     seccomp: str = ""
 
 
-class Plan:
+class ChildPlan:
     """The enforcement steps for a child, prepared in the parent.
 
     The plan borrows fds (cgroup.procs, the Landlock ruleset) from their owners,
@@ -104,24 +86,23 @@ class Plan:
         bpf: bytes = b"",
         seccomp_flags: int = 0,
         seccomp_detail: str = "",
-        fail_step: str | None = None,
     ) -> None:
         if len(procs_fds) > lib.VE_MAX_PROCS_FDS:
             raise ValueError(f"at most {lib.VE_MAX_PROCS_FDS} cgroup.procs fds")
         if len(bpf) % 8:
             raise ValueError("bpf is not a whole number of struct sock_filter (8 bytes each)")
-        if len(bpf) // 8 > 4096:
-            raise ValueError(f"seccomp filter has {len(bpf) // 8} instructions; the kernel allows 4096")
+        if len(bpf) // 8 > lib.VE_MAX_BPF_INSNS:
+            raise ValueError(f"seccomp filter has {len(bpf) // 8} instructions; "
+                             f"the kernel allows {lib.VE_MAX_BPF_INSNS}")
         c = ffi.new("struct ve_plan *")
-        c.fail_step = step_number(fail_step) if fail_step else 0
         c.n_procs_fds = len(procs_fds)
         for i, fd in enumerate(procs_fds):
             c.procs_fds[i] = fd
         flags = 0
         if new_user_ns:
             flags |= lib.CLONE_NEWUSER
-            c.uid_map = f"0 {os.geteuid()} 1\n".encode()
-            c.gid_map = f"0 {os.getegid()} 1\n".encode()
+            lib.ve_format_id_map(c.uid_map, ffi.sizeof(c.uid_map), 0, os.geteuid(), 1)
+            lib.ve_format_id_map(c.gid_map, ffi.sizeof(c.gid_map), 0, os.getegid(), 1)
         if new_net_ns:
             flags |= lib.CLONE_NEWNET
             c.loopback_up = 1
@@ -131,7 +112,7 @@ class Plan:
             for cap in cap_keep:
                 mask |= 1 << cap
             c.drop_caps = 1
-            c.cap_last = _CAP_LAST
+            c.cap_last = lib.ve_cap_last()
             c.cap_keep = mask
         c.no_new_privs = 1 if no_new_privs else 0
         c.landlock_fd = landlock_fd
@@ -147,25 +128,32 @@ class Plan:
 
     # ---- errors -----------------------------------------------------------
 
+    def _inject_failure(self, step: str) -> None:
+        """Fault injection for the tests: make enforcement ``step`` fail with EPERM."""
+        if step not in ENFORCEMENT_STEPS:
+            raise ValueError(f"{step!r} is not one of {', '.join(ENFORCEMENT_STEPS)}")
+        self.c.fail_step = step_number(step)
+
     def error(self, step: int, err: int, index: int) -> EnforcementError:
         """The EnforcementError for a failed step, naming what it was applied to."""
         name = STEPS.get(step, f"step {step}")
         detail = None
-        if step == lib.VE_STEP_CGROUP:
+        if step == _CGROUP:
             paths = self.details.procs_paths
             detail = paths[index] if 0 <= index < len(paths) else None
-        elif step == lib.VE_STEP_UID_MAP:
+        elif step == _UID_MAP:
             detail = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map")[index]
-        elif step == lib.VE_STEP_CAPS and index >= 0:
-            from .model import CAPABILITIES
-
-            names = {v: k for k, v in CAPABILITIES.items()}
-            detail = f"dropping CAP_{names.get(index, index)}"
-        elif step == lib.VE_STEP_LANDLOCK:
+        elif step == _CAPS and index >= 0:
+            detail = f"dropping CAP_{_CAP_NAMES.get(index, index)}"
+        elif step == _LANDLOCK:
             detail = self.details.landlock or None
-        elif step == lib.VE_STEP_SECCOMP:
+        elif step == _SECCOMP:
             detail = self.details.seccomp or None
-        elif step == lib.VE_STEP_LOOPBACK:
+            if err == _errno.ESRCH and self.c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC:
+                detail = ((detail + "; ") if detail else "") + (
+                    "TSYNC: another thread could not be synchronized (it has a filter of its "
+                    "own); nothing was installed")
+        elif step == _LOOPBACK:
             detail = "lo"
         if self.c.fail_step == step:
             detail = (detail + "; " if detail else "") + "failure injected by the test hook"
@@ -181,7 +169,7 @@ class Plan:
 
     # ---- subprocess's preexec_fn --------------------------------------------
 
-    def preexec_fn(self, report_fd: int):
+    def preexec_fn(self, report_fd: int) -> Callable[[], None]:
         """A preexec_fn for subprocess: one C call, no Python work beyond it.
 
         On failure the C core writes (step, errno, index) to ``report_fd`` and the
@@ -280,7 +268,7 @@ def spawn(
     extra_groups: Sequence[int] | None = None,
     cgroup_fd: int = -1,
     cgroup_procs_fd: int = -1,
-    plan: Plan | None = None,
+    plan: ChildPlan | None = None,
 ) -> int:
     """Start ``argv`` in a new process under ``plan`` and return its pid.
 
@@ -316,23 +304,23 @@ def spawn(
     a.cgroup_procs_fd = cgroup_procs_fd
     res = ffi.new("struct ve_result *")
     pid = lib.ve_spawn(a, plan.c if plan is not None else ffi.NULL, res)
-    if pid < 0 and res.step == lib.VE_STEP_NONE:
+    if pid < 0 and res.step == 0:
         raise OSError(-pid, os.strerror(-pid))
-    if res.step != lib.VE_STEP_NONE:
+    if res.step != 0:
         if pid > 0:
             _reap(pid)
         step, err, index = res.step, res.err, res.index
-        if step == lib.VE_STEP_EXEC:
+        if step == _EXEC:
             path = ca.exec_paths[index] if 0 <= index < len(ca.exec_paths) else executable
             filename = os.fsdecode(path) if os.path.dirname(os.fsencode(executable)) else executable
             raise OSError(err, os.strerror(err), filename) from None
-        if step == lib.VE_STEP_CHDIR:
+        if step == _CHDIR:
             raise OSError(err, os.strerror(err), os.fsdecode(cwd)) from None
-        if step == lib.VE_STEP_CGROUP and index < 0:
+        if step == _CGROUP and index < 0:
             detail = ("cgroup2 placement by clone3(CLONE_INTO_CGROUP)" if index == -2
                       else "cgroup2 cgroup.procs (clone3 refused)")
             raise EnforcementError(err, "cgroup", detail)
-        if plan is not None and step >= lib.VE_STEP_CGROUP:
+        if plan is not None and step >= lib.VE_FIRST_ENFORCEMENT_STEP:
             raise plan.error(step, err, index)
         raise EnforcementError(err, STEPS.get(step, str(step)))
     return pid

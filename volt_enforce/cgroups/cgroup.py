@@ -1,9 +1,6 @@
-"""cgroups: detection of the host's layout (v2, v1 or hybrid), and ``Cgroup``:
-a cgroup made for one sandbox, with the model's resource limits written, fds
-for placing a child at spawn, statistics, and removal that leaves nothing.
-
-Detection reads /proc/self/mountinfo and /proc/self/cgroup and writes nothing.
-"""
+"""``Cgroup``: a cgroup made for one sandbox from a ``LimitPlan``, with its limits
+written, fds for placing a child at spawn, statistics, and removal that leaves
+nothing."""
 
 from __future__ import annotations
 
@@ -14,346 +11,14 @@ import select
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass
 
-from .errors import CompatibilityError, EnforcementError, PolicyError
-from .model import ResourceLimits, parse_cpuset
+from ..errors import CompatibilityError, EnforcementError, PolicyError
+from ..model import ResourceLimits
+from .layout import CgroupLayout, CgroupMount, LayoutKind, detect, read_text
+from .limits import LimitPlan, LimitWrite, base_dir, check_cpuset, plan_limits
 
-__all__ = [
-    "CgroupMount",
-    "CgroupLayout",
-    "detect",
-    "Cgroup",
-    "CgroupStats",
-    "LimitWrite",
-    "controller_versions",
-    "limit_writes",
-    "cpu_weight_to_shares",
-    "io_weight_to_blkio",
-    "io_weight_to_bfq",
-    "cpu_quota_to_max",
-    "CPU_PERIOD_USEC",
-    "SUBTREE",
-    "V2",
-]
-
-_V1_CONTROLLERS = {
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio",
-    "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc",
-}
-
-
-@dataclass(frozen=True)
-class CgroupMount:
-    """One mounted cgroup hierarchy."""
-
-    version: int  # 1 or 2
-    path: str  # mount point
-    root: str  # the hierarchy path that is mounted there (usually "/")
-    controllers: tuple[str, ...]  # v1: from the mount options; v2: cgroup.controllers
-    #: the current process's cgroup in this hierarchy, relative to its root
-    current: str | None = None
-
-    @property
-    def current_path(self) -> str | None:
-        """Filesystem path of the current process's cgroup, when it is visible."""
-        if self.current is None:
-            return None
-        # ".." appears where the cgroup (or the mounted subtree) lies outside
-        # our cgroup namespace; normalizing it away would name another cgroup
-        if ".." in self.current.split("/") or ".." in self.root.split("/"):
-            return None
-        root = self.root.rstrip("/")
-        if self.current != root and not self.current.startswith(root + "/"):
-            return None
-        rel = self.current[len(root):].strip("/")
-        return os.path.join(self.path, rel) if rel else self.path
-
-    @property
-    def current_writable(self) -> bool:
-        """Whether a child cgroup may be created below the current one."""
-        p = self.current_path
-        return bool(p) and os.access(p, os.W_OK)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class CgroupLayout:
-    """The cgroup hierarchies of this host, as this process sees them."""
-
-    kind: str  # "v2", "v1", "hybrid" or "none"
-    v2: CgroupMount | None
-    v1: tuple[CgroupMount, ...] = field(default_factory=tuple)
-
-    def v1_mount(self, controller: str) -> CgroupMount | None:
-        for m in self.v1:
-            if controller in m.controllers:
-                return m
-        return None
-
-    def controller_version(self, controller: str) -> int | None:
-        """Which hierarchy holds a controller: 2, 1 or None."""
-        if self.v2 is not None and controller in self.v2.controllers:
-            return 2
-        if self.v1_mount(controller) is not None:
-            return 1
-        return None
-
-    def to_dict(self) -> dict:
-        def mount(m: CgroupMount) -> dict:
-            return {
-                "version": m.version, "path": m.path, "controllers": list(m.controllers),
-                "current": m.current_path, "writable": m.current_writable,
-            }
-
-        return {
-            "kind": self.kind,
-            "v2": mount(self.v2) if self.v2 else None,
-            "v1": [mount(m) for m in self.v1],
-        }
-
-
-def _unescape(s: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as octal
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and i + 4 <= len(s) and all(c in "01234567" for c in s[i + 1 : i + 4]):
-            out.append(chr(int(s[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def detect(mountinfo: str | None = None, self_cgroup: str | None = None) -> CgroupLayout:
-    """Detect the cgroup layout from mountinfo and /proc/self/cgroup (or given texts)."""
-    if mountinfo is None:
-        mountinfo = _read("/proc/self/mountinfo")
-    if self_cgroup is None:
-        self_cgroup = _read("/proc/self/cgroup")
-
-    current_v2: str | None = None
-    current_v1: dict[str, str] = {}
-    for line in self_cgroup.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        hid, ctrls, path = parts
-        if hid == "0" and ctrls == "":
-            current_v2 = path
-        else:
-            for c in ctrls.split(","):
-                if c:
-                    current_v1[c] = path
-
-    v2: CgroupMount | None = None
-    v1: list[CgroupMount] = []
-    seen_v1: set[tuple[str, ...]] = set()
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        lf, rf = left.split(), right.split()
-        if len(lf) < 5 or len(rf) < 3:
-            continue
-        fstype, opts = rf[0], rf[2].split(",")
-        root, point = _unescape(lf[3]), _unescape(lf[4])
-        if fstype == "cgroup2":
-            if v2 is not None:
-                continue  # the first mount wins; bind mounts of it repeat it
-            ctrls = tuple(_read(os.path.join(point, "cgroup.controllers")).split())
-            v2 = CgroupMount(2, point, root, ctrls, current_v2)
-        elif fstype == "cgroup":
-            ctrls = tuple(sorted(o for o in opts if o in _V1_CONTROLLERS))
-            named = [o[5:] for o in opts if o.startswith("name=")]
-            key = ctrls or tuple("name=" + n for n in named)
-            if not key or key in seen_v1:
-                continue
-            seen_v1.add(key)
-            cur = None
-            for c in ctrls:
-                cur = current_v1.get(c, cur)
-            for n in named:
-                cur = current_v1.get("name=" + n, cur)
-            v1.append(CgroupMount(1, point, root, key, cur))
-
-    has_v1_ctrls = any(not m.controllers[0].startswith("name=") for m in v1 if m.controllers)
-    if v2 is not None and has_v1_ctrls:
-        kind = "hybrid"
-    elif v2 is not None:
-        kind = "v2"
-    elif has_v1_ctrls:
-        kind = "v1"
-    else:
-        kind = "none"
-    return CgroupLayout(kind, v2, tuple(v1))
-
-
-# ── limits: the model's ResourceLimits as cgroup files ───────────────────────
-
-#: The CPU bandwidth period written with a quota (cpu.max, cpu.cfs_period_us), as systemd's default.
-CPU_PERIOD_USEC = 100_000
-_CPU_QUOTA_MIN_USEC = 1_000  # the kernel refuses quotas below 1 ms
-
-#: The controllers limits need, by their cgroup v2 name; v1 names "io" blkio.
-_LIMIT_CONTROLLERS = ("memory", "cpu", "cpuset", "io", "pids")
-_V1_NAME = {"io": "blkio"}
-
-
-def cpu_weight_to_shares(weight: int) -> int:
-    """cgroup v2 ``cpu.weight`` (1..10000, default 100) as v1 ``cpu.shares``
-    (2..262144, default 1024), as systemd converts it: proportional, so that the
-    defaults match (100 -> 1024), clamped to the range of cpu.shares."""
-    return min(max(weight * 1024 // 100, 2), 262144)
-
-
-def io_weight_to_blkio(weight: int) -> int:
-    """``io.weight`` (1..10000, default 100) as v1 CFQ ``blkio.weight``
-    (10..1000, default 500), as systemd converts it: proportional, clamped."""
-    return min(max(weight * 500 // 100, 10), 1000)
-
-
-def io_weight_to_bfq(weight: int) -> int:
-    """``io.weight`` (1..10000, default 100) as BFQ's weight (1..1000, default
-    100), as systemd maps it: the identity up to the default, then linear from
-    100..10000 onto 100..1000."""
-    if weight <= 100:
-        return max(weight, 1)
-    return 100 + (weight - 100) * 900 // 9900
-
-
-def cpu_quota_to_max(percent: float, period: int = CPU_PERIOD_USEC) -> tuple[int, int]:
-    """A CPU quota in percent of one CPU as (quota, period) in microseconds, the
-    two numbers of v2 ``cpu.max`` and of v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``."""
-    quota = max(round(percent * period / 100), _CPU_QUOTA_MIN_USEC)
-    return quota, period
-
-
-@dataclass(frozen=True)
-class LimitWrite:
-    """One limit file to write into a cgroup.
-
-    ``version`` is the hierarchy that holds ``controller`` (2 or 1), or 0 when
-    no hierarchy does. ``value`` None means "the parent's memory nodes" (cpuset.mems),
-    read when the cgroup exists. ``alternatives`` are (file, value) pairs tried,
-    in order, when ``file`` does not exist (BFQ's weight files).
-    """
-
-    field: str
-    controller: str
-    version: int
-    file: str
-    value: str | None
-    alternatives: tuple[tuple[str, str], ...] = ()
-    #: the value is the kernel's default, so a missing file changes nothing
-    is_default: bool = False
-
-
-def controller_versions(layout: CgroupLayout) -> dict[str, int]:
-    """Which hierarchy (2 or 1) holds each limit controller (v2 names) on this
-    layout; a controller no hierarchy holds is left out."""
-    versions: dict[str, int] = {}
-    for ctrl in _LIMIT_CONTROLLERS:
-        if layout.v2 is not None and ctrl in layout.v2.controllers:
-            versions[ctrl] = 2
-        elif layout.v1_mount(_V1_NAME.get(ctrl, ctrl)) is not None:
-            versions[ctrl] = 1
-    return versions
-
-
-def limit_writes(limits: ResourceLimits, versions: Mapping[str, int]) -> list[LimitWrite]:
-    """The files and values that enforce ``limits``, in the order to write them.
-
-    ``versions`` maps each controller (v2 names: memory, cpu, cpuset, io, pids) to
-    the hierarchy version that holds it; a controller left out is missing
-    (version 0). Raises PolicyError for a limit that cannot be expressed there.
-    """
-    out: list[LimitWrite] = []
-
-    def add(fld: str, ctrl: str, v2: tuple[str, str | None], v1: tuple[str, str | None],
-            alt2: tuple[tuple[str, str], ...] = (), alt1: tuple[tuple[str, str], ...] = (),
-            is_default: bool = False) -> None:
-        v = versions.get(ctrl, 0)
-        if v == 1:
-            out.append(LimitWrite(fld, _V1_NAME.get(ctrl, ctrl), 1, v1[0], v1[1], alt1, is_default))
-        else:
-            out.append(LimitWrite(fld, ctrl, 2 if v == 2 else 0, v2[0], v2[1], alt2, is_default))
-
-    def size(v: int | None, unlimited: str) -> str:
-        return unlimited if v is None else str(v)
-
-    hard = limits.memory_hard_bytes
-    if limits.memory_hard:
-        add("Resources.MemoryHard", "memory", ("memory.max", size(hard, "max")),
-            ("memory.limit_in_bytes", size(hard, "-1")))
-    if limits.memory_soft:
-        soft = limits.memory_soft_bytes
-        # v1's soft limit is a reclaim target under memory pressure, not memory.high's throttle
-        add("Resources.MemorySoft", "memory", ("memory.high", size(soft, "max")),
-            ("memory.soft_limit_in_bytes", size(soft, "-1")))
-    if limits.memory_swap:
-        swap = limits.memory_swap_bytes
-        if versions.get("memory", 0) == 1 and swap is not None:
-            # v1 limits memory plus swap together: memsw = hard + swap
-            if hard is None:
-                raise PolicyError(
-                    "Resources.MemorySwap", limits.memory_swap,
-                    "needs a size in Resources.MemoryHard on cgroup v1, where "
-                    "memory.memsw.limit_in_bytes limits memory and swap together")
-            memsw = str(hard + swap)
-        else:
-            memsw = "-1"
-        add("Resources.MemorySwap", "memory", ("memory.swap.max", size(swap, "max")),
-            ("memory.memsw.limit_in_bytes", memsw))
-    if limits.cpu_weight > 0:
-        add("Resources.CPUWeight", "cpu", ("cpu.weight", str(limits.cpu_weight)),
-            ("cpu.shares", str(cpu_weight_to_shares(limits.cpu_weight))))
-    if limits.cpu_quota:
-        quota, period = cpu_quota_to_max(limits.cpu_quota_percent or 0.0)
-        if versions.get("cpu", 0) == 1:
-            add("Resources.CPUQuota", "cpu", ("", None), ("cpu.cfs_period_us", str(period)))
-            add("Resources.CPUQuota", "cpu", ("", None), ("cpu.cfs_quota_us", str(quota)))
-        else:
-            add("Resources.CPUQuota", "cpu", ("cpu.max", f"{quota} {period}"), ("", None))
-    if limits.cpu_set:
-        cpus = _format_cpus(limits.cpus)
-        add("Resources.CPUSet", "cpuset", ("cpuset.cpus", cpus), ("cpuset.cpus", cpus))
-        add("Resources.CPUSet", "cpuset", ("cpuset.mems", None), ("cpuset.mems", None))
-    if limits.io_weight > 0:
-        w = limits.io_weight
-        add("Resources.IOWeight", "io", ("io.weight", f"default {w}"),
-            ("blkio.weight", str(io_weight_to_blkio(w))),
-            alt2=(("io.bfq.weight", str(io_weight_to_bfq(w))),),
-            alt1=(("blkio.bfq.weight", str(io_weight_to_bfq(w))),),
-            # without a weight-aware I/O scheduler every cgroup weighs the default
-            is_default=w == 100)
-    if limits.pids_max > 0:
-        add("Resources.PIDsMax", "pids", ("pids.max", str(limits.pids_max)),
-            ("pids.max", str(limits.pids_max)))
-    return out
-
-
-def _format_cpus(cpus: list[int]) -> str:
-    """Sorted CPU numbers as the kernel's list format ("0-3,5")."""
-    parts: list[str] = []
-    i = 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
-        i = j + 1
-    return ",".join(parts)
-
+__all__ = ["Cgroup", "CgroupStats", "SUBTREE", "V2"]
 
 # ── statistics ───────────────────────────────────────────────────────────────
 
@@ -530,7 +195,7 @@ class Cgroup:
     @classmethod
     def create(
         cls,
-        limits: ResourceLimits,
+        limits: ResourceLimits | LimitPlan,
         parent: str | None = None,
         name: str | None = None,
         *,
@@ -538,7 +203,7 @@ class Cgroup:
         statistics: bool = True,
         layout: CgroupLayout | None = None,
     ) -> "Cgroup":
-        """Make the cgroup(s) for ``limits`` and write them.
+        """Make the cgroup(s) for ``limits`` (or a ``LimitPlan`` of them) and write them.
 
         ``parent``: a cgroup path as /proc/self/cgroup spells it ("/a/b"), or a
         directory under a cgroup mount, which names the same path in every
@@ -556,19 +221,23 @@ class Cgroup:
         CompatibilityError for missing controllers or files, EnforcementError for
         a refused mkdir or write; whatever was made is removed first.
         """
-        if not isinstance(limits, ResourceLimits):
+        if isinstance(limits, LimitPlan):
+            plan = limits
+            if layout is not None and layout != plan.layout:
+                raise PolicyError("layout", layout, "differs from the plan's layout")
+        elif isinstance(limits, ResourceLimits):
+            plan = plan_limits(limits, layout)
+        else:
             raise PolicyError("limits", limits, "is not a ResourceLimits")
-        limits.validate()
+        layout = plan.layout
         name = _name(name)
-        if layout is None:
-            layout = detect()
         rel_parent = _parent_rel(parent, layout) if parent is not None else None
-        if layout.kind == "none":
+        if layout.kind == LayoutKind.NONE:
             raise CompatibilityError("cgroups", "no cgroup hierarchy is mounted (/proc/self/mountinfo)")
         self = cls()
         self.best_effort = bool(best_effort)
         try:
-            self._build(limits, layout, rel_parent, parent, name, statistics)
+            self._build(plan, rel_parent, parent, name, statistics)
         except BaseException:
             self._rollback()
             raise
@@ -579,19 +248,12 @@ class Cgroup:
             raise exc
         self.report["skipped"][key] = reason
 
-    def _build(self, limits: ResourceLimits, layout: CgroupLayout, rel_parent: str | None,
-               parent: str | None, name: str, statistics: bool) -> None:
-        writes = limit_writes(limits, controller_versions(layout))
-
-        usable: list[LimitWrite] = []
-        for w in writes:
-            if w.version == 0:
-                reason = (f"no cgroup hierarchy here has the {w.controller} controller "
-                          f"({layout.kind} host)")
-                self._skip(w.file, reason, CompatibilityError(
-                    f"cgroup controller {w.controller}", f"{w.field} needs {w.file}; {reason}"))
-            else:
-                usable.append(w)
+    def _build(self, plan: LimitPlan, rel_parent: str | None, parent: str | None, name: str,
+               statistics: bool) -> None:
+        layout = plan.layout
+        for w in plan.missing:
+            self._skip(w.file, plan.missing_reason(w), plan.missing_error(w))
+        usable: list[LimitWrite] = list(plan.writes)
 
         # which hierarchies: (mount, controllers needed by limits, optional controllers)
         v2_need = sorted({w.controller for w in usable if w.version == 2})
@@ -689,15 +351,7 @@ class Cgroup:
                                   f"({d or 'outside ' + mount.path + ' (mounted root ' + mount.root + ')'} "
                                   f"does not exist)")
             return d
-        cur = mount.current_path
-        if cur is not None and os.access(cur, os.W_OK):
-            base = cur
-        elif os.geteuid() == 0:
-            base = mount.path
-        else:
-            raise EnforcementError(errno.EACCES, "cgroup parent",
-                                   f"{cur or mount.path} is not writable (not delegated to this "
-                                   f"user), and this process is not root; pass parent=")
+        base = base_dir(mount)
         return os.path.join(base, SUBTREE)
 
     def _make_subtree(self, d: str, mount: CgroupMount) -> None:
@@ -713,8 +367,8 @@ class Cgroup:
             up = os.path.dirname(d)
             for f, src in (("cpuset.cpus", "cpuset.effective_cpus"),
                            ("cpuset.mems", "cpuset.effective_mems")):
-                if not _read(os.path.join(d, f)).strip():
-                    _write(os.path.join(d, f), _read(os.path.join(up, src)).strip() or "\n")
+                if not read_text(os.path.join(d, f)).strip():
+                    _write(os.path.join(d, f), read_text(os.path.join(up, src)).strip() or "\n")
 
     def _mkdir(self, parent_dir: str, name: str, mount: CgroupMount,
                rel_parent: str | None) -> str:
@@ -772,9 +426,9 @@ class Cgroup:
 
     def _enable_one(self, mount: CgroupMount, d: str, ctrl: str) -> None:
         subtree = os.path.join(d, "cgroup.subtree_control")
-        if ctrl in _read(subtree).split():
+        if ctrl in read_text(subtree).split():
             return
-        if ctrl not in _read(os.path.join(d, "cgroup.controllers")).split():
+        if ctrl not in read_text(os.path.join(d, "cgroup.controllers")).split():
             if os.path.normpath(d) == os.path.normpath(mount.path):
                 raise CompatibilityError(f"cgroup v2 controller {ctrl}",
                                          f"{mount.path}/cgroup.controllers does not offer it")
@@ -782,7 +436,7 @@ class Cgroup:
         try:
             _write(subtree, "+" + ctrl)
         except EnforcementError as exc:
-            if exc.errno == errno.EBUSY and _read(os.path.join(d, "cgroup.procs")).strip():
+            if exc.errno == errno.EBUSY and read_text(os.path.join(d, "cgroup.procs")).strip():
                 raise EnforcementError(
                     errno.EBUSY, "enable controller",
                     f"{subtree} <- '+{ctrl}': {d} has processes of its own, and cgroup v2 "
@@ -794,16 +448,7 @@ class Cgroup:
     def _apply(self, w: LimitWrite, d: str, parent_dir: str) -> None:
         value = w.value
         if w.file in ("cpuset.cpus", "cpuset.mems"):
-            eff = _read(os.path.join(parent_dir, _effective(w.file, w.version))).strip()
-            if value is None:
-                value = eff
-            elif w.file == "cpuset.cpus":
-                have = set(parse_cpuset(eff)) if eff else set()
-                want = set(parse_cpuset(value))
-                if not want <= have:
-                    raise PolicyError(w.field, value, f"names CPUs outside the parent's "
-                                      f"{os.path.join(parent_dir, _effective(w.file, w.version))} "
-                                      f"({eff or 'empty'})")
+            value = check_cpuset(w, parent_dir)
         assert value is not None
         for f, v in ((w.file, value),) + w.alternatives:
             path = os.path.join(d, f)
@@ -898,7 +543,7 @@ class Cgroup:
             try:
                 deadline = time.monotonic() + 1.0
                 delay = 0.0002
-                while _read(state).strip() != "FROZEN" and time.monotonic() < deadline:
+                while read_text(state).strip() != "FROZEN" and time.monotonic() < deadline:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.01)
                 _kill_members(dirs)
@@ -1044,7 +689,7 @@ def _tree(top: str) -> list[str]:
 def _members(dirs: list[str]) -> set[int]:
     """The processes in ``dirs`` and below (v1's cgroup.procs lists only its own)."""
     return {int(tok) for top in dirs for d in _tree(top)
-            for tok in _read(os.path.join(d, "cgroup.procs")).split()}
+            for tok in read_text(os.path.join(d, "cgroup.procs")).split()}
 
 
 def _kill_members(dirs: list[str]) -> None:
@@ -1069,10 +714,3 @@ def _kill_members(dirs: list[str]) -> None:
     finally:
         for fd in fds.values():
             os.close(fd)
-
-
-def _effective(file: str, version: int) -> str:
-    """The parent file that says which CPUs or memory nodes a child may use."""
-    if version == 2:
-        return file + ".effective"
-    return {"cpuset.cpus": "cpuset.effective_cpus", "cpuset.mems": "cpuset.effective_mems"}[file]

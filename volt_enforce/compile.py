@@ -1,0 +1,254 @@
+"""IsolationConfig -> Compiled: everything the parent prepares, decided once.
+
+``compile_config`` is the one place where a config becomes decisions for this
+kernel and host: the Landlock ruleset (masked to the ABI, paths opened), the
+seccomp filter (compiled to bytes), the cgroup limit plan (which files get which
+values, in which hierarchy), the namespaces a child enters, the capabilities it
+keeps, and the notes of what was dropped and why. ``Sandbox``, the volt-init plan
+writer (``init_plan``) and ``explain`` all read a ``Compiled``; none of them
+decides anything again.
+
+Compiling changes nothing on the system: no cgroup is made, no namespace
+entered. The only resource it holds is the ruleset fd, released by ``close()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._core import lib
+from .errors import EnforcementError, PolicyError
+from .kernel import namespace_errno
+from .model import (
+    CAPABILITIES,
+    DOCKER_DEFAULT_CAPABILITIES,
+    Compatibility,
+    IsolationConfig,
+    NetworkMode,
+    SeccompProfile,
+)
+
+if TYPE_CHECKING:
+    from .cgroups import LimitPlan
+    from .landlock import CompiledRuleset
+    from .seccomp import SeccompFilter
+
+__all__ = [
+    "Compiled",
+    "Namespace",
+    "compile_config",
+    "kept_capabilities",
+    "compatibility_of",
+]
+
+
+class Namespace(str, enum.Enum):
+    """A namespace a child may enter, with its clone flag."""
+
+    USER = "user"
+    NETWORK = "network"
+
+    @property
+    def flag(self) -> int:
+        return {Namespace.USER: lib.CLONE_NEWUSER, Namespace.NETWORK: lib.CLONE_NEWNET}[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def kept_capabilities(config: IsolationConfig) -> tuple[str, ...] | None:
+    """The capabilities a child keeps: the config's list, else by seccomp profile
+    (``strict``: none; ``default``: Docker's default set). None: not reduced."""
+    if config.capabilities is not None:
+        return tuple(config.capabilities)
+    if config.seccomp == SeccompProfile.STRICT:
+        return ()
+    if config.seccomp == SeccompProfile.DEFAULT:
+        return tuple(DOCKER_DEFAULT_CAPABILITIES)
+    return None
+
+
+def compatibility_of(best_effort: bool | None, compatibility: Compatibility | None) -> Compatibility:
+    """The one compatibility level for the facilities beside Landlock (cgroups,
+    namespaces): ``compatibility`` when given, else BEST_EFFORT for
+    ``best_effort=True``, else HARD_REQUIREMENT (a missing facility fails)."""
+    if compatibility is not None:
+        if not isinstance(compatibility, Compatibility):
+            try:
+                compatibility = Compatibility(compatibility)
+            except ValueError:
+                raise PolicyError("compatibility", compatibility,
+                                  "is not one of " + ", ".join(c.value for c in Compatibility)) from None
+        if best_effort and compatibility != Compatibility.BEST_EFFORT:
+            raise PolicyError("best_effort", best_effort,
+                              f"contradicts compatibility={compatibility.value}")
+        return compatibility
+    if best_effort is not None and not isinstance(best_effort, bool):
+        raise PolicyError("best_effort", best_effort, "is not a boolean")
+    return Compatibility.BEST_EFFORT if best_effort else Compatibility.HARD_REQUIREMENT
+
+
+@dataclass
+class Compiled:
+    """What the parent prepares for a config, decided once (see the module doc).
+
+    ``ruleset`` is owned unless ``ruleset_borrowed`` (then the caller that lent it
+    keeps it open). ``limits`` is the cgroup plan for ``config.resources`` (None
+    without limits): the files and values, by hierarchy, that ``Cgroup.create``
+    writes and ``init_plan`` serializes.
+    """
+
+    config: IsolationConfig
+    compatibility: Compatibility
+    ruleset: CompiledRuleset | None
+    seccomp: SeccompFilter | None
+    limits: LimitPlan | None
+    namespaces: tuple[Namespace, ...]
+    capabilities: tuple[str, ...] | None
+    no_new_privs: bool
+    notes: list[str] = field(default_factory=list)
+    dropped_namespaces: dict[str, str] = field(default_factory=dict)
+    ruleset_borrowed: bool = False
+
+    @property
+    def best_effort(self) -> bool:
+        return self.compatibility == Compatibility.BEST_EFFORT
+
+    @property
+    def unshare_flags(self) -> int:
+        flags = 0
+        for ns in self.namespaces:
+            flags |= ns.flag
+        return flags
+
+    @property
+    def capability_numbers(self) -> tuple[int, ...] | None:
+        return None if self.capabilities is None else tuple(CAPABILITIES[c] for c in self.capabilities)
+
+    @property
+    def capability_mask(self) -> int | None:
+        nums = self.capability_numbers
+        if nums is None:
+            return None
+        mask = 0
+        for n in nums:
+            mask |= 1 << n
+        return mask
+
+    def close(self) -> None:
+        """Close the ruleset fd, unless it was borrowed."""
+        if self.ruleset is not None and not self.ruleset_borrowed:
+            self.ruleset.close()
+
+    def __enter__(self) -> Compiled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _namespaces(config: IsolationConfig, compatibility: Compatibility,
+                notes: list[str], dropped: dict[str, str]) -> tuple[Namespace, ...]:
+    wanted: list[Namespace] = []
+    if config.private_users:
+        wanted.append(Namespace.USER)
+    mode = config.network.effective_mode if config.network is not None else None
+    if mode in (NetworkMode.NONE, NetworkMode.PRIVATE):
+        wanted.append(Namespace.NETWORK)
+    out: list[Namespace] = []
+    for ns in wanted:
+        err = namespace_errno(ns.flag)
+        if err == 0:
+            out.append(ns)
+            continue
+        error = os.strerror(err)
+        if compatibility != Compatibility.BEST_EFFORT:
+            raise EnforcementError(err or errno.EOPNOTSUPP, f"{ns.value}_namespace",
+                                   f"not available: unshare({ns.name}) fails here")
+        dropped[ns.value] = error
+        notes.append(f"{ns.value} namespace dropped: {error}")
+    if Namespace.NETWORK in out and mode == NetworkMode.PRIVATE:
+        bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
+        notes.append(f"network private: own namespace with loopback only; "
+                     f"no veth was attached to bridge {bridge!r}")
+    return tuple(out)
+
+
+def compile_config(
+    config: IsolationConfig,
+    *,
+    best_effort: bool | None = None,
+    compatibility: Compatibility | None = None,
+    no_new_privs: bool = True,
+    landlock_abi: int | None = None,
+    ruleset: CompiledRuleset | None = None,
+    seccomp_filter: SeccompFilter | None = None,
+) -> Compiled:
+    """Decide everything the parent prepares for ``config`` on this kernel.
+
+    ``best_effort``/``compatibility``: what to do when the kernel or host lacks a
+    cgroup controller or a namespace (Landlock follows its policy's own
+    ``Compatibility``). ``landlock_abi`` caps the Landlock ABI used. ``ruleset``
+    and ``seccomp_filter`` lend an already compiled ruleset and filter of an
+    identical config (a process-wide cache), which are then not built again.
+
+    Raises PolicyError for an invalid config, CompatibilityError for a
+    requirement this kernel cannot meet, EnforcementError when the kernel refused
+    a step; nothing stays open on error.
+    """
+    from . import landlock, seccomp
+
+    if not isinstance(config, IsolationConfig):
+        raise PolicyError("isolation", config, "is not an IsolationConfig")
+    if not isinstance(no_new_privs, bool):
+        raise PolicyError("no_new_privs", no_new_privs, "is not a boolean")
+    config.validate()
+    compat = compatibility_of(best_effort, compatibility)
+    notes: list[str] = []
+    dropped: dict[str, str] = {}
+
+    filt = seccomp_filter
+    if filt is None and config.seccomp is not None:
+        filt = seccomp.compile(config.seccomp)
+
+    limits = None
+    if config.resources is not None and not config.resources.is_empty():
+        from .cgroups import plan_limits
+
+        limits = plan_limits(config.resources)
+
+    namespaces = _namespaces(config, compat, notes, dropped)
+
+    # last: the only step that holds a resource
+    borrowed = ruleset is not None
+    if ruleset is None:
+        ruleset = landlock.compile_for(config, abi=landlock_abi)
+    return Compiled(
+        config=config,
+        compatibility=compat,
+        ruleset=ruleset,
+        seccomp=filt,
+        limits=limits,
+        namespaces=namespaces,
+        capabilities=kept_capabilities(config),
+        no_new_privs=no_new_privs,
+        notes=notes,
+        dropped_namespaces=dropped,
+        ruleset_borrowed=borrowed,
+    )
+
+
+@contextmanager
+def compiled(config: IsolationConfig, **kwargs: object) -> Iterator[Compiled]:
+    """``compile_config`` as a context manager that closes what it opened."""
+    c = compile_config(config, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield c
+    finally:
+        c.close()

@@ -1,0 +1,211 @@
+"""Compiled plans for volt-init, the init shim without Python.
+
+``volt-enforce compile ... -o PLAN`` writes everything a container's first
+process needs to restrict itself: the Landlock rules after masking to this
+kernel's ABI, the seccomp filter's bytes, the cgroup directories and limit
+files, the namespaces and the capabilities to keep. ``volt-init PLAN -- CMD``
+(C, csrc/init/volt_init.c) applies it in the library's order and execs CMD.
+
+The format is text, one record per line, strings hex-encoded; it is
+documented at the top of csrc/init/volt_init.c.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .compile import Compiled, compile_config
+from .errors import EnforcementError, InstallationError
+from .model import IsolationConfig, ResourceLimits
+
+if TYPE_CHECKING:
+    from .cgroups import CgroupLayout, LimitPlan
+
+__all__ = [
+    "PLAN_VERSION",
+    "CgroupDirectory",
+    "CgroupWrite",
+    "cgroup_directories",
+    "compile_plan",
+    "run_init",
+    "volt_init_path",
+    "write_plan",
+]
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CgroupWrite:
+    """A cgroup file write with choices: the first (file, value) whose file exists
+    is written; when none exists volt-init fails, unless ``optional`` (best
+    effort, or a value that is the kernel's default)."""
+
+    choices: tuple[tuple[str, str], ...]
+    optional: bool = False
+
+
+#: A cgroup directory volt-init creates, writes and joins: (path, {file: value}).
+#: A file may be an absolute path (the parent's cgroup.subtree_control on cgroup v2).
+CgroupDirectory = tuple[str, Mapping[str, "str | CgroupWrite"]]
+
+def _hex(text: str) -> str:
+    return os.fsencode(text).hex()
+
+
+def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
+                 cgroup_dirs: Sequence[CgroupDirectory] | None = None) -> str:
+    """The plan text for ``config`` (or its ``Compiled``) on this kernel.
+
+    ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
+    writes and joins; by default ``cgroup_directories`` derives it from the
+    compiled limit plan for this host's layout, named after a hash of the rest
+    of the plan (so running one plan again reuses its cgroups).
+    """
+    if isinstance(config, Compiled):
+        return _plan_text(config, cgroup_dirs)
+    with compile_config(config, best_effort=best_effort) as compiled:
+        return _plan_text(compiled, cgroup_dirs)
+
+
+def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None) -> str:
+    from . import landlock
+
+    head = [f"volt-plan {PLAN_VERSION}", f"nnp {1 if compiled.no_new_privs else 0}"]
+    body: list[str] = []
+    mask = compiled.capability_mask
+    if mask is not None:
+        body.append(f"caps {mask:x}")
+    if compiled.unshare_flags:
+        body.append(f"unshare {compiled.unshare_flags:x}")
+
+    tail: list[str] = []
+    ruleset = compiled.ruleset
+    if ruleset is not None and ruleset.fd >= 0:
+        rep = ruleset.report
+        tail.append(f"landlock {int(rep.handled_fs):x} {int(rep.handled_net):x} "
+                    f"{int(rep.scopes):x} {int(ruleset.restrict_flags):x}")
+        # directory rights are dropped again if a path is no longer a directory
+        dir_only = int(landlock.DIR_ONLY_RIGHTS)
+        for rule in rep.rules:
+            tail.append(f"path {int(rule.access):x} {dir_only:x} {_hex(rule.path)}")
+        for port in rep.ports:
+            tail.append(f"port {int(port.access):x} {port.port:x}")
+
+    filt = compiled.seccomp
+    if filt is not None and filt.instructions:
+        # the profile's OCI flags (LOG, SPEC_ALLOW), as the library passes them
+        tail.append(f"seccomp {int(filt.flags):x} {filt.bpf.hex()}")
+
+    cg: list[str] = []
+    if cgroup_dirs is None:
+        cgroup_dirs = []
+        if compiled.limits is not None:
+            digest = hashlib.sha256("\n".join(body + tail).encode()
+                                    + compiled.limits.limits.to_json().encode()).hexdigest()
+            cgroup_dirs = cgroup_directories(compiled.limits, name=f"volt-init-{digest[:12]}",
+                                             best_effort=compiled.best_effort)
+    for directory, files in cgroup_dirs:
+        cg.append(f"cgroup-dir {_hex(directory)}")
+        for name, value in files.items():
+            w = value if isinstance(value, CgroupWrite) else CgroupWrite(((name, value),))
+            fields = " ".join(f"{_hex(os.path.join(directory, f))} {_hex(v)}"
+                              for f, v in w.choices)
+            cg.append(f"cgroup-{'try' if w.optional else 'set'} {fields}")
+        cg.append(f"cgroup-join {_hex(directory)}")
+    return "\n".join(head + body + cg + tail + ["end"]) + "\n"
+
+
+def cgroup_directories(limits: ResourceLimits | LimitPlan, *, name: str, best_effort: bool = False,
+                       layout: CgroupLayout | None = None) -> list[CgroupDirectory]:
+    """The cgroup directories volt-init makes for ``limits`` (or their plan):
+    ``name`` below this process's cgroup in each hierarchy that holds a needed
+    controller, with the files and values to write, plus the cgroup2 one on
+    hybrid hosts (placement only: it keeps the workload's cgroup2 membership
+    beside the v1 ones).
+
+    A limit whose controller this host lacks raises CompatibilityError, or is
+    left out under ``best_effort``. cpuset.mems is the parent's, read now.
+    """
+    from .cgroups import LayoutKind, LimitPlan, base_dir, check_cpuset, plan_limits, read_text
+
+    plan = limits if isinstance(limits, LimitPlan) else plan_limits(limits, layout)
+    if plan.missing and not best_effort:
+        raise plan.missing_error(plan.missing[0])
+    by_mount: dict[int, tuple[Any, dict[str, str | CgroupWrite]]] = {}
+    order: list[int] = []
+    for w in plan.writes:
+        mount = plan.mount_of(w)
+        if id(mount) not in by_mount:
+            by_mount[id(mount)] = (mount, {})
+            order.append(id(mount))
+        files = by_mount[id(mount)][1]
+        value = w.value
+        if w.file in ("cpuset.cpus", "cpuset.mems"):
+            value = check_cpuset(w, base_dir(mount))
+        assert value is not None
+        if w.alternatives or w.is_default:
+            # which file exists shows only in a child cgroup (the I/O scheduler's)
+            files[w.file] = CgroupWrite(((w.file, value),) + tuple(w.alternatives),
+                                        optional=w.is_default or best_effort)
+        else:
+            files[w.file] = value
+    out: list[CgroupDirectory] = []
+    for key in order:
+        mount, files = by_mount[key]
+        base = base_dir(mount)
+        if mount.version == 2:
+            ctrls = sorted({w.controller for w in plan.writes if w.version == 2})
+            enabled = read_text(os.path.join(base, "cgroup.subtree_control")).split()
+            missing = [c for c in ctrls if c not in enabled]
+            if missing:
+                files = {os.path.join(base, "cgroup.subtree_control"):
+                         " ".join("+" + c for c in missing), **files}
+        out.append((os.path.join(base, name), files))
+    layout = plan.layout
+    if layout.kind == LayoutKind.HYBRID and layout.v2 is not None and id(layout.v2) not in by_mount:
+        try:
+            out.append((os.path.join(base_dir(layout.v2), name), {}))
+        except EnforcementError:
+            if not best_effort:
+                raise
+    return out
+
+
+def write_plan(config: IsolationConfig, path: str, *, best_effort: bool = False) -> None:
+    """Write the plan for ``config`` to ``path`` (atomically)."""
+    text = compile_plan(config, best_effort=best_effort)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def volt_init_path() -> str:
+    """Where the volt-init executable of this installation is."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "volt-init")
+    if not os.access(path, os.X_OK):
+        raise InstallationError(f"volt-init is not built at {path} (reinstall the package)")
+    return path
+
+
+def init_main() -> None:
+    """The ``volt-init`` console script: runs the C executable in place."""
+    path = volt_init_path()
+    os.execv(path, [path, *sys.argv[1:]])
+
+
+def run_init(plan_path: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """Run ``volt-init plan_path -- argv`` (tests, benchmarks)."""
+    return subprocess.run([volt_init_path(), plan_path, "--", *argv], check=False, **kwargs)

@@ -1,0 +1,136 @@
+"""The subprocess-shaped API over the C spawn path: ``SandboxedPopen`` and
+``run_in``, for any prepared sandbox (``volt_enforce.Sandbox``)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from typing import Any, Protocol
+
+from .child import spawn
+from .report import EnforcementReport
+
+__all__ = ["SandboxedPopen", "SpawnTarget", "run_in"]
+
+_EXEC_PARAMS = list(inspect.signature(subprocess.Popen._execute_child).parameters)[1:]
+
+
+class SpawnTarget(Protocol):
+    """What SandboxedPopen spawns under: a prepared sandbox."""
+
+    report: EnforcementReport
+    cgroup: Any
+
+    def spawn_kwargs(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    def stats(self) -> Any: ...
+
+
+class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """``subprocess.Popen`` whose child is spawned in C under a prepared sandbox.
+
+    ``own_sandbox``: close the sandbox once the child has been waited for. Pipes,
+    cwd, env, pass_fds, text, timeout, communicate, wait and kill work as in
+    subprocess; ``preexec_fn`` is refused (no Python runs in the child).
+    """
+
+    def __init__(self, args: Any, *, sandbox: SpawnTarget, own_sandbox: bool = False,
+                 **kwargs: Any) -> None:
+        if kwargs.get("preexec_fn") is not None:
+            raise ValueError("volt_enforce.Popen runs no Python in the child: "
+                             "use subprocess.Popen(preexec_fn=sandbox.preexec) instead")
+        self._own_sandbox = own_sandbox
+        self.sandbox = sandbox
+        self.report = sandbox.report
+        try:
+            super().__init__(args, **kwargs)
+        except BaseException:
+            if self._own_sandbox:
+                self.sandbox.close()
+            raise
+
+    def _execute_child(self, *params: Any) -> None:  # type: ignore[override]
+        p = dict(zip(_EXEC_PARAMS, params))
+        args, executable, shell = p["args"], p["executable"], p["shell"]
+        if isinstance(args, (str, bytes)):
+            args = [args]
+        elif isinstance(args, os.PathLike):
+            if shell:
+                raise TypeError("path-like args is not allowed when shell is true")
+            args = [args]
+        else:
+            args = list(args)
+        if shell:
+            args = ["/bin/sh", "-c"] + args
+            if executable:
+                args[0] = executable
+        if executable is None:
+            executable = args[0]
+        sys.audit("subprocess.Popen", executable, args, p["cwd"], p["env"])
+        try:
+            self.pid = spawn(
+                args,
+                executable=executable,
+                env=p["env"],
+                cwd=p["cwd"],
+                stdin=p["p2cread"],
+                stdout=p["c2pwrite"],
+                stderr=p["errwrite"],
+                pass_fds=p["pass_fds"],
+                close_fds=p["close_fds"],
+                restore_signals=p["restore_signals"],
+                start_new_session=p["start_new_session"],
+                process_group=p.get("process_group", -1),
+                umask=p["umask"],
+                uid=p["uid"],
+                gid=p["gid"],
+                extra_groups=p["gids"],
+                **self.sandbox.spawn_kwargs(),
+            )
+            self._child_created = True
+        finally:
+            self._close_pipe_fds(p["p2cread"], p["p2cwrite"], p["c2pread"], p["c2pwrite"],
+                                 p["errread"], p["errwrite"])
+
+    def _handle_exitstatus(self, *a: Any, **kw: Any) -> None:  # type: ignore[override]
+        super()._handle_exitstatus(*a, **kw)
+        if self._own_sandbox:
+            self.sandbox.close()
+
+
+def run_in(args: Any, *, sandbox: SpawnTarget, with_stats: bool = False, input: Any = None,
+         capture_output: bool = False,
+         timeout: float | None = None, check: bool = False,
+         **kwargs: Any) -> subprocess.CompletedProcess:
+    # subprocess.run, spawning through our Popen
+    if input is not None:
+        if kwargs.get("stdin") is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        kwargs["stdin"] = subprocess.PIPE
+    if capture_output:
+        if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        kwargs["stdout"] = subprocess.PIPE
+        kwargs["stderr"] = subprocess.PIPE
+    with SandboxedPopen(args, sandbox=sandbox, **kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            process.kill()
+            exc.stdout, exc.stderr = process.communicate()
+            raise
+        except BaseException:
+            process.kill()
+            raise
+        retcode = process.poll()
+        if check and retcode:
+            raise subprocess.CalledProcessError(retcode, process.args, output=stdout,
+                                                stderr=stderr)
+    cp = subprocess.CompletedProcess(process.args, retcode, stdout, stderr)
+    cp.report = sandbox.report  # type: ignore[attr-defined]
+    # read only for a cgroup of this child's own, before it is removed; a shared
+    # sandbox's cgroup is read when asked (Sandbox.stats), not after every child
+    cp.stats = sandbox.stats() if with_stats and sandbox.cgroup is not None else None  # type: ignore[attr-defined]
+    return cp

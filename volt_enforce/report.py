@@ -1,0 +1,59 @@
+"""EnforcementReport: what a sandbox enforces, and what was dropped and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compile import Compiled
+    from .landlock import LandlockReport
+    from .seccomp import SeccompFilter
+
+__all__ = ["EnforcementReport"]
+
+
+@dataclass
+class EnforcementReport:
+    """What was enforced for a sandbox, and what was dropped and why.
+
+    ``landlock`` is the ruleset's ``LandlockReport`` and ``seccomp`` the
+    ``SeccompFilter``'s summary; ``to_dict()`` gives the whole report as JSON-able
+    data (built on demand: spawning never pays for formatting it).
+    """
+
+    landlock: LandlockReport | None = None
+    seccomp_filter: SeccompFilter | None = None
+    cgroup: dict[str, Any] | None = None
+    namespaces: list[str] = field(default_factory=list)
+    capabilities: list[str] | None = None  # kept; None: not reduced
+    no_new_privs: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, compiled: Compiled) -> EnforcementReport:
+        """The report of a compiled config, before anything ran."""
+        return cls(
+            landlock=compiled.ruleset.report if compiled.ruleset is not None else None,
+            seccomp_filter=compiled.seccomp,
+            namespaces=[ns.value for ns in compiled.namespaces],
+            capabilities=None if compiled.capabilities is None else list(compiled.capabilities),
+            no_new_privs=compiled.no_new_privs,
+            notes=list(compiled.notes),
+        )
+
+    @property
+    def seccomp(self) -> dict[str, Any] | None:
+        """The seccomp filter's summary (profile, instructions, cacheable, ...)."""
+        return self.seccomp_filter.summary() if self.seccomp_filter is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "landlock": self.landlock.to_dict() if self.landlock is not None else None,
+            "seccomp": self.seccomp,
+            "cgroup": self.cgroup,
+            "namespaces": list(self.namespaces),
+            "capabilities": self.capabilities,
+            "no_new_privs": self.no_new_privs,
+            "notes": list(self.notes),
+        }
