@@ -135,9 +135,10 @@ struct ve_landlock_net_port_attr { /* ABI 4 */
 	X(CLOSE_FDS, "close_fds")                                          \
 	/* enforcement (ve_apply), DESIGN.md's order */                    \
 	X(CGROUP, "cgroup")                                                \
+	X(SESSION, "session")                                              \
 	X(USERNS, "user_namespace")                                        \
 	X(UID_MAP, "uid_map")                                              \
-	X(NETNS, "network_namespace")                                      \
+	X(NETNS, "namespaces")                                             \
 	X(LOOPBACK, "loopback")                                            \
 	X(CAPS, "capabilities")                                            \
 	X(NO_NEW_PRIVS, "no_new_privs")                                    \

@@ -110,10 +110,38 @@ static long drop_caps(const struct ve_plan *plan, int *failed_cap)
 	return syscall(SYS_capset, &hdr, data);
 }
 
+/* A new session, so that the child has no controlling terminal to push input
+ * into (TIOCSTI) or to signal the caller's job through. Where setsid is refused
+ * (an init shim restricting itself that leads a session or a process group),
+ * the process gives its controlling terminal up instead; a session leader
+ * ignores the SIGHUP that this sends to its foreground group. */
+static long new_session(void)
+{
+	if (setsid() >= 0)
+		return 0;
+	if (errno != EPERM)
+		return -1;
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* no controlling terminal: nothing to give up */
+	struct sigaction ign, old;
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigaction(SIGHUP, &ign, &old);
+	long r = ioctl(fd, TIOCNOTTY);
+	int saved = errno;
+	sigaction(SIGHUP, &old, NULL);
+	close(fd);
+	errno = saved;
+	return r;
+}
+
 int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 {
 	for (int i = 0; i < plan->n_procs_fds && i < VE_MAX_PROCS_FDS; i++)
 		CHECK(VE_STEP_CGROUP, ve_write_all(plan->procs_fds[i], "0", 1), i);
+	if (plan->new_session)
+		CHECK(VE_STEP_SESSION, new_session(), 0);
 
 	if (plan->unshare_flags & CLONE_NEWUSER) {
 		CHECK(VE_STEP_USERNS, syscall(SYS_unshare, CLONE_NEWUSER), 0);

@@ -10,7 +10,8 @@ struct ve_plan {
 	int fail_step;    /* fault injection for the tests: fail with EPERM at this step */
 	int n_procs_fds;  /* cgroup.procs fds to write "0" into (join) */
 	int procs_fds[VE_MAX_PROCS_FDS];
-	int unshare_flags; /* CLONE_NEWUSER | CLONE_NEWNET ... */
+	int new_session;   /* setsid(); a session leader gives up its terminal */
+	int unshare_flags; /* CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS */
 	char uid_map[48];  /* written to /proc/self/uid_map after CLONE_NEWUSER */
 	char gid_map[48];
 	int loopback_up;   /* bring "lo" up in a new network namespace */

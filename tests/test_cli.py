@@ -363,7 +363,9 @@ def test_seccomp_strict_denies_unshare():
     need_userns()
     strict = ve("run", "--profile", "none", "--seccomp", "strict", "--", "unshare", "-r", "true")
     assert strict.returncode == 1 and "Operation not permitted" in strict.stderr
-    unconfined = ve("run", "--profile", "none", "--seccomp", "unconfined", "--",
+    # not contained: a contained root child may not map root into a user namespace
+    # (that needs CAP_SETFCAP, which containment drops)
+    unconfined = ve("run", "--no-contain", "--profile", "none", "--seccomp", "unconfined", "--",
                     "unshare", "-r", "true")
     assert unconfined.returncode == 0, unconfined.stderr
     caps = ve("run", "--profile", "none", "--seccomp", "strict", "--",
@@ -396,7 +398,9 @@ def test_best_effort_and_hard_requirement_without_landlock(tmp_path):
     """A filter answering ENOSYS for landlock_create_ruleset makes Landlock absent
     for the inner volt-enforce, as on an old kernel."""
     prof = _oci(tmp_path, ["landlock_create_ruleset"], errno_ret=38)
-    outer = ["run", "--profile", "none", "--seccomp", str(prof), "--", VOLT]
+    # the outer sandbox is a test harness, not contained: a contained root child
+    # may not make namespaces (no CAP_SYS_ADMIN), and the inner run makes some
+    outer = ["run", "--no-contain", "--profile", "none", "--seccomp", str(prof), "--", VOLT]
     marker = tmp_path / "ran"
     hard = ve(*outer, "run", "--hard-requirement", "--", "touch", str(marker))
     one_line_error(hard, "Landlock")
@@ -619,7 +623,8 @@ def test_options_override_the_config_file(tmp_path):
     # and for real: the file's strict filter denies unshare, the option lifts it
     run = ["run", "--config", str(cfg), "--network", "host", *SYSTEM_ROX, "--"]
     assert ve(*run, "unshare", "-r", "true").returncode == 1
-    lifted = ve("run", "--config", str(cfg), "--network", "host", "--seccomp", "unconfined",
+    lifted = ve("run", "--no-contain", "--config", str(cfg), "--network", "host",
+                "--seccomp", "unconfined",
                 "--profile", "none", "--", "unshare", "-r", "true")
     assert lifted.returncode == 0, lifted.stderr
 

@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import termios
+import time
 from pathlib import Path
 from collections.abc import Callable
 
@@ -592,7 +593,7 @@ def test_signal_scope(scoped):
         def signal_own_child() -> None:
             pid = os.fork()
             if pid == 0:
-                os.pause()
+                time.sleep(30)  # until the signal
                 os._exit(0)
             os.kill(pid, 15)
             os.waitpid(pid, 0)

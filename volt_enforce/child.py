@@ -78,6 +78,8 @@ class ChildPlan:
         procs_paths: Sequence[str] = (),
         new_user_ns: bool = False,
         new_net_ns: bool = False,
+        other_namespaces: int = 0,
+        new_session: bool = False,
         cap_keep: Sequence[int] | None = None,
         no_new_privs: bool = True,
         landlock_fd: int = -1,
@@ -106,7 +108,10 @@ class ChildPlan:
         if new_net_ns:
             flags |= lib.CLONE_NEWNET
             c.loopback_up = 1
-        c.unshare_flags = flags
+        if other_namespaces & (lib.CLONE_NEWUSER | lib.CLONE_NEWNET):
+            raise ValueError("other_namespaces: user and network namespaces have flags of their own")
+        c.unshare_flags = flags | other_namespaces
+        c.new_session = 1 if new_session else 0
         if cap_keep is not None:
             mask = 0
             for cap in cap_keep:

@@ -8,6 +8,7 @@ when it is not found; 128+N when it dies of signal N.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -126,6 +127,9 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--private-users", action="store_true",
                    help="run in a new user namespace (root inside maps to the caller)")
     g.add_argument("--read-only", action="store_true", help="no write access anywhere")
+    g.add_argument("--no-contain", dest="contain", action="store_false",
+                   help="trusted children only: no session, IPC or UTS namespace of their own, "
+                        "and root keeps CAP_SETFCAP and CAP_SYS_ADMIN")
     compat = g.add_mutually_exclusive_group()
     compat.add_argument("--best-effort", action="store_true",
                         help="drop what the kernel lacks and report it")
@@ -270,7 +274,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
 def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
-    return Sandbox(cfg, best_effort=bool(args.best_effort))
+    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain)
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -362,7 +366,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     report_file = _open_report(args.report)
     try:
-        with _sandbox(args, cfg) as sb:
+        with _sandbox(args, cfg) as sb, _Forwarder() as forwarder:
             try:
                 proc = sb.popen(cmd)
             except EnforcementError:
@@ -371,7 +375,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return _not_run(cmd[0], EXIT_NOT_FOUND)
             except OSError as exc:
                 return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
-            rc = _wait(proc)
+            rc = forwarder.wait(proc)
             report = sb.report.to_dict()
             report["returncode"] = rc
             stats = sb.stats()
@@ -385,26 +389,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _exit_status(rc)
 
 
-def _wait(proc: subprocess.Popen) -> int:
-    """Wait for the child, passing on SIGTERM, SIGHUP and SIGQUIT."""
-    old = {}
+class _Forwarder:
+    """Passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on to the child (a contained child
+    has a session of its own: the terminal's signals reach only us). Installed
+    before the spawn; a signal that arrives before the child exists is passed on
+    as soon as it does."""
 
-    def forward(signum: int, frame: Any) -> None:
-        try:
-            proc.send_signal(signum)
-        except OSError:
-            pass
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        old[sig] = signal.signal(sig, forward)
-    try:
-        while True:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:
-                continue  # the child got the SIGINT too; its status decides
-    finally:
-        for sig, h in old.items():
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[Any] | None = None
+        self.pending: list[int] = []
+        self.old: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.proc is None:
+            self.pending.append(signum)
+            return
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(signum)
+
+    def __enter__(self) -> _Forwarder:
+        for sig in self.SIGNALS:
+            self.old[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def wait(self, proc: subprocess.Popen[Any]) -> int:
+        self.proc = proc
+        for signum in self.pending:
+            self._forward(signum, None)
+        return proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, h in self.old.items():
             signal.signal(sig, h)
 
 
@@ -419,7 +436,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         return _not_run(cmd[0], status)
     report_file = _open_report(args.report)
     try:
-        report = apply_self(cfg, best_effort=bool(args.best_effort))
+        report = apply_self(cfg, best_effort=bool(args.best_effort), contain=args.contain)
     except BaseException:
         if report_file is not None:
             report_file.discard()

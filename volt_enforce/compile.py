@@ -53,25 +53,44 @@ class Namespace(str, enum.Enum):
 
     USER = "user"
     NETWORK = "network"
+    IPC = "ipc"
+    UTS = "uts"
 
     @property
     def flag(self) -> int:
-        return {Namespace.USER: lib.CLONE_NEWUSER, Namespace.NETWORK: lib.CLONE_NEWNET}[self]
+        return {Namespace.USER: lib.CLONE_NEWUSER, Namespace.NETWORK: lib.CLONE_NEWNET,
+                Namespace.IPC: lib.CLONE_NEWIPC, Namespace.UTS: lib.CLONE_NEWUTS}[self]
 
     def __str__(self) -> str:
         return self.value
 
 
-def kept_capabilities(config: IsolationConfig) -> tuple[str, ...] | None:
+#: What a contained child never keeps without a user namespace of its own: it is
+#: host root, and these would let it mark files with capabilities (SETFCAP) or
+#: undo its containment (SYS_ADMIN: mount, setns, pivot_root, ...).
+CONTAINED_DROPS = ("SETFCAP", "SYS_ADMIN")
+
+
+def kept_capabilities(config: IsolationConfig, contain: bool = False) -> tuple[str, ...] | None:
     """The capabilities a child keeps: the config's list, else by seccomp profile
-    (``strict``: none; ``default``: Docker's default set). None: not reduced."""
+    (``strict``: none; ``default``: Docker's default set). None: not reduced.
+
+    Contained without a user namespace, the child never keeps CAP_SETFCAP, nor
+    CAP_SYS_ADMIN unless the config lists it by name."""
     if config.capabilities is not None:
-        return tuple(config.capabilities)
-    if config.seccomp == SeccompProfile.STRICT:
-        return ()
-    if config.seccomp == SeccompProfile.DEFAULT:
-        return tuple(DOCKER_DEFAULT_CAPABILITIES)
-    return None
+        kept: tuple[str, ...] | None = tuple(config.capabilities)
+    elif config.seccomp == SeccompProfile.STRICT:
+        kept = ()
+    elif config.seccomp == SeccompProfile.DEFAULT:
+        kept = tuple(DOCKER_DEFAULT_CAPABILITIES)
+    else:
+        kept = None
+    if not contain or config.private_users:
+        return kept
+    if kept is None:
+        return tuple(c for c in CAPABILITIES if c not in CONTAINED_DROPS)
+    explicit = config.capabilities is not None
+    return tuple(c for c in kept if c != "SETFCAP" and (explicit or c != "SYS_ADMIN"))
 
 
 def compatibility_of(best_effort: bool | None, compatibility: Compatibility | None) -> Compatibility:
@@ -112,9 +131,15 @@ class Compiled:
     namespaces: tuple[Namespace, ...]
     capabilities: tuple[str, ...] | None
     no_new_privs: bool
+    contain: bool = True
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
+
+    @property
+    def new_session(self) -> bool:
+        """A contained child starts a session of its own: no controlling terminal."""
+        return self.contain
 
     @property
     def best_effort(self) -> bool:
@@ -153,9 +178,11 @@ class Compiled:
         self.close()
 
 
-def _namespaces(config: IsolationConfig, compatibility: Compatibility,
+def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: bool,
                 notes: list[str], dropped: dict[str, str]) -> tuple[Namespace, ...]:
     wanted: list[Namespace] = []
+    if contain:
+        wanted += [Namespace.IPC, Namespace.UTS]
     if config.private_users:
         wanted.append(Namespace.USER)
     mode = config.network.effective_mode if config.network is not None else None
@@ -186,12 +213,16 @@ def compile_config(
     best_effort: bool | None = None,
     compatibility: Compatibility | None = None,
     no_new_privs: bool = True,
+    contain: bool = True,
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
+    ``contain``: the child gets a session and IPC and UTS namespaces of its own,
+    and, being host root without a user namespace, never keeps CAP_SETFCAP (nor
+    CAP_SYS_ADMIN unless named). False is the explicit opt-out for trusted children.
     ``best_effort``/``compatibility``: what to do when the kernel or host lacks a
     cgroup controller or a namespace (Landlock follows its policy's own
     ``Compatibility``). ``landlock_abi`` caps the Landlock ABI used. ``ruleset``
@@ -208,6 +239,8 @@ def compile_config(
         raise PolicyError("isolation", config, "is not an IsolationConfig")
     if not isinstance(no_new_privs, bool):
         raise PolicyError("no_new_privs", no_new_privs, "is not a boolean")
+    if not isinstance(contain, bool):
+        raise PolicyError("contain", contain, "is not a boolean")
     config.validate()
     compat = compatibility_of(best_effort, compatibility)
     notes: list[str] = []
@@ -223,7 +256,13 @@ def compile_config(
 
         limits = plan_limits(config.resources)
 
-    namespaces = _namespaces(config, compat, notes, dropped)
+    namespaces = _namespaces(config, compat, contain, notes, dropped)
+    kept = kept_capabilities(config, contain)
+    base = kept_capabilities(config)
+    lost = sorted(set(base if base is not None else CAPABILITIES) - set(kept or ()))
+    if contain and kept is not None and base != kept and lost:
+        notes.append("contained without a user namespace: " +
+                     ", ".join(f"CAP_{c}" for c in lost if c in CONTAINED_DROPS) + " dropped")
 
     # last: the only step that holds a resource
     borrowed = ruleset is not None
@@ -236,8 +275,9 @@ def compile_config(
         seccomp=filt,
         limits=limits,
         namespaces=namespaces,
-        capabilities=kept_capabilities(config),
+        capabilities=kept,
         no_new_privs=no_new_privs,
+        contain=contain,
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,

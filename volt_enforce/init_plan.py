@@ -82,6 +82,8 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
     mask = compiled.capability_mask
     if mask is not None:
         body.append(f"caps {mask:x}")
+    if compiled.new_session:
+        body.append("session 1")
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
 

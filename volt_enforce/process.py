@@ -41,6 +41,9 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
         if kwargs.get("preexec_fn") is not None:
             raise ValueError("volt_enforce.Popen runs no Python in the child: "
                              "use subprocess.Popen(preexec_fn=sandbox.preexec) instead")
+        if getattr(sandbox, "contained", False) and kwargs.get("process_group") is not None:
+            raise ValueError("process_group: a contained child starts a session of its own; "
+                             "pass contain=False to keep it in a process group")
         self._own_sandbox = own_sandbox
         self.sandbox = sandbox
         self.report = sandbox.report

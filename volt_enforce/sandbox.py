@@ -66,7 +66,7 @@ def _inputs_digest(config: IsolationConfig) -> str:
         return "unreadable"  # compiling it says what is wrong
 
 
-def _prepared(config: IsolationConfig, abi: int | None = None) -> Sandbox:
+def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = True) -> Sandbox:
     """A prepared Sandbox for a config without resource limits, from a small LRU
     cache keyed by the config's content (and the content of the files it names).
 
@@ -78,14 +78,14 @@ def _prepared(config: IsolationConfig, abi: int | None = None) -> Sandbox:
 
     try:
         presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
-        ident = (id(config), abi, landlock.effective_abi(abi))
+        ident = (id(config), abi, landlock.effective_abi(abi), contain)
         digest = _inputs_digest(config)
         # fast path: the same object as last time, unchanged (compared with a copy)
         seen = _BY_ID.get(ident)
         if (seen is not None and seen[1] == presets and seen[2] == digest and seen[0] == config
                 and not seen[3]._closed):
             return seen[3]
-        key = (config.to_json(), presets, digest, ident[1], ident[2])
+        key = (config.to_json(), presets, digest, ident[1], ident[2], contain)
     except Exception:
         config.validate()  # a malformed config: say what is wrong with it
         raise
@@ -94,7 +94,7 @@ def _prepared(config: IsolationConfig, abi: int | None = None) -> Sandbox:
         if hit is not None and not hit._closed:
             _PREPARED.move_to_end(key)
     if hit is None or hit._closed:
-        hit = Sandbox(config, landlock_abi=abi)
+        hit = Sandbox(config, landlock_abi=abi, contain=contain)
         with _PREPARED_LOCK:
             _PREPARED[key] = hit
             while len(_PREPARED) > _PREPARED_MAX:
@@ -124,7 +124,10 @@ class Sandbox:
     ``best_effort=True`` for BEST_EFFORT) says what happens when the host lacks a
     cgroup controller or a namespace: skipped and reported under BEST_EFFORT,
     an error otherwise (Landlock follows its policy's own ``compatibility``).
-    ``no_new_privs`` is set in children unless False. ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
+    ``no_new_privs`` is set in children unless False. ``contain`` (the default)
+    gives each child a session and IPC and UTS namespaces of its own, and keeps
+    CAP_SETFCAP and CAP_SYS_ADMIN from a child that is host root;
+    ``contain=False`` is the explicit opt-out for trusted children. ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
     it was first built.
@@ -139,6 +142,7 @@ class Sandbox:
         best_effort: bool | None = None,
         compatibility: Compatibility | None = None,
         no_new_privs: bool = True,
+        contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
     ) -> None:
@@ -154,7 +158,7 @@ class Sandbox:
         self.cgroup: Cgroup | None = None
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
-                                          landlock_abi, share_compiled)
+                                          contain, landlock_abi, share_compiled)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
@@ -165,16 +169,17 @@ class Sandbox:
     # ---- preparation, in the parent --------------------------------------------
 
     def _compile(self, config: IsolationConfig, best_effort: bool | None,
-                 compatibility: Compatibility | None, no_new_privs: bool,
+                 compatibility: Compatibility | None, no_new_privs: bool, contain: bool,
                  landlock_abi: int | None, share_compiled: bool) -> Compiled:
         ruleset = filt = None
         if share_compiled:
             # the ruleset and filter of an identical config without limits, kept open by it
             base = config.replace(resources=None) if config.resources is not None else config
-            self._base = _prepared(base, landlock_abi)
+            self._base = _prepared(base, landlock_abi, contain)
             ruleset, filt = self._base.compiled.ruleset, self._base.compiled.seccomp
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
-                              no_new_privs=no_new_privs, landlock_abi=landlock_abi,
+                              no_new_privs=no_new_privs, contain=contain,
+                              landlock_abi=landlock_abi,
                               ruleset=ruleset, seccomp_filter=filt)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
@@ -204,6 +209,8 @@ class Sandbox:
             procs_paths=tuple(cg.procs_paths) if cg is not None else (),
             new_user_ns=bool(c.unshare_flags & lib.CLONE_NEWUSER),
             new_net_ns=bool(c.unshare_flags & lib.CLONE_NEWNET),
+            other_namespaces=c.unshare_flags & ~(lib.CLONE_NEWUSER | lib.CLONE_NEWNET),
+            new_session=c.new_session,
             cap_keep=c.capability_numbers,
             no_new_privs=c.no_new_privs,
             landlock_fd=ruleset.fd if ruleset is not None else -1,
@@ -216,6 +223,11 @@ class Sandbox:
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
         )
+
+    @property
+    def contained(self) -> bool:
+        """Whether children get a session and IPC/UTS namespaces of their own."""
+        return self.compiled.contain
 
     @property
     def ruleset(self) -> CompiledRuleset | None:
@@ -393,7 +405,7 @@ class Popen(SandboxedPopen):
     """
 
     def __init__(self, args: Any, *, isolation: IsolationConfig | None = None,
-                 sandbox: Sandbox | None = None, **kwargs: Any) -> None:
+                 sandbox: Sandbox | None = None, contain: bool = True, **kwargs: Any) -> None:
         if kwargs.get("preexec_fn") is not None:
             raise ValueError("volt_enforce.Popen runs no Python in the child: "
                              "use subprocess.Popen(preexec_fn=sandbox.preexec) instead")
@@ -401,14 +413,14 @@ class Popen(SandboxedPopen):
             raise ValueError("pass isolation= or sandbox=, not both")
         own = sandbox is None
         if sandbox is None and _limitless(isolation):
-            sandbox, own = _prepared(isolation or IsolationConfig()), False
+            sandbox, own = _prepared(isolation or IsolationConfig(), contain=contain), False
         if sandbox is None:
-            sandbox = Sandbox(isolation, share_compiled=True)
+            sandbox = Sandbox(isolation, share_compiled=True, contain=contain)
         super().__init__(args, sandbox=sandbox, own_sandbox=own, **kwargs)
 
 
 def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox | None = None,
-        **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        contain: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """``subprocess.run`` with the child sandboxed (C spawn path).
 
     Returns a ``CompletedProcess`` with two more attributes: ``report`` (the
@@ -421,8 +433,9 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
             raise ValueError("pass isolation= or sandbox=, not both")
         return run_in(args, sandbox=sandbox, **kwargs)
     if _limitless(isolation):  # nothing per child to set up or tear down: reuse
-        return run_in(args, sandbox=_prepared(isolation or IsolationConfig()), **kwargs)
-    with Sandbox(isolation, share_compiled=True) as sb:
+        return run_in(args, sandbox=_prepared(isolation or IsolationConfig(), contain=contain),
+                      **kwargs)
+    with Sandbox(isolation, share_compiled=True, contain=contain) as sb:
         return run_in(args, sandbox=sb, with_stats=True, **kwargs)
 
 

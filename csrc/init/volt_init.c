@@ -14,7 +14,9 @@
  *   volt-plan 1                       first line
  *   nnp 0|1                           set no_new_privs
  *   caps KEEP_HEX                     reduce capabilities to the KEEP mask
- *   unshare FLAGS_HEX                 CLONE_NEWUSER | CLONE_NEWNET
+ *   session 0|1                       a new session (or give the terminal up)
+ *   unshare FLAGS_HEX                 CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC |
+ *                                     CLONE_NEWUTS
  *   cgroup-dir PATH                   mkdir (if absent)
  *   cgroup-set FILE VALUE [FILE2 VALUE2]
  *                                     write VALUE to FILE, or VALUE2 to FILE2
@@ -181,7 +183,7 @@ static int is_num_field(const char *name, int i)
 static int well_formed(const struct record *r)
 {
 	static const struct { const char *name; int nf; } kinds[] = {
-		{ "end", 1 }, { "nnp", 2 }, { "caps", 2 }, { "unshare", 2 },
+		{ "end", 1 }, { "nnp", 2 }, { "caps", 2 }, { "unshare", 2 }, { "session", 2 },
 		{ "cgroup-dir", 2 }, { "cgroup-join", 2 },
 		{ "landlock", 5 }, { "path", 4 }, { "port", 3 }, { "seccomp", 3 },
 	};
@@ -282,7 +284,7 @@ static void set_caps(struct ve_plan *plan, uint64_t keep)
 
 static void set_unshare(struct ve_plan *plan, uint64_t flags, int line)
 {
-	if (flags & ~(uint64_t)(CLONE_NEWUSER | CLONE_NEWNET))
+	if (flags & ~(uint64_t)(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS))
 		die_at("unsupported unshare flags at", line);
 	plan->unshare_flags = (int)flags;
 	if (flags & CLONE_NEWUSER) {
@@ -328,6 +330,9 @@ static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 		} else if (!strcmp(f[0], "caps")) {
 			once(&seen, 2, f[0], ln);
 			set_caps(plan, num(f[1], ln));
+		} else if (!strcmp(f[0], "session")) {
+			once(&seen, 32, f[0], ln);
+			plan->new_session = num(f[1], ln) != 0;
 		} else if (!strcmp(f[0], "unshare")) {
 			once(&seen, 4, f[0], ln);
 			set_unshare(plan, num(f[1], ln), ln);
