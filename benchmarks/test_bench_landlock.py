@@ -28,7 +28,7 @@ import pytest
 from kernelreq import need_landlock  # on sys.path through benchmarks/conftest.py
 from volt_enforce import landlock as ll
 from volt_enforce import server_policy
-from volt_enforce._core import ffi, lib
+from _volt_testcore import ffi, lib  # the test-only extension (tests/build_testcore.py)
 from volt_enforce.errors import check
 
 ROUNDS_FORK = 400

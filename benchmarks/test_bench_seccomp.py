@@ -20,6 +20,9 @@ from kernelreq import need_seccomp  # tests/ is on sys.path (benchmarks/conftest
 from test_seccomp_libseccomp import libseccomp
 
 from volt_enforce import DOCKER_DEFAULT_CAPABILITIES, seccomp
+from _volt_testcore import ffi as testffi
+from _volt_testcore import lib as testlib  # the test-only extension (tests/build_testcore.py)
+
 from volt_enforce._core import ffi, lib
 from volt_enforce.seccomp import bpf, profiles
 from volt_enforce.seccomp.tables import ARCHES, native_arch
@@ -104,13 +107,13 @@ def test_load_in_fresh_child(benchmark, docker):
     (which generates its BPF at load), and libseccomp's exported BPF with our loader."""
     ls, policy, ours, theirs2, _ = docker
     ctx, _ = ls.build(policy, optimize=2)
-    seccomp_load = ffi.cast("int (*)(void *)", ctypes.cast(ls.lib.seccomp_load, ctypes.c_void_p).value)
-    ctx_ptr = ffi.cast("void *", ctx)
-    ours_buf, theirs_buf = ffi.from_buffer(ours.bpf), ffi.from_buffer(theirs2)
+    seccomp_load = testffi.cast("int (*)(void *)", ctypes.cast(ls.lib.seccomp_load, ctypes.c_void_p).value)
+    ctx_ptr = testffi.cast("void *", ctx)
+    ours_buf, theirs_buf = testffi.from_buffer(ours.bpf), testffi.from_buffer(theirs2)
     variants = {
-        "ours": lambda: lib.ve_bench_load_ns(ours_buf, ours.instructions, 0),
-        "libseccomp_seccomp_load": lambda: lib.ve_bench_call_ns(seccomp_load, ctx_ptr),
-        "libseccomp_bpf_our_loader": lambda: lib.ve_bench_load_ns(theirs_buf, len(theirs2) // 8, 0),
+        "ours": lambda: testlib.ve_bench_load_ns(ours_buf, ours.instructions, 0),
+        "libseccomp_seccomp_load": lambda: testlib.ve_bench_call_ns(seccomp_load, ctx_ptr),
+        "libseccomp_bpf_our_loader": lambda: testlib.ve_bench_load_ns(theirs_buf, len(theirs2) // 8, 0),
     }
     try:
         benchmark.pedantic(lambda: _in_child(variants["ours"]), rounds=_rounds(benchmark, 50, 1),
@@ -155,8 +158,8 @@ def test_syscall_cost(benchmark, docker, call):
             if buf is not None:
                 if lib.ve_seccomp_set_no_new_privs() or lib.ve_seccomp_load(buf, len(program) // 8, 0):
                     return -1
-            lib.ve_bench_syscall_ns(nr, a0, a1, 1000)  # warm up
-            return lib.ve_bench_syscall_ns(nr, a0, a1, iters) / iters
+            testlib.ve_bench_syscall_ns(nr, a0, a1, 1000)  # warm up
+            return testlib.ve_bench_syscall_ns(nr, a0, a1, iters) / iters
         return run
 
     variants = {"none": measure(None), "ours": measure(ours.bpf), "libseccomp": measure(theirs2),
