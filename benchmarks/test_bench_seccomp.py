@@ -16,13 +16,11 @@ import statistics
 import time
 
 import pytest
+from _volt_testcore import ffi as testffi, lib as testlib  # test-only (tests/build_testcore.py)
 from kernelreq import need_seccomp  # tests/ is on sys.path (benchmarks/conftest.py)
 from test_seccomp_libseccomp import libseccomp
 
 from volt_enforce import DOCKER_DEFAULT_CAPABILITIES, seccomp
-from _volt_testcore import ffi as testffi
-from _volt_testcore import lib as testlib  # the test-only extension (tests/build_testcore.py)
-
 from volt_enforce._core import ffi, lib
 from volt_enforce.seccomp import bpf, profiles
 from volt_enforce.seccomp.tables import ARCHES, native_arch

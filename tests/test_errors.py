@@ -116,7 +116,7 @@ def test_raised_in_a_process_pool(method):
         ctx = multiprocessing.get_context(method)
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             futures = [pool.submit(_raise, i) for i in range(len(EXAMPLES))]
-            for want, fut in zip(EXAMPLES, futures):
+            for want, fut in zip(EXAMPLES, futures, strict=True):
                 got = fut.exception(timeout=60)
                 assert got is not None
                 _same(want, got)

@@ -14,12 +14,12 @@ import sys
 import textwrap
 
 import pytest
+from _volt_testcore import lib as testlib  # the test-only extension (tests/build_testcore.py)
 from forked import json_reply
 from kernelreq import need, need_seccomp
-from _volt_testcore import lib as testlib  # the test-only extension (tests/build_testcore.py)
-from volt_enforce._core import lib
 
 from volt_enforce import PolicyError, seccomp
+from volt_enforce._core import lib
 from volt_enforce.seccomp.tables import ARCHES, native_arch
 
 LIBC = ctypes.CDLL(None, use_errno=True)

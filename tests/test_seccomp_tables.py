@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from volt_enforce._core import lib
 
+from volt_enforce._core import lib
 from volt_enforce.seccomp import profiles, tables
 from volt_enforce.seccomp.tables import ARCHES
 
