@@ -106,16 +106,14 @@ def test_copy_keeps_attributes_set_later(index):
         assert got.__notes__ == ["while spawning /bin/true"]
 
 
-def _raise(index: int) -> None:
-    raise _examples()[index]
-
-
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_raised_in_a_process_pool(method):
     def in_child() -> bool:  # a child of its own: the pool's helper processes are not this process's
         ctx = multiprocessing.get_context(method)
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            futures = [pool.submit(_raise, i) for i in range(len(EXAMPLES))]
+            # exec is found by name in any worker (a test module may not be importable there):
+            # each exception goes to the worker pickled, is raised there and comes back pickled
+            futures = [pool.submit(exec, "raise exc", {"exc": exc}) for exc in EXAMPLES]
             for want, fut in zip(EXAMPLES, futures, strict=True):
                 got = fut.exception(timeout=60)
                 assert got is not None
