@@ -3,16 +3,40 @@
 volt-init is a small C program over the same C core (csrc/init/volt_init.c,
 csrc/spawn.c, csrc/landlock.c): it applies a compiled plan and execs, for
 container images without Python. It is installed inside the package
-(volt_enforce/_bin/volt-init); `volt-enforce init-path` prints where.
+(volt_enforce/_bin/volt-init); `volt-enforce init-path` prints where. It is linked
+statically (it then runs in images without a C library, and starts faster): a
+machine without a static C library cannot build it, and the build says so.
 """
 
 import os
+import shlex
+import subprocess
+import sysconfig
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
 
 INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
                 "csrc/util.c"]
+CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"]
+STATIC_LIBC_HINT = (
+    "volt-init is linked statically (-static), with no dynamic fallback. If the linker cannot "
+    "find -lc, this machine lacks the static C library (libc.a): install it (Debian/Ubuntu: "
+    "apt-get install libc6-dev; Fedora: dnf install glibc-static; Alpine: apk add musl-dev), "
+    "then build again"
+)
+
+
+def _cc() -> list[str]:
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def _run(cmd: list[str], error: type[Exception], hint: str = "") -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip()
+        raise error(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{out}" + (f"\n\n{hint}" if hint else ""))
 
 
 class BuildExtWithInit(build_ext):
@@ -21,25 +45,19 @@ class BuildExtWithInit(build_ext):
         self.build_volt_init()
 
     def build_volt_init(self):
-        from setuptools._distutils.ccompiler import new_compiler
-        from setuptools._distutils.sysconfig import customize_compiler
-
-        cc = new_compiler()
-        customize_compiler(cc)
-        objects = cc.compile(
-            INIT_SOURCES,
-            output_dir=os.path.join(self.build_temp, "volt_init"),
-            include_dirs=["csrc"],
-            extra_postargs=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"],
-        )
+        obj_dir = os.path.join(self.build_temp, "volt_init")
+        os.makedirs(obj_dir, exist_ok=True)
+        objects = []
+        for src in INIT_SOURCES:
+            obj = os.path.join(obj_dir, os.path.basename(src)[:-2] + ".o")
+            _run([*_cc(), *CFLAGS, "-Icsrc", "-c", src, "-o", obj], CompileError)
+            objects.append(obj)
         package_dir = os.path.dirname(self.get_ext_fullpath("volt_enforce._core"))
         out_dir = os.path.join(package_dir, "_bin")
         os.makedirs(out_dir, exist_ok=True)
-        try:
-            # static: the shim then runs in images without a C library, and starts faster
-            cc.link_executable(objects, "volt-init", output_dir=out_dir, extra_postargs=["-static", "-s"])
-        except Exception:  # no static libc on this machine: a dynamic binary does the same job
-            cc.link_executable(objects, "volt-init", output_dir=out_dir)
+        # static and stripped; no dynamic fallback: a dynamic volt-init fails in images without libc
+        _run([*_cc(), "-static", "-s", *objects, "-o", os.path.join(out_dir, "volt-init")], LinkError,
+             STATIC_LIBC_HINT)
 
 
 setup(cffi_modules=["build.py:ffibuilder"], cmdclass={"build_ext": BuildExtWithInit})

@@ -24,11 +24,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-
+from _volt_testcore import ffi, lib  # the test-only extension (tests/build_testcore.py)
 from kernelreq import need_landlock  # on sys.path through benchmarks/conftest.py
-from volt_enforce import landlock as ll
-from volt_enforce import server_policy
-from volt_enforce._core import ffi, lib
+
+from volt_enforce import landlock as ll, server_policy
 from volt_enforce.errors import check
 
 ROUNDS_FORK = 400

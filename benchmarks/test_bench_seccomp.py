@@ -16,6 +16,7 @@ import statistics
 import time
 
 import pytest
+from _volt_testcore import ffi as testffi, lib as testlib  # test-only (tests/build_testcore.py)
 from kernelreq import need_seccomp  # tests/ is on sys.path (benchmarks/conftest.py)
 from test_seccomp_libseccomp import libseccomp
 
@@ -104,13 +105,13 @@ def test_load_in_fresh_child(benchmark, docker):
     (which generates its BPF at load), and libseccomp's exported BPF with our loader."""
     ls, policy, ours, theirs2, _ = docker
     ctx, _ = ls.build(policy, optimize=2)
-    seccomp_load = ffi.cast("int (*)(void *)", ctypes.cast(ls.lib.seccomp_load, ctypes.c_void_p).value)
-    ctx_ptr = ffi.cast("void *", ctx)
-    ours_buf, theirs_buf = ffi.from_buffer(ours.bpf), ffi.from_buffer(theirs2)
+    seccomp_load = testffi.cast("int (*)(void *)", ctypes.cast(ls.lib.seccomp_load, ctypes.c_void_p).value)
+    ctx_ptr = testffi.cast("void *", ctx)
+    ours_buf, theirs_buf = testffi.from_buffer(ours.bpf), testffi.from_buffer(theirs2)
     variants = {
-        "ours": lambda: lib.ve_bench_load_ns(ours_buf, ours.instructions, 0),
-        "libseccomp_seccomp_load": lambda: lib.ve_bench_call_ns(seccomp_load, ctx_ptr),
-        "libseccomp_bpf_our_loader": lambda: lib.ve_bench_load_ns(theirs_buf, len(theirs2) // 8, 0),
+        "ours": lambda: testlib.ve_bench_load_ns(ours_buf, ours.instructions, 0),
+        "libseccomp_seccomp_load": lambda: testlib.ve_bench_call_ns(seccomp_load, ctx_ptr),
+        "libseccomp_bpf_our_loader": lambda: testlib.ve_bench_load_ns(theirs_buf, len(theirs2) // 8, 0),
     }
     try:
         benchmark.pedantic(lambda: _in_child(variants["ours"]), rounds=_rounds(benchmark, 50, 1),
@@ -155,8 +156,8 @@ def test_syscall_cost(benchmark, docker, call):
             if buf is not None:
                 if lib.ve_seccomp_set_no_new_privs() or lib.ve_seccomp_load(buf, len(program) // 8, 0):
                     return -1
-            lib.ve_bench_syscall_ns(nr, a0, a1, 1000)  # warm up
-            return lib.ve_bench_syscall_ns(nr, a0, a1, iters) / iters
+            testlib.ve_bench_syscall_ns(nr, a0, a1, 1000)  # warm up
+            return testlib.ve_bench_syscall_ns(nr, a0, a1, iters) / iters
         return run
 
     variants = {"none": measure(None), "ours": measure(ours.bpf), "libseccomp": measure(theirs2),

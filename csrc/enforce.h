@@ -9,7 +9,9 @@
 #ifndef VOLT_ENFORCE_H
 #define VOLT_ENFORCE_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>

@@ -21,12 +21,4 @@ int ve_landlock_add_path_rule(int ruleset_fd, const char *path, uint64_t access,
 			      uint64_t dir_only, struct ve_landlock_path_rule *out);
 int ve_landlock_add_port_rule(int ruleset_fd, uint64_t access, uint64_t port);
 int ve_landlock_restrict_self(int ruleset_fd, uint32_t flags, int set_no_new_privs);
-
-/* Benchmark helpers (csrc/landlock_bench.c), used only by
- * benchmarks/test_bench_landlock.py: not part of the library's API. */
-#define VE_BENCH_APPLY_RAW 0 /* inline prctl + landlock_restrict_self: the C floor */
-#define VE_BENCH_APPLY_LIB 1 /* ve_landlock_restrict_self: what the library runs */
-int ve_bench_build_ruleset(uint64_t handled_fs, const char *const *paths,
-			   const uint64_t *access, int n);
-int64_t ve_bench_fork_apply(int ruleset_fd, uint32_t flags, int how);
 #endif

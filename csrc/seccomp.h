@@ -23,11 +23,4 @@ int ve_seccomp_mode(void);
 int ve_seccomp_action_avail(uint32_t action);
 int ve_seccomp_set_no_new_privs(void);
 int ve_seccomp_load(const void *bpf, unsigned int n_insns, unsigned int flags);
-
-/* For tests and benchmarks only: a child measures itself with these. */
-long ve_test_int80_getpid(void);
-long long ve_bench_load_ns(const void *bpf, unsigned int n_insns, unsigned int flags);
-long long ve_bench_call_ns(int (*fn)(void *), void *arg);
-long long ve_bench_syscall_ns(long nr, unsigned long a0, unsigned long a1,
-			      unsigned long iters);
 #endif

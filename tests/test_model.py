@@ -27,7 +27,8 @@ from volt_enforce import (
 from volt_enforce.model import _go_clean, _go_join
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SEED = os.path.join(HERE, "..", "..", "shared", "seed", "isolation.go")
+# the suite reads no file outside the repository: the seed's check is asked for by naming it
+SEED = os.environ.get("VOLT_ENFORCE_SEED")  # the Go seed's isolation.go
 
 with open(os.path.join(HERE, "golden", "seed.json"), encoding="utf-8") as _f:
     GOLDEN = json.load(_f)
@@ -45,8 +46,8 @@ def test_golden_is_complete_and_from_this_seed():
         assert len(GOLDEN[section]) >= 5, section
     assert re.fullmatch(r"go1\.\d+(\.\d+)?", GOLDEN["go_version"])
     assert re.fullmatch(r"[0-9a-f]{64}", GOLDEN["seed_sha256"])
-    # in a checkout next to shared/, the golden must come from the current seed
-    if os.path.exists(SEED):
+    # given the seed, the golden must come from it
+    if SEED:
         with open(SEED, "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == GOLDEN["seed_sha256"], (
                 "the seed changed: run tools/seed_golden/generate.sh"

@@ -14,11 +14,12 @@ import sys
 import textwrap
 
 import pytest
+from _volt_testcore import lib as testlib  # the test-only extension (tests/build_testcore.py)
 from forked import json_reply
 from kernelreq import need, need_seccomp
-from volt_enforce._core import lib
 
 from volt_enforce import PolicyError, seccomp
+from volt_enforce._core import lib
 from volt_enforce.seccomp.tables import ARCHES, native_arch
 
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -85,7 +86,7 @@ def test_default_profile_decisions():
             "unknown_1000": sys_(1000),
             "hole_400": sys_(400),
             "x32_getpid": sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"]) if X86_64 else None,
-            "int80_getpid": lib.ve_test_int80_getpid() if X86_64 else None,
+            "int80_getpid": testlib.ve_test_int80_getpid() if X86_64 else None,
             "nnp": lib.ve_no_new_privs(),
             "mode": lib.ve_seccomp_mode(),
         }
@@ -109,7 +110,7 @@ def test_without_a_filter_the_same_calls_behave_differently():
     got = in_child(seccomp.compile("unconfined"), lambda: {
         "mode": lib.ve_seccomp_mode(),
         "x32_is_getpid": sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"]) == os.getpid(),
-        "int80_is_getpid": lib.ve_test_int80_getpid() == os.getpid(),
+        "int80_is_getpid": testlib.ve_test_int80_getpid() == os.getpid(),
         "clone3": sys_("clone3", 0, 0),
         "unknown_470": sys_(470),
     })
@@ -124,7 +125,7 @@ def test_without_a_filter_the_same_calls_behave_differently():
 def test_subarches_let_i386_calls_through():
     need_x86_compat()
     filt = seccomp.compile("default", subarches=("i386",))
-    assert in_child(filt, lambda: lib.ve_test_int80_getpid() == os.getpid()) is True
+    assert in_child(filt, lambda: testlib.ve_test_int80_getpid() == os.getpid()) is True
     # x32 stays denied: only the ABIs asked for are covered
     assert in_child(filt, lambda: sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"])) == -errno.EPERM
 

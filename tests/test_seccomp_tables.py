@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from volt_enforce._core import lib
 
+from volt_enforce._core import lib
 from volt_enforce.seccomp import profiles, tables
 from volt_enforce.seccomp.tables import ARCHES
 
@@ -100,6 +100,5 @@ def test_known_names():
 
 
 def test_shipped_docker_profile_is_the_fixture():
-    # shared/ sits beside the checkout (tests/conftest.py: SHARED)
-    fixture = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "moby-default.json"
+    fixture = Path(__file__).resolve().parent / "data" / "moby-default.json"  # moby/profiles' (tests/data)
     assert json.loads(fixture.read_text()) == profiles.docker_profile()

@@ -21,6 +21,7 @@ _EXPORTS = {
     "EnforcementError": "errors",
     "InstallationError": "errors",
     "PolicyError": "errors",
+    "StepUnavailableError": "errors",
     "VoltEnforceError": "errors",
     "CAPABILITIES": "model",
     "DOCKER_DEFAULT_CAPABILITIES": "model",
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         EnforcementError,
         InstallationError,
         PolicyError,
+        StepUnavailableError,
         VoltEnforceError,
     )
     from .kernel import Probe, landlock_abi, probe

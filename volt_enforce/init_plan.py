@@ -198,7 +198,7 @@ def volt_init_path() -> str:
     """Where the volt-init executable of this installation is."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "volt-init")
     if not os.access(path, os.X_OK):
-        raise InstallationError(f"volt-init is not built at {path} (reinstall the package)")
+        raise InstallationError("volt-init", path)
     return path
 
 

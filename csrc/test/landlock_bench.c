@@ -1,7 +1,7 @@
 /* Benchmark helpers for benchmarks/test_bench_landlock.py, not part of the
  * library: they measure the in-child cost of applying a ruleset, timed inside
  * a freshly forked child so that the cost of fork itself is left out. */
-#include "landlock.h" /* first: enforce.h sets _GNU_SOURCE */
+#include "testcore.h" /* first: enforce.h sets _GNU_SOURCE */
 #include <fcntl.h>
 #include <signal.h>
 #include <time.h>
