@@ -101,3 +101,17 @@ def test_import_loads_no_submodule():
 def test_every_export_resolves():
     for name in volt_enforce.__all__:
         assert getattr(volt_enforce, name) is not None, name
+
+
+def test_core_stub_matches_the_cdefs_and_the_extension():
+    root = PKG.parent
+    gen = subprocess.run([sys.executable, str(root / "tools" / "gen_core_pyi.py"), "--check"],
+                         capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    from volt_enforce._core import lib
+
+    stub = (PKG / "_core.pyi").read_text()
+    names = {ln.split(":")[0].strip() for ln in stub.splitlines() if ln.startswith("    ") and ":" in ln
+             and not ln.strip().startswith("def ")}
+    names |= {ln.split("def ")[1].split("(")[0] for ln in stub.splitlines() if " def " in ln}
+    assert names == set(dir(lib))

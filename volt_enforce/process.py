@@ -14,7 +14,8 @@ from .report import EnforcementReport
 
 __all__ = ["SandboxedPopen", "SpawnTarget", "run_in"]
 
-_EXEC_PARAMS = list(inspect.signature(subprocess.Popen._execute_child).parameters)[1:]
+_EXEC_PARAMS = list(inspect.signature(
+    subprocess.Popen._execute_child).parameters)[1:]  # type: ignore[attr-defined]
 
 
 class SpawnTarget(Protocol):
@@ -28,7 +29,7 @@ class SpawnTarget(Protocol):
     def stats(self) -> Any: ...
 
 
-class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
+class SandboxedPopen(subprocess.Popen[Any]):
     """``subprocess.Popen`` whose child is spawned in C under a prepared sandbox.
 
     ``own_sandbox``: close the sandbox once the child has been waited for. Pipes,
@@ -54,7 +55,7 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
                 self.sandbox.close()
             raise
 
-    def _execute_child(self, *params: Any) -> None:  # type: ignore[override]
+    def _execute_child(self, *params: Any) -> None:
         p = dict(zip(_EXEC_PARAMS, params))
         args, executable, shell = p["args"], p["executable"], p["shell"]
         if isinstance(args, (str, bytes)):
@@ -94,11 +95,12 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
             )
             self._child_created = True
         finally:
-            self._close_pipe_fds(p["p2cread"], p["p2cwrite"], p["c2pread"], p["c2pwrite"],
+            close = self._close_pipe_fds  # type: ignore[attr-defined]
+            close(p["p2cread"], p["p2cwrite"], p["c2pread"], p["c2pwrite"],
                                  p["errread"], p["errwrite"])
 
-    def _handle_exitstatus(self, *a: Any, **kw: Any) -> None:  # type: ignore[override]
-        super()._handle_exitstatus(*a, **kw)
+    def _handle_exitstatus(self, *a: Any, **kw: Any) -> None:
+        super()._handle_exitstatus(*a, **kw)  # type: ignore[misc]
         if self._own_sandbox:
             self.sandbox.close()
 
@@ -106,7 +108,7 @@ class SandboxedPopen(subprocess.Popen):  # type: ignore[type-arg]
 def run_in(args: Any, *, sandbox: SpawnTarget, with_stats: bool = False, input: Any = None,
          capture_output: bool = False,
          timeout: float | None = None, check: bool = False,
-         **kwargs: Any) -> subprocess.CompletedProcess:
+         **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     # subprocess.run, spawning through our Popen
     if input is not None:
         if kwargs.get("stdin") is not None:
@@ -131,6 +133,7 @@ def run_in(args: Any, *, sandbox: SpawnTarget, with_stats: bool = False, input: 
         if check and retcode:
             raise subprocess.CalledProcessError(retcode, process.args, output=stdout,
                                                 stderr=stderr)
+    assert retcode is not None  # communicate() waited for it
     cp = subprocess.CompletedProcess(process.args, retcode, stdout, stderr)
     cp.report = sandbox.report  # type: ignore[attr-defined]
     # read only for a cgroup of this child's own, before it is removed; a shared

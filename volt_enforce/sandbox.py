@@ -359,25 +359,6 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     if threads > 1:
         if sb.ruleset is not None and sb.ruleset.fd >= 0 and not allow_threads:
             raise EnforcementError(
-                0, "landlock",
-                f"this process has {threads} threads and Landlock would restrict only the "
-                "calling one; pass allow_threads=True to accept that",
-            )
-        if sb.seccomp is not None and sb.seccomp.instructions:
-            plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
-            sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
-    if sb.cgroup is not None:
-        sb.cgroup.detach()  # the process lives in it now: never remove it under us
-    plan.apply()
-    return sb.report
-
-
-def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
-    threads = len(os.listdir("/proc/self/task"))
-    plan = sb.plan
-    if threads > 1:
-        if sb.ruleset is not None and sb.ruleset.fd >= 0 and not allow_threads:
-            raise EnforcementError(
                 errno.EPERM, "landlock",
                 f"this process has {threads} threads and Landlock would restrict only the "
                 "calling one; pass allow_threads=True to accept that",

@@ -11,6 +11,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import CompatibilityError, EnforcementError, PolicyError
@@ -389,7 +390,7 @@ class Cgroup:
         raise EnforcementError(errno.ENOENT, "mkdir", f"{path}: its parent keeps disappearing")
 
     def _v2_parent(self, mount: CgroupMount, rel_parent: str | None, parent: str | None,
-                   need: list[str], optional: list[str]) -> tuple[str, set[str]]:
+                   need: Sequence[str], optional: Sequence[str]) -> tuple[str, set[str]]:
         """The cgroup2 parent directory, with the controllers enabled for its children.
 
         Below a current cgroup that has processes no controller can be enabled (the
@@ -409,7 +410,8 @@ class Cgroup:
             self.report["skipped"][ctrl] = f"not enabled for statistics: {exc}"
         return p, (set(need) - set(errors)) | (set(optional) - set(opt_errors))
 
-    def _enable(self, mount: CgroupMount, d: str, ctrls: list[str]) -> dict[str, EnforcementError]:
+    def _enable(self, mount: CgroupMount, d: str,
+                ctrls: Sequence[str]) -> dict[str, EnforcementError]:
         """Enable controllers for the children of ``d`` (cgroup2), along the path
         from the mount down; the ones that could not be, with why."""
         errors: dict[str, EnforcementError] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["CgroupMount", "CgroupLayout", "LayoutKind", "detect", "read_text", "V1_NAME"]
 
@@ -96,8 +97,8 @@ class CgroupLayout:
             return 1
         return None
 
-    def to_dict(self) -> dict:
-        def mount(m: CgroupMount) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        def mount(m: CgroupMount) -> dict[str, Any]:
             return {
                 "version": m.version, "path": m.path, "controllers": list(m.controllers),
                 "current": m.current_path, "writable": m.current_writable,
@@ -159,17 +160,18 @@ def detect(mountinfo: str | None = None, self_cgroup: str | None = None) -> Cgro
         if fstype == "cgroup2":
             if v2 is not None:
                 continue  # the first mount wins; bind mounts of it repeat it
-            ctrls = tuple(read_text(os.path.join(point, "cgroup.controllers")).split())
-            v2 = CgroupMount(2, point, root, ctrls, current_v2)
+            v2 = CgroupMount(2, point, root,
+                             tuple(read_text(os.path.join(point, "cgroup.controllers")).split()),
+                             current_v2)
         elif fstype == "cgroup":
-            ctrls = tuple(sorted(o for o in opts if o in _V1_CONTROLLERS))
+            v1_ctrls = tuple(sorted(o for o in opts if o in _V1_CONTROLLERS))
             named = [o[5:] for o in opts if o.startswith("name=")]
-            key = ctrls or tuple("name=" + n for n in named)
+            key = v1_ctrls or tuple("name=" + n for n in named)
             if not key or key in seen_v1:
                 continue
             seen_v1.add(key)
             cur = None
-            for c in ctrls:
+            for c in v1_ctrls:
                 cur = current_v1.get(c, cur)
             for n in named:
                 cur = current_v1.get("name=" + n, cur)
