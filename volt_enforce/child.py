@@ -224,6 +224,41 @@ def exec_candidates(executable: Any, env: Mapping[Any, Any] | None) -> list[byte
     return [os.path.join(os.fsencode(d), exe) for d in os.get_exec_path(env)]
 
 
+_INT_MAX = (1 << 31) - 1
+_INT_MIN = -(1 << 31)
+#: (uid_t)-1 and (gid_t)-1 mean "unchanged" to setresuid/setresgid: never an id.
+_ID_MAX = (1 << 32) - 2
+
+
+def _int_arg(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    return value
+
+
+def _check_spawn_args(pass_fds: Sequence[int], umask: int | None, uid: int | None,
+                      gid: int | None, extra_groups: Sequence[int] | None,
+                      process_group: int | None) -> None:
+    """subprocess's checks, with the argument named, before anything reaches C
+    (where an out-of-range value would be an OverflowError or truncated)."""
+    for fd in pass_fds:
+        if not 0 <= _int_arg("pass_fds", int(fd)) <= _INT_MAX:
+            raise ValueError(f"bad value(s) in fds_to_keep: pass_fds has {fd!r}, "
+                             f"not a file descriptor (0..{_INT_MAX})")
+    # negative umask and process_group mean "leave it", as in subprocess
+    if umask is not None and not _INT_MIN <= _int_arg("umask", umask) <= 0o777:
+        raise ValueError(f"umask {umask:#o} is not a file mode mask (0..0o777, or -1 for unset)")
+    for name, value in (("uid (user)", uid), ("gid (group)", gid)):
+        if value is not None and not 0 <= _int_arg(name, value) <= _ID_MAX:
+            raise ValueError(f"{name} {value} is not a user or group id (0..{_ID_MAX})")
+    for g in extra_groups or ():
+        if not 0 <= _int_arg("extra_groups", g) <= _ID_MAX:
+            raise ValueError(f"extra_groups has {g!r}, not a group id (0..{_ID_MAX})")
+    if process_group is not None and not _INT_MIN <= _int_arg("process_group", process_group) <= _INT_MAX:
+        raise ValueError(f"process_group {process_group} is not a process group id "
+                         f"(0..{_INT_MAX}, or -1 for unset)")
+
+
 class _CArgs:
     """A struct ve_spawn_args and the buffers it points into."""
 
@@ -244,7 +279,10 @@ class _CArgs:
         a.argv = cstrs(_fsencode_list(argv))
         a.envp = cstrs(_env_list(env)) if env is not None else ffi.NULL
         if cwd is not None:
-            cb = ffi.new("char[]", os.fsencode(cwd))
+            cwd_bytes = os.fsencode(cwd)
+            if b"\0" in cwd_bytes:  # C would stop at it and chdir to a prefix
+                raise ValueError("embedded null byte")
+            cb = ffi.new("char[]", cwd_bytes)
             keep.append(cb)
             a.cwd = cb
         else:
@@ -288,6 +326,7 @@ def spawn(
         raise ValueError("argv is empty")
     if executable is None:
         executable = argv[0]
+    _check_spawn_args(pass_fds, umask, uid, gid, extra_groups, process_group)
     ca = _CArgs(argv, executable, env, cwd)
     a = ca.a
     a.fd0, a.fd1, a.fd2 = stdin, stdout, stderr

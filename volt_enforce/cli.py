@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from .errors import EnforcementError, PolicyError, VoltEnforceError
+from .fileout import Output, write_bytes
 
 from .model import (
     Compatibility,
@@ -94,29 +95,29 @@ class CLIError(Exception):
 
 def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("policy")
-    g.add_argument("--config", metavar="FILE", help="isolation config in the seed's JSON format")
+    g.add_argument("--config", metavar="FILE", type=_text, help="isolation config in the seed's JSON format")
     g.add_argument("--profile", choices=["server", "desktop", "none"],
                    help="Landlock preset (default: server, unless --config gives one)")
-    g.add_argument("--rootfs", metavar="DIR",
+    g.add_argument("--rootfs", metavar="DIR", type=_text,
                    help="root of the preset's paths (default: /)")
-    g.add_argument("--ro", action="append", default=[], metavar="PATH",
+    g.add_argument("--ro", action="append", default=[], metavar="PATH", type=_text,
                    help="allow reading PATH (repeatable)")
-    g.add_argument("--rw", action="append", default=[], metavar="PATH",
+    g.add_argument("--rw", action="append", default=[], metavar="PATH", type=_text,
                    help="allow reading and writing PATH (repeatable)")
-    g.add_argument("--rox", action="append", default=[], metavar="PATH",
+    g.add_argument("--rox", action="append", default=[], metavar="PATH", type=_text,
                    help="allow reading and executing PATH (repeatable)")
     g.add_argument("--bind-tcp", action="append", default=None, type=_port, metavar="PORT",
                    help="allow binding TCP PORT; others are denied (repeatable)")
     g.add_argument("--connect-tcp", action="append", default=None, type=_port, metavar="PORT",
                    help="allow connecting to TCP PORT; others are denied (repeatable)")
-    g.add_argument("--seccomp", metavar="PROFILE",
+    g.add_argument("--seccomp", metavar="PROFILE", type=_text,
                    help="strict, default, unconfined or an OCI JSON file (default: default)")
-    g.add_argument("--memory", metavar="SIZE", help="hard memory limit (memory.max), e.g. 512M")
-    g.add_argument("--memory-high", metavar="SIZE", help="memory throttle limit (memory.high)")
+    g.add_argument("--memory", metavar="SIZE", type=_text, help="hard memory limit (memory.max), e.g. 512M")
+    g.add_argument("--memory-high", metavar="SIZE", type=_text, help="memory throttle limit (memory.high)")
     g.add_argument("--cpu-weight", type=_ranged(1, 10000), metavar="N",
                    help="CPU weight 1..10000 (default 100)")
-    g.add_argument("--cpu-quota", metavar="PCT", help="CPU time limit, e.g. 50%%")
-    g.add_argument("--cpus", metavar="LIST", help="CPUs to run on, e.g. 0-1")
+    g.add_argument("--cpu-quota", metavar="PCT", type=_text, help="CPU time limit, e.g. 50%%")
+    g.add_argument("--cpus", metavar="LIST", type=_text, help="CPUs to run on, e.g. 0-1")
     g.add_argument("--io-weight", type=_ranged(1, 10000), metavar="N",
                    help="IO weight 1..10000 (default 100)")
     g.add_argument("--pids", type=_ranged(1, (1 << 31) - 1), metavar="N",
@@ -139,6 +140,31 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="skip (and report) rules whose path does not exist")
 
 
+def _text(text: str) -> str:
+    """An option's text value: never empty, since an empty path, size or profile
+    would otherwise mean "the current directory", "no limit" or "no filter"."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty value is not allowed "
+                                         "(leave the option out for its default)")
+    return text
+
+
+#: The options whose values are free text, by their dest (checked again in
+#: config_from_args for a Namespace built without this parser).
+_TEXT_OPTIONS = {"config": "--config", "rootfs": "--rootfs", "ro": "--ro", "rw": "--rw",
+                 "rox": "--rox", "seccomp": "--seccomp", "memory": "--memory",
+                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus"}
+
+
+def _check_text_options(args: argparse.Namespace) -> None:
+    for dest, option in _TEXT_OPTIONS.items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None and (not isinstance(v, str) or not v):
+                raise CLIError(f"argument {option}: {v!r} is not allowed "
+                               "(leave the option out for its default)")
+
+
 def _ranged(lo: int, hi: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -155,7 +181,7 @@ def _ranged(lo: int, hi: int) -> Callable[[str], int]:
 def _add_command_options(p: argparse.ArgumentParser, func) -> None:
     """What run and exec share: the policy, the report file, the command."""
     _add_policy_options(p)
-    p.add_argument("--report", metavar="FILE", help="write the enforcement report as JSON")
+    p.add_argument("--report", metavar="FILE", type=_text, help="write the enforcement report as JSON")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     p.set_defaults(func=func)
 
@@ -187,7 +213,8 @@ def _read_config(path: str) -> IsolationConfig:
 def _rootfs(args: argparse.Namespace) -> str:
     if args.rootfs is None:
         return "/"
-    if args.profile not in ("server", "desktop") and (args.profile == "none" or args.config):
+    if args.profile not in ("server", "desktop") and (args.profile == "none"
+                                                      or args.config is not None):
         raise CLIError("--rootfs applies to --profile server or desktop, not to "
                        + ("--profile none" if args.profile == "none" else "the --config policy"))
     if not os.path.isdir(args.rootfs):
@@ -205,7 +232,8 @@ def _seccomp_value(text: str) -> str:
 
 def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     """The IsolationConfig the options describe; options override the file."""
-    cfg = _read_config(args.config) if args.config else IsolationConfig()
+    _check_text_options(args)
+    cfg = _read_config(args.config) if args.config is not None else IsolationConfig()
     rootfs = _rootfs(args)
     try:
         landlock = cfg.landlock
@@ -215,7 +243,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
             landlock = desktop_policy(rootfs)
         elif args.profile == "none":
             landlock = None
-        elif not args.config:
+        elif args.config is None:
             landlock = server_policy(rootfs)
         extra = [(p, LandlockAccess.READ_ONLY) for p in args.ro]
         extra += [(p, LandlockAccess.READ_WRITE) for p in args.rw]
@@ -243,7 +271,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
 
         if args.seccomp is not None:
             cfg.seccomp = _seccomp_value(args.seccomp)
-        elif not args.config:
+        elif args.config is None:
             cfg.seccomp = "default"
 
         limits = {
@@ -287,47 +315,30 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 class _Report:
-    """--report, opened before anything runs: a bad path runs nothing, and ``exec``
-    can still write it once Landlock forbids opening it. A file it created is
-    removed again when nothing ran; an existing one is left as it was."""
+    """--report, opened before anything runs (see fileout.Output): a bad path runs
+    nothing, and ``exec`` can still write it once Landlock forbids opening it.
+    Nothing is left behind when nothing ran; an existing file stays as it was."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, in_place: bool) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_CLOEXEC
         try:
-            try:
-                self.fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
-                self.created = True
-            except FileExistsError:
-                self.fd = os.open(path, flags)
-                self.created = False
+            self.out = Output(path, in_place=in_place)
         except OSError as exc:
             raise CLIError(f"--report {path}: {exc.strerror}") from None
 
     def write(self, report: dict[str, Any]) -> None:
         data = (json.dumps(report, indent=2, default=str) + "\n").encode()
         try:
-            os.ftruncate(self.fd, 0)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
+            self.out.write(data)
         except OSError as exc:
             raise CLIError(f"--report {self.path}: {exc.strerror}") from None
-        finally:
-            os.close(self.fd)
-            self.fd = -1
 
     def discard(self) -> None:
-        if self.fd < 0:
-            return
-        os.close(self.fd)
-        self.fd = -1
-        if self.created:
-            os.unlink(self.path)
+        self.out.discard()
 
 
-def _open_report(path: str | None) -> _Report | None:
-    return _Report(path) if path else None
+def _open_report(path: str | None, *, in_place: bool = False) -> _Report | None:
+    return _Report(path, in_place) if path is not None else None
 
 
 def _exit_status(returncode: int) -> int:
@@ -434,7 +445,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     path, status = _resolve(cmd[0])
     if path is None:
         return _not_run(cmd[0], status)
-    report_file = _open_report(args.report)
+    # written after this process restricted itself, where a rename may be denied
+    report_file = _open_report(args.report, in_place=True)
     try:
         report = apply_self(cfg, best_effort=bool(args.best_effort), contain=args.contain)
     except BaseException:
@@ -479,7 +491,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_seccomp(args: argparse.Namespace) -> int:
     from . import seccomp
 
-    if args.output and args.action == "disasm":
+    if args.output is not None and args.action == "disasm":
         raise CLIError("-o/--output applies to export (OCI JSON) and import (raw BPF)")
     if args.json and args.action != "import":
         raise CLIError("--json applies to import")
@@ -491,35 +503,43 @@ def _cmd_seccomp(args: argparse.Namespace) -> int:
         _emit(args.output, (json.dumps(filt.to_oci(), indent=2) + "\n").encode())
     elif args.action == "import":
         summary = filt.summary()
-        if args.output:  # struct sock_filter[], as bwrap --seccomp FD reads it
+        if args.output is not None:  # struct sock_filter[], as bwrap --seccomp FD reads it
             _emit(args.output, bytes(filt.bpf))
         width = max(map(len, summary)) + 2
         print(json.dumps(summary, indent=2, default=str) if args.json else
-              "\n".join(f"{k:<{width}}{v}" for k, v in summary.items()))
+              "\n".join(f"{k:<{width}}{' '.join(map(str, v)) if isinstance(v, list) else v}"
+                        for k, v in summary.items()))
     else:
         print(filt.disassemble())
     return 0
 
 
 def _emit(path: str | None, data: bytes) -> None:
-    if not path:
+    if path is None:
         sys.stdout.buffer.write(data)
         return
     try:
-        with open(path, "wb") as f:
-            f.write(data)
+        write_bytes(path, data)
     except OSError as exc:
         raise CLIError(f"--output {path}: {exc.strerror}") from None
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from .init_plan import write_plan
+    from .init_plan import compile_plan
 
     cfg = config_from_args(args)
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise CLIError(f"--output {args.output}: {out_dir} is not a directory")
-    write_plan(cfg, args.output, best_effort=bool(args.best_effort))
+    # opened before compiling: a bad path is told before the work, and nothing is
+    # left behind when compiling fails
+    try:
+        out = Output(args.output)
+    except OSError as exc:
+        raise CLIError(f"--output {args.output}: {exc.strerror}") from None
+    with out:
+        text = compile_plan(cfg, best_effort=bool(args.best_effort))
+        try:
+            out.write(text.encode())
+        except OSError as exc:
+            raise CLIError(f"--output {args.output}: {exc.strerror}") from None
     return 0
 
 
@@ -589,8 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the BPF listing.",
                         epilog=EXAMPLES["seccomp"], formatter_class=fmt)
     sc.add_argument("action", choices=["export", "import", "disasm"])
-    sc.add_argument("profile", help="strict, default, unconfined or an OCI JSON file")
-    sc.add_argument("-o", "--output", metavar="FILE",
+    sc.add_argument("profile", type=_text, help="strict, default, unconfined or an OCI JSON file")
+    sc.add_argument("-o", "--output", metavar="FILE", type=_text,
                     help="export: the OCI JSON; import: the BPF program (struct sock_filter[])")
     sc.add_argument("--json", action="store_true", help="import: print the summary as JSON")
     sc.set_defaults(func=_cmd_seccomp)
@@ -602,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "directories and limits, namespaces, capabilities.",
                           epilog=EXAMPLES["compile"], formatter_class=fmt)
     _add_policy_options(comp)
-    comp.add_argument("-o", "--output", required=True, metavar="FILE", help="the plan file")
+    comp.add_argument("-o", "--output", required=True, metavar="FILE", type=_text,
+                      help="the plan file")
     comp.set_defaults(func=_cmd_compile)
 
     ip = sub.add_parser("init-path", help="print where the volt-init executable is",

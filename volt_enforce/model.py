@@ -10,13 +10,15 @@ Fields added by this library (TCP ports, scopes, compatibility, CPU quota, ...)
 use new JSON keys, are optional on input and are written only when set, so the
 seed's documents stay byte-identical.
 
-Reading follows encoding/json: keys match case-insensitively, pairs apply in
-order (a later duplicate wins, an object merges into an earlier one), null
-leaves the zero value, and a null document is the zero config. Where we differ,
-it is in documents the Go model never writes: an unknown key is an error (Go
-ignores it); an empty list is written as null (Go keeps ``[]`` apart from null,
-and reads both as an empty slice); a wrongly typed value that a later duplicate
-key replaces is not reported.
+Reading follows encoding/json: keys match case-insensitively (with Go's
+Unicode folding), null leaves the zero value, and a null document is the zero
+config. Where we differ, it is in documents the Go model never writes, and we
+refuse them: an unknown key is an error (Go ignores it); two keys for one field
+(``"Seccomp"`` twice, or ``"Seccomp"`` and ``"ſeccomp"``) are an error, where Go
+lets the later one win while other JSON readers may see the first; nesting
+deeper than any document of the model (Go allows 10000 levels) and the
+non-JSON constants ``NaN`` and ``Infinity`` are errors. An empty list is written
+as null (Go keeps ``[]`` apart from null, and reads both as an empty slice).
 
 Two places where the seed is wrong about systemd-nspawn, and what we do:
 
@@ -163,7 +165,7 @@ def _fold(key: str) -> str:
 
 class _JSONObject(dict):
     """A decoded JSON object that also keeps every pair in document order,
-    duplicates included, since Go applies them one after the other."""
+    duplicates included, so that a repeated key can be refused."""
 
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
         super().__init__(pairs)
@@ -172,11 +174,11 @@ class _JSONObject(dict):
 
 def _decode_keys(prefix: str, doc: Any, known: Iterable[str]) -> dict[str, Any]:
     """Match JSON keys to Go field names as encoding/json does: exact, then
-    case-insensitive, pair after pair; a later pair for a field replaces an
-    earlier one, but an object is merged into an earlier object, and null
-    resets an object or list and leaves anything else as it was. A null
-    document is the zero value. Unknown keys are an error, since a misspelt
-    limit that is silently ignored is a limit not enforced."""
+    case-insensitive. Null leaves the zero value; a null document is the zero
+    value. Unknown keys are an error, since a misspelt limit that is silently
+    ignored is a limit not enforced; so are two keys for one field, exact
+    duplicates or spellings that fold together, since Go would use the last one
+    and another reader of the same document the first."""
     if doc is None:
         return {}
     if not isinstance(doc, Mapping):
@@ -184,35 +186,62 @@ def _decode_keys(prefix: str, doc: Any, known: Iterable[str]) -> dict[str, Any]:
     known = list(known)
     folded = {_fold(k): k for k in known}
     out: dict[str, Any] = {}
+    seen: dict[str, str] = {}
     pairs = doc.pairs if isinstance(doc, _JSONObject) else doc.items()
     for key, value in pairs:
         name = key if key in known else folded.get(_fold(str(key)))
+        where = f"{prefix}.{key}" if prefix else str(key)
         if name is None:
-            where = f"{prefix}.{key}" if prefix else str(key)
             raise PolicyError(where, value, "is not a known field")
-        prev = out.get(name)
-        if value is None:
-            if isinstance(prev, (list, Mapping)):
-                del out[name]
-        elif isinstance(value, Mapping) and isinstance(prev, Mapping):
-            out[name] = _JSONObject(_pairs(prev) + _pairs(value))
-        else:
+        if name in seen:
+            first = seen[name]
+            how = "again" if first == key else f"after {first!r}, a spelling of the same field"
+            raise PolicyError(where, value, f"is given {how} ({name}): a field may appear once")
+        seen[name] = key
+        if value is not None:
             out[name] = value
     return out
 
 
-def _pairs(obj: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    return list(obj.pairs) if isinstance(obj, _JSONObject) else list(obj.items())
+#: Deeper than any document of the model (a rule in a list in a policy is 4).
+_MAX_DEPTH = 64
+
+
+def _depth_ok(doc: Any) -> bool:
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > _MAX_DEPTH:
+            return False
+        stack.extend((c, depth + 1) for c in children)
+    return True
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _load_json(data: str | bytes | Mapping[str, Any]) -> Any:
     if isinstance(data, Mapping):
-        return data
-    try:
-        return json.loads(data, object_pairs_hook=_JSONObject)
-    except (ValueError, TypeError) as exc:
-        raise PolicyError("document", data[:60] if isinstance(data, (str, bytes)) else data,
-                          f"is not valid JSON ({exc})") from None
+        doc: Any = data
+    else:
+        shown = data[:60] if isinstance(data, (str, bytes)) else data
+        try:
+            doc = json.loads(data, object_pairs_hook=_JSONObject, parse_constant=_no_constant)
+        except RecursionError:
+            raise PolicyError("document", shown,
+                              f"is nested deeper than {_MAX_DEPTH} levels") from None
+        except (ValueError, TypeError) as exc:
+            raise PolicyError("document", shown, f"is not valid JSON ({exc})") from None
+    if not _depth_ok(doc):
+        raise PolicyError("document", "...", f"is nested deeper than {_MAX_DEPTH} levels")
+    return doc
 
 
 def _reprefix(exc: PolicyError, prefix: str, own: str) -> PolicyError:
@@ -587,6 +616,7 @@ _SIZE_RE = re.compile(r"([0-9]+)([KMGTkmgt]?)")
 _SIZE_MULT = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _CPUSET_RE = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
 _QUOTA_RE = re.compile(r"([0-9]+)(\.[0-9]{1,2})?%")
+_QUOTA_MAX_PERCENT = 8192 * 100
 
 
 def parse_size(value: str, field_name: str = "size") -> int | None:
@@ -629,7 +659,11 @@ def parse_cpu_quota(value: str, field_name: str = "CPUQuota") -> float:
     m = _QUOTA_RE.fullmatch(value)
     if not m or float(value[:-1]) <= 0:
         raise PolicyError(field_name, value, 'is not a positive percentage (such as "50%")')
-    return float(value[:-1])
+    percent = float(value[:-1])
+    if percent > _QUOTA_MAX_PERCENT:  # also a digit string that float() makes inf
+        raise PolicyError(field_name, value, f"is more than {_QUOTA_MAX_PERCENT}% "
+                          "(all of 8192 CPUs, beyond any kernel's limit)")
+    return percent
 
 
 @dataclass

@@ -119,8 +119,9 @@ def compile(profile: Any, *, arch: str | None = None, caps: Iterable[str] | None
         doc, name = profile, "oci"
     else:
         raise PolicyError("profile", profile, "is not a profile name, Policy, OCI file path or dict")
-    policy = oci.parse(doc, name=name, arch=arch_name, caps=caps, kernel=kernel, subarches=subs)
-    return _compile(policy, arch_name)
+    policy, skipped = oci.parse_profile(doc, name=name, arch=arch_name, caps=caps, kernel=kernel,
+                                        subarches=subs)
+    return _compile(policy, arch_name, skipped)
 
 
 def _compile_builtin(name: str, arch: str, subs: tuple[str, ...]) -> SeccompFilter:
@@ -136,6 +137,6 @@ def _compile_builtin(name: str, arch: str, subs: tuple[str, ...]) -> SeccompFilt
     return _compile(policy, arch)
 
 
-def _compile(policy: Policy, arch: str) -> SeccompFilter:
+def _compile(policy: Policy, arch: str, skipped: tuple[str, ...] = ()) -> SeccompFilter:
     program = compile_policy(policy, arch)
-    return SeccompFilter.from_program(policy, arch, program.insns)
+    return SeccompFilter.from_program(policy, arch, program.insns, skipped)

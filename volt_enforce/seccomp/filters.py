@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .._core import ffi, lib
 from ..errors import PolicyError, check
@@ -36,15 +36,20 @@ class SeccompFilter:
     policy: Policy | None = field(repr=False, default=None)
     flags: int = 0
     program: tuple[Instruction, ...] = field(repr=False, default=())
+    #: Syscall names of an imported profile that this filter skipped: no number on
+    #: ``arch`` nor on a compat ABI it covers (sorted).
+    skipped_names: tuple[str, ...] = ()
 
     @classmethod
-    def from_program(cls, policy: Policy, arch: str, insns: Sequence[Instruction]) -> "SeccompFilter":
+    def from_program(cls, policy: Policy, arch: str, insns: Sequence[Instruction],
+                     skipped: Iterable[str] = ()) -> "SeccompFilter":
+        """``skipped``: the profile's names the filter skipped (``oci.parse_profile``)."""
         audit = ARCHES[arch].audit_arch
         cacheable = frozenset(name for name, nr in ARCHES[arch].syscalls.items()
                               if bpf.const_allow(insns, audit, nr))
         return cls(name=policy.name, arch=arch, bpf=bpf.pack(insns), instructions=len(insns),
                    cacheable=cacheable, policy=policy, flags=policy.flag_bits,
-                   program=tuple(insns))
+                   program=tuple(insns), skipped_names=tuple(sorted(set(skipped))))
 
     @classmethod
     def unconfined(cls, arch: str) -> "SeccompFilter":
@@ -123,8 +128,8 @@ class SeccompFilter:
         return oci.export(self.policy, self.arch)
 
     def summary(self) -> dict[str, Any]:
-        """For the enforcement report."""
-        return {
+        """For the enforcement report; ``skipped_names`` only when there are any."""
+        out = {
             "profile": self.name,
             "arch": self.arch,
             "instructions": self.instructions,
@@ -132,3 +137,6 @@ class SeccompFilter:
             "default_action": str(self.policy.default_action) if self.policy is not None else "ALLOW",
             "cacheable": len(self.cacheable),
         }
+        if self.skipped_names:
+            out["skipped_names"] = list(self.skipped_names)
+        return out

@@ -10,6 +10,19 @@ are evaluated the way Docker does, for the process that will run under the filte
 ``minKernel`` against the running kernel. A rule ``includes`` only when all its listed
 capabilities are present, and ``excludes`` when any is.
 
+The containers dialect (containers/common ``pkg/seccomp``, shipped by podman,
+buildah and CRI-O) is read too, as runc and crun read it: ``defaultErrno`` and a
+rule's ``errno`` name an errno (``"EPERM"``) beside or instead of
+``defaultErrnoRet``/``errnoRet``; a name alone means that errno, and a name and a
+number both given must agree.
+
+Syscall names with no number on the target architecture (nor on a compat ABI
+asked for) are skipped, as runc and crun skip what libseccomp cannot resolve: a
+profile names ``_llseek``, ``socketcall`` or s390 calls for every architecture.
+``parse_profile`` returns them, and a compiled filter lists them in its summary
+(``skipped_names``). A name that is not a syscall of any architecture we know is
+still an error. A field that no dialect has is an error.
+
 Not supported, and refused by name: ``SCMP_ACT_TRACE``, ``SCMP_ACT_NOTIFY`` (and so a
 ``listenerPath``). ``architectures``/``archMap`` are checked but do not add compat ABIs
 to the filter: those are denied unless ``compile(..., subarches=...)`` asks for them.
@@ -40,9 +53,10 @@ from .policy import (
     Policy,
     Rule,
 )
-from .tables import is_known_syscall
+from .tables import ARCHES, COMPAT, is_known_syscall
 
-__all__ = ["parse", "load_file", "export", "effective_capabilities", "running_kernel"]
+__all__ = ["parse", "parse_profile", "load_file", "export", "effective_capabilities",
+           "running_kernel"]
 
 _ACTIONS = {
     "SCMP_ACT_ALLOW": ALLOW,
@@ -75,10 +89,13 @@ _GO_NAME = {"x86_64": {"amd64"}, "i386": {"386", "x86"}, "aarch64": {"arm64", "a
 _OCI_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "i386": "SCMP_ARCH_X86", "x32": "SCMP_ARCH_X32",
              "aarch64": "SCMP_ARCH_AARCH64", "arm": "SCMP_ARCH_ARM"}
 
-_TOP_KEYS = {"defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
-             "flags", "listenerPath", "listenerMetadata", "comment"}
-_SYSCALL_KEYS = {"names", "name", "action", "errnoRet", "args", "comment", "includes",
+_TOP_KEYS = {"defaultAction", "defaultErrnoRet", "defaultErrno", "architectures", "archMap",
+             "syscalls", "flags", "listenerPath", "listenerMetadata", "comment"}
+_SYSCALL_KEYS = {"names", "name", "action", "errnoRet", "errno", "args", "comment", "includes",
                  "excludes"}
+#: Names other architectures have that the syscall tables do not list yet (MIPS
+#: o32's indirect ``syscall``; containers/common's profile names it).
+_FOREIGN_EXTRA = frozenset({"syscall"})
 _ARG_KEYS = {"index", "value", "valueTwo", "op"}
 _FILTER_KEYS = {"caps", "arches", "minKernel"}
 
@@ -138,6 +155,28 @@ def _errno_value(prefix: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4095:
         raise PolicyError(prefix, value, "is not an errno from 0 to 4095")
     return value
+
+
+def _errno_of(entry: Mapping[str, Any], ret_key: str, name_key: str,
+              prefix: str) -> tuple[int | None, str]:
+    """The errno a rule (or the default) gives, from the number (OCI), the name
+    (containers/common) or both, which must agree; and the field to name in errors."""
+    where = f"{prefix}.{ret_key}" if prefix else ret_key
+    number = entry.get(ret_key)
+    name = entry.get(name_key)
+    if name is None:
+        return (None if number is None else _errno_value(where, number)), where
+    name_where = f"{prefix}.{name_key}" if prefix else name_key
+    if not isinstance(name, str) or not name.startswith("E") \
+            or not isinstance(getattr(_errno, name, None), int):
+        raise PolicyError(name_where, name, "is not an errno name (such as EPERM)")
+    by_name = getattr(_errno, name)
+    if number is None:
+        return by_name, name_where
+    if _errno_value(where, number) != by_name:
+        raise PolicyError(name_where, name,
+                          f"is errno {by_name}, but {ret_key} gives {number}: they must agree")
+    return by_name, where
 
 
 def _action(prefix: str, name: Any, errno_ret: Any, errno_prefix: str, default_errno: int) -> Action:
@@ -206,6 +245,21 @@ def parse(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str] | None 
           kernel: tuple[int, ...] | None = None, subarches: Iterable[str] = ()) -> Policy:
     """A Docker/OCI profile (parsed JSON) as a Policy for ``arch``; every malformed
     entry raises PolicyError naming it (``syscalls[12].names[3]``)."""
+    return parse_profile(doc, name=name, arch=arch, caps=caps, kernel=kernel,
+                         subarches=subarches)[0]
+
+
+def parse_profile(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str] | None = None,
+                  kernel: tuple[int, ...] | None = None,
+                  subarches: Iterable[str] = ()) -> tuple[Policy, tuple[str, ...]]:
+    """``parse``, and the syscall names a filter for ``arch`` and ``subarches`` skips:
+    those with no number on any of them (sorted, each once). Names with no number
+    on ``arch`` nor on any of its compat ABIs are left out of the policy; those of
+    a compat ABI stay in it, for a filter that covers that ABI."""
+    subarches = tuple(subarches)
+    kept = [ARCHES[arch]] + [ARCHES[s] for s in COMPAT.get(arch, ())]
+    used = [ARCHES[arch]] + [ARCHES[s] for s in subarches if s in ARCHES]
+    skipped: set[str] = set()
     top = _keys("", doc, _TOP_KEYS)
     cap_set = (effective_capabilities() if caps is None
                else frozenset(_cap_name(f"caps[{i}]", c) for i, c in enumerate(caps)))
@@ -213,10 +267,9 @@ def parse(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str] | None 
 
     if "defaultAction" not in top:
         raise PolicyError("defaultAction", None, "is missing")
-    default_errno = _errno_value("defaultErrnoRet", top["defaultErrnoRet"]) \
-        if top.get("defaultErrnoRet") is not None else _errno.EPERM
-    default = _action("defaultAction", top["defaultAction"], top.get("defaultErrnoRet"),
-                      "defaultErrnoRet", default_errno)
+    default_ret, default_field = _errno_of(top, "defaultErrnoRet", "defaultErrno", "")
+    default = _action("defaultAction", top["defaultAction"], default_ret, default_field,
+                      _errno.EPERM if default_ret is None else default_ret)
 
     for i, a in enumerate(_list("architectures", top.get("architectures"), "architectures")):
         if a not in _SCMP_ARCHES:
@@ -254,8 +307,9 @@ def parse(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str] | None 
                 raise PolicyError(names_field, names, "is empty")
         if "action" not in entry:
             raise PolicyError(f"{prefix}.action", None, "is missing")
-        action = _action(f"{prefix}.action", entry["action"], entry.get("errnoRet"),
-                         f"{prefix}.errnoRet", _errno.EPERM)
+        errno_ret, errno_field = _errno_of(entry, "errnoRet", "errno", prefix)
+        action = _action(f"{prefix}.action", entry["action"], errno_ret, errno_field,
+                         _errno.EPERM)
         args: list[Arg] = []
         for k, a in enumerate(_list(f"{prefix}.args", entry.get("args"), "argument conditions")):
             ap = f"{prefix}.args[{k}]"
@@ -277,14 +331,18 @@ def parse(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str] | None 
             args.append(arg)
         _check_names(names_field, names, "name" in entry)
         if flt.applies(prefix, entry):
-            rules.append(Rule(tuple(names), action, tuple(args)))
-    return Policy(name=name, default_action=default, rules=tuple(rules), flags=tuple(flags),
-                  subarches=tuple(subarches))
+            here = [n for n in names if any(t.number(n) is not None for t in kept)]
+            skipped.update(n for n in names if all(t.number(n) is None for t in used))
+            if here:
+                rules.append(Rule(tuple(here), action, tuple(args)))
+    policy = Policy(name=name, default_action=default, rules=tuple(rules), flags=tuple(flags),
+                    subarches=subarches)
+    return policy, tuple(sorted(skipped))
 
 
 def _check_names(field_name: str, names: list, single: bool) -> None:
     for j, n in enumerate(names):
-        if not isinstance(n, str) or not is_known_syscall(n):
+        if not isinstance(n, str) or not (is_known_syscall(n) or n in _FOREIGN_EXTRA):
             raise PolicyError(field_name if single else f"{field_name}[{j}]", n,
                               "is not a known syscall")
 
