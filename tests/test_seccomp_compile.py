@@ -62,10 +62,12 @@ def test_unconfined():
     ("clone", (lib.CLONE_NEWNS,), EPERM), ("clone", (1 << 40,), ALLOW),
     ("socket", (lib.AF_INET,), ALLOW), ("socket", (lib.AF_ALG,), EPERM),
     ("socket", (39,), ALLOW), ("socket", (lib.AF_VSOCK,), EPERM), ("socket", (41,), ALLOW),
-    ("socket", (1 << 32 | lib.AF_INET,), ALLOW),  # > 40 as a 64-bit value
+    ("socket", (1 << 32 | lib.AF_INET,), ALLOW),  # the kernel reads AF_INET
+    ("socket", (1 << 32 | lib.AF_VSOCK,), EPERM), ("socket", (1 << 32 | lib.AF_ALG,), EPERM),
     ("personality", (lib.PER_LINUX,), ALLOW), ("personality", (lib.UNAME26,), ALLOW),
     ("personality", (lib.VE_PER_QUERY,), ALLOW), ("personality", (0x0400000,), EPERM),
-    ("personality", (1 << 32,), EPERM),
+    ("personality", (1 << 32,), ALLOW),  # an unsigned int: the kernel reads PER_LINUX
+    ("personality", (1 << 32 | 0x0400000,), EPERM), ("personality", (2**64 - 1,), ALLOW),
     ("arch_prctl", (), ALLOW), ("modify_ldt", (), ALLOW),
     ("open_by_handle_at", (), EPERM), ("chroot", (), ALLOW), ("iopl", (), EPERM),
     ("cachestat", (), ALLOW), ("mseal", (), ALLOW), ("file_getattr", (), EPERM),
@@ -136,7 +138,8 @@ def test_subarches_cover_compat_abis():
     ("clone3", (), ENOSYS), ("clone", (0x11,), ALLOW), ("clone", (lib.CLONE_NEWPID,), EPERM),
     ("socket", (lib.AF_UNIX,), ALLOW), ("socket", (lib.AF_INET6,), ALLOW),
     ("socket", (lib.AF_NETLINK,), ALLOW), ("socket", (17,), EPERM),  # AF_PACKET
-    ("socket", (lib.AF_VSOCK,), EPERM), ("socket", (1 << 32 | lib.AF_INET,), EPERM),
+    ("socket", (lib.AF_VSOCK,), EPERM), ("socket", (1 << 32 | lib.AF_INET,), ALLOW),
+    ("socket", (1 << 32 | 17,), EPERM),
     ("personality", (lib.PER_LINUX32,), ALLOW), ("personality", (0x0400000,), EPERM),
 ])
 def test_strict_decisions(name, args, expect):
@@ -158,7 +161,9 @@ def test_import_from_path_and_dict(tmp_path):
     from_path = seccomp.compile(str(path), caps=caps)
     assert from_path.name == "docker.json"
     assert from_path.bpf == seccomp.compile(docker(), caps=caps).bpf
-    assert from_path.bpf == seccomp.compile("default").bpf
+    # Docker's file is Docker's decisions; "default" adds the containment rules
+    assert from_path.bpf == seccomp.compile(profiles.docker_policy(from_path.arch)).bpf
+    assert from_path.bpf != seccomp.compile("default").bpf
 
 
 def test_capabilities_of_the_caller_by_default():

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from volt_enforce import seccomp
 from volt_enforce.seccomp import bpf
 from volt_enforce.seccomp.policy import Action, ActionKind, Arg, Op, Policy, Rule
-from volt_enforce.seccomp.tables import ARCHES
+from volt_enforce.seccomp.tables import ARCHES, arg_bits
 
 U64 = (1 << 64) - 1
 SEVERITY = list(ActionKind)
@@ -28,7 +28,8 @@ for _arch, _table in ARCHES.items():
 
 
 def reference(policy: Policy, arch: str, nr: int, args: tuple[int, ...]) -> Action:
-    """What the policy means for (arch, nr, args), evaluated rule by rule."""
+    """What the policy means for (arch, nr, args), evaluated rule by rule; each
+    argument compared on the bits the kernel reads of it for that syscall."""
     table = ARCHES[arch]
     names = _BY_NR[arch].get(nr, set())
     if not names:
@@ -36,7 +37,8 @@ def reference(policy: Policy, arch: str, nr: int, args: tuple[int, ...]) -> Acti
         return Action.errno(errno.ENOSYS) if d.denies else d
     best = None
     for i, rule in enumerate(policy.rules):
-        if names & set(rule.names) and all(a.matches(args[a.index], table.bits) for a in rule.args):
+        if any(all(a.matches(args[a.index], arg_bits(name, a.index, table.bits)) for a in rule.args)
+               for name in names & set(rule.names)):
             key = (SEVERITY.index(rule.action.kind), i)
             if best is None or key < best[0]:
                 best = (key, rule.action)

@@ -25,6 +25,15 @@ Sources, in order:
 Run ``python tools/gen_syscall_tables.py`` after installing the two cross header
 packages; ``tests/test_seccomp_tables.py`` checks the result against the headers of
 the machine the tests run on.
+
+``python tools/gen_syscall_tables.py --args SYSCALLS_H`` writes the second table,
+``syscall_args.json``: the width in bits of each argument as the kernel reads it, from
+the ``sys_*`` prototypes of ``include/linux/syscalls.h`` (Debian's
+``linux-headers-<version>-common``, 6.12 when generated: ``apt-get download``,
+``dpkg-deb -x``) plus ``NEWER_PROTOTYPES`` below for 6.13 .. 6.18. The syscall
+wrappers cast each register to the declared type (``__SC_CAST``), so an ``int`` or
+``unsigned int`` argument is its low 32 bits and a ``umode_t`` its low 16, whatever
+the caller put above them.
 """
 
 from __future__ import annotations
@@ -216,7 +225,137 @@ def _deb_version(package: str) -> str:
     return r.stdout.strip() or "unknown"
 
 
+# ---- argument widths ---------------------------------------------------------------
+
+ARGS_OUT = ROOT / "volt_enforce" / "seccomp" / "syscall_args.json"
+
+#: Prototypes of the syscalls added after the 6.12 headers, as include/linux/syscalls.h
+#: declares them at v6.18 (uprobe and uretprobe are x86's SYSCALL_DEFINE0).
+NEWER_PROTOTYPES = """
+asmlinkage long sys_setxattrat(int dfd, const char __user *path, unsigned int at_flags,
+                               const char __user *name,
+                               const struct xattr_args __user *args, size_t size);
+asmlinkage long sys_getxattrat(int dfd, const char __user *path, unsigned int at_flags,
+                               const char __user *name,
+                               struct xattr_args __user *args, size_t size);
+asmlinkage long sys_listxattrat(int dfd, const char __user *path, unsigned int at_flags,
+                                char __user *list, size_t size);
+asmlinkage long sys_removexattrat(int dfd, const char __user *path, unsigned int at_flags,
+                                  const char __user *name);
+asmlinkage long sys_open_tree_attr(int dfd, const char __user *path, unsigned flags,
+                                   struct mount_attr __user *uattr, size_t usize);
+asmlinkage long sys_file_getattr(int dfd, const char __user *filename,
+                                 struct file_attr __user *attr, size_t usize,
+                                 unsigned int at_flags);
+asmlinkage long sys_file_setattr(int dfd, const char __user *filename,
+                                 struct file_attr __user *attr, size_t usize,
+                                 unsigned int at_flags);
+asmlinkage long sys_uretprobe(void);
+asmlinkage long sys_uprobe(void);
+"""
+
+#: Arguments the kernel narrows in the body rather than in the prototype:
+#: kernel/fork.c's clone takes ``unsigned long clone_flags`` and uses
+#: ``lower_32_bits(clone_flags)`` (since 5.3).
+BODY_NARROWED = {("clone", 0): 32}
+
+#: Table names whose entry point has another name (x86's syscall_64.tbl, arm64's
+#: and arm's tables): name -> the sys_* it calls.
+ENTRY_ALIASES = {
+    "stat": "newstat", "fstat": "newfstat", "lstat": "newlstat", "uname": "newuname",
+    "umount2": "umount", "sendfile": "sendfile64", "_llseek": "llseek",
+}
+
+_QUALIFIERS = {"const", "volatile", "__user", "struct", "union"}
+_C_TYPE_WORDS = {"int", "long", "short", "char", "unsigned", "signed"}
+#: Kernel types -> bits, for x86_64 and aarch64 (LP64). Pointers are 64.
+TYPE_BITS = {
+    "int": 32, "unsigned int": 32, "unsigned": 32, "signed int": 32,
+    "long": 64, "unsigned long": 64, "long long": 64, "unsigned long long": 64,
+    "short": 16, "unsigned short": 16, "char": 8, "unsigned char": 8,
+    "u64": 64, "__u64": 64, "s64": 64, "__s64": 64, "loff_t": 64, "off_t": 64,
+    "size_t": 64, "ssize_t": 64, "time_t": 64, "aio_context_t": 64, "old_sigset_t": 64,
+    "__sighandler_t": 64, "cap_user_header_t": 64, "cap_user_data_t": 64,
+    "u32": 32, "__u32": 32, "s32": 32, "__s32": 32, "uint32_t": 32, "int32_t": 32,
+    "pid_t": 32, "uid_t": 32, "gid_t": 32, "qid_t": 32, "clockid_t": 32, "timer_t": 32,
+    "key_t": 32, "key_serial_t": 32, "mqd_t": 32, "rwf_t": 32, "__kernel_rwf_t": 32,
+    "umode_t": 16, "old_uid_t": 16, "old_gid_t": 16,
+}
+
+
+def param_bits(param: str) -> int:
+    """The width of one prototype parameter (``const char __user *name``, ``int``,
+    ``umode_t mode``, ``enum landlock_rule_type rule_type``)."""
+    if "*" in param or "[" in param:
+        return 64
+    words = [w for w in param.split() if w not in _QUALIFIERS]
+    if not words:
+        raise ValueError(f"empty parameter {param!r}")
+    if words[0] == "enum":
+        return 32
+    if len(words) > 1 and words[-1] not in _C_TYPE_WORDS and words[-1] not in TYPE_BITS:
+        words = words[:-1]  # the parameter's name
+    name = " ".join(words)
+    if name not in TYPE_BITS:
+        raise ValueError(f"unknown type {name!r} in {param!r}")
+    return TYPE_BITS[name]
+
+
+def prototypes(text: str) -> dict[str, list[int]]:
+    """``sys_<name>`` declarations -> argument widths. A name declared more than once
+    (``#ifdef`` variants such as clone's) gets the widest width per position."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    out: dict[str, list[int]] = {}
+    for m in re.finditer(r"asmlinkage\s+long\s+sys_(\w+)\s*\(([^)]*)\)\s*;", text):
+        params = " ".join(m.group(2).split())
+        bits = [] if params in ("", "void") else [param_bits(p) for p in params.split(",")]
+        old = out.get(m.group(1))
+        if old is not None:
+            if len(old) != len(bits):
+                bits = (bits + [64] * 6)[:max(len(bits), len(old))]
+                old = (old + [64] * 6)[:len(bits)]
+            bits = [max(a, b) for a, b in zip(old, bits)]
+        out[m.group(1)] = bits
+    return out
+
+
+def build_args(syscalls_h: Path) -> dict:
+    protos = prototypes(syscalls_h.read_text())
+    protos.update(prototypes(NEWER_PROTOTYPES))
+    known = set().union(*(t["syscalls"] for t in json.loads(OUT.read_text())["arches"].values()))
+    args: dict[str, list[int]] = {}
+    for name in sorted(known):
+        bits = protos.get(ENTRY_ALIASES.get(name, name))
+        if bits is None:
+            continue  # arch-specific entry points: compared on 64 bits
+        bits = list(bits)
+        for (sc, index), width in BODY_NARROWED.items():
+            if sc == name:
+                bits[index] = width
+        args[name] = bits
+    return {
+        "_comment": "Generated by tools/gen_syscall_tables.py --args; do not edit. Bits of "
+                    "each argument as the kernel reads it on a 64-bit ABI.",
+        "kernel": KERNEL,
+        "source": f"include/linux/syscalls.h ({_deb_version_of(syscalls_h)}) + NEWER_PROTOTYPES",
+        "args": args,
+    }
+
+
+def _deb_version_of(path: Path) -> str:
+    m = re.search(r"linux-headers-([^/]+)-common", str(path))
+    return f"linux-headers-{m.group(1)}-common" if m else str(path.name)
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--args":
+        doc_args = build_args(Path(sys.argv[2]))
+        lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc_args.items() if k != "args"]
+        rows = [f"  {json.dumps(n)}: {json.dumps(b)}" for n, b in doc_args["args"].items()]
+        lines.append(' "args": {\n' + ",\n".join(rows) + "\n }")
+        ARGS_OUT.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+        print(f"wrote {ARGS_OUT.relative_to(ROOT)}: {len(doc_args['args'])} syscalls")
+        return 0
     doc = build()
     OUT.write_text(json.dumps(doc, indent=1) + "\n")
     counts = {a: len(t["syscalls"]) for a, t in doc["arches"].items()}

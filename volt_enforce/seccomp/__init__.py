@@ -12,14 +12,20 @@ searches the syscall number over merged ranges (see ``compiler``). Actions: ALLO
 ERRNO(n), KILL_PROCESS, KILL_THREAD, TRAP, LOG. Not supported: TRACE and
 USER_NOTIF (no tracer or listener here), big-endian ABIs, and filters longer than
 the kernel's 4096 instructions (an error). Argument conditions compare unsigned
-64-bit values (both 32-bit halves); on 32-bit ABIs only the low half, which is all
-the kernel passes.
+values as wide as the kernel reads the argument (``tables.arg_bits``, from the
+syscall prototypes): an ``int`` or ``unsigned int`` on its low 32 bits, a
+``umode_t`` on its low 16, pointers and ``unsigned long`` on all 64; on 32-bit ABIs
+at most the low half, which is all the kernel passes.
 
 ``default`` makes the decisions of Docker's default profile (shipped as
 ``docker-default.json``) for a container with Docker's default capabilities, on
 this machine's architecture, including its argument rules (clone without namespace
-flags, personality values, socket families but AF_ALG and AF_VSOCK). Where it
-differs from Docker running the same profile:
+flags, personality values, socket families but AF_ALG and AF_VSOCK), and adds
+``profiles.containment_rules()`` (TIOCSTI and TIOCLINUX, setuid/setgid modes,
+openat2, io_uring). Where it differs from Docker running the same profile:
+
+* 32-bit arguments are compared on their 32 bits, as the kernel reads them, where
+  libseccomp compares 64: ``socket(AF_VSOCK | 1 << 32, ...)`` is AF_VSOCK, denied.
 
 * Syscall numbers the table does not know (holes, and above the highest number,
   currently Linux 6.18's) return ENOSYS, not EPERM, so that libc falls back from
@@ -77,7 +83,8 @@ _lock = threading.Lock()
 
 
 def compile(profile: Any, *, arch: str | None = None, caps: Iterable[str] | None = None,
-            subarches: Iterable[str] = (), kernel: tuple[int, ...] | None = None) -> SeccompFilter:
+            subarches: Iterable[str] = (), kernel: tuple[int, ...] | None = None,
+            extra_rules: Iterable[Rule] = ()) -> SeccompFilter:
     """Compile a profile for ``arch`` (default: this machine's).
 
     ``profile``: ``"default"``, ``"strict"``, ``"unconfined"`` or a ``SeccompProfile``
@@ -86,6 +93,8 @@ def compile(profile: Any, *, arch: str | None = None, caps: Iterable[str] | None
     the calling process's effective capabilities and ``kernel`` (``(6, 1)``) the
     running kernel's version in ``includes``/``excludes``. ``subarches`` adds compat
     ABIs (``i386``, ``x32``; ``arm`` on aarch64) instead of denying them.
+    ``extra_rules`` are added to the profile's rules (``Policy.with_rules``), e.g.
+    ``profiles.port_rule_guard()`` when Landlock has TCP port rules.
 
     Raises PolicyError, naming the entry, for anything malformed or unknown.
     """
@@ -93,24 +102,28 @@ def compile(profile: Any, *, arch: str | None = None, caps: Iterable[str] | None
     if arch_name == "x32":
         raise PolicyError("arch", arch, "is a compat ABI of x86_64: use subarches=('x32',)")
     subs = tuple(subarches)
+    extra = tuple(extra_rules)
+    for i, rule in enumerate(extra):
+        if not isinstance(rule, Rule):
+            raise PolicyError(f"extra_rules[{i}]", rule, "is not a Rule")
     if isinstance(profile, SeccompProfile):
         profile = profile.value
     if isinstance(profile, str) and profile in _BUILTIN:
         if caps is not None or kernel is not None:
             raise PolicyError("caps", caps, f"do not apply to the built-in profile {profile!r}")
         if subs:
-            return _compile_builtin(profile, arch_name, subs)
-        key = (profile, arch_name)
+            return _compile_builtin(profile, arch_name, subs, extra)
+        key = (profile, arch_name, extra)
         with _lock:
             cached = _cache.get(key)
             if cached is None:
-                cached = _cache[key] = _compile_builtin(profile, arch_name, ())
+                cached = _cache[key] = _compile_builtin(profile, arch_name, (), extra)
         return cached
     if isinstance(profile, Policy):
         if subs:
             profile = Policy(profile.name, profile.default_action, profile.rules, profile.flags,
                              profile.unknown_action, subs)
-        return _compile(profile, arch_name)
+        return _compile(profile.with_rules(extra), arch_name)
     if isinstance(profile, (str, os.PathLike)):
         path = os.fspath(profile)
         doc = oci.load_file(path)
@@ -121,11 +134,14 @@ def compile(profile: Any, *, arch: str | None = None, caps: Iterable[str] | None
         raise PolicyError("profile", profile, "is not a profile name, Policy, OCI file path or dict")
     policy, skipped = oci.parse_profile(doc, name=name, arch=arch_name, caps=caps, kernel=kernel,
                                         subarches=subs)
-    return _compile(policy, arch_name, skipped)
+    return _compile(policy.with_rules(extra), arch_name, skipped)
 
 
-def _compile_builtin(name: str, arch: str, subs: tuple[str, ...]) -> SeccompFilter:
+def _compile_builtin(name: str, arch: str, subs: tuple[str, ...],
+                     extra: tuple[Rule, ...] = ()) -> SeccompFilter:
     if name == "unconfined":
+        if extra:
+            raise PolicyError("extra_rules", list(extra), "do not apply to 'unconfined' (no filter)")
         return SeccompFilter.unconfined(arch)
     if name == "default":
         policy = profiles.default_policy(arch)
@@ -134,7 +150,7 @@ def _compile_builtin(name: str, arch: str, subs: tuple[str, ...]) -> SeccompFilt
     if subs:
         policy = Policy(policy.name, policy.default_action, policy.rules, policy.flags,
                         policy.unknown_action, subs)
-    return _compile(policy, arch)
+    return _compile(policy.with_rules(extra), arch)
 
 
 def _compile(policy: Policy, arch: str, skipped: tuple[str, ...] = ()) -> SeccompFilter:

@@ -11,7 +11,11 @@ The program, for a native architecture N with compat ABIs:
    unknown action; on x86_64 everything from ``VE_X32_SYSCALL_BIT`` up is x32 (or a
    negative number) and gets the compat deny action unless the policy covers x32.
 3. A leaf is a shared ``ret`` or an argument block: the syscall's conditional rules in
-   precedence order, each 64-bit comparison as word tests on the high and low halves.
+   precedence order. An argument is compared as wide as the kernel reads it
+   (``tables.arg_bits``): a 64-bit one as word tests on the high and low halves, an
+   ``int`` or ``unsigned int`` on the low word alone (whatever a caller puts in the high
+   word, the kernel never sees it), a ``umode_t`` on the low word masked to 16 bits.
+   Single-bit and all-clear masks are ``jset`` tests.
 
 An unconditional ALLOW path therefore reads only ``arch`` and ``nr``, which is what
 the kernel's action cache needs to skip the filter for that syscall. A jump-threading
@@ -32,7 +36,7 @@ from ..errors import PolicyError
 from . import bpf
 from .bpf import Instruction
 from .policy import KILL_PROCESS, Action, Arg, Op, Policy
-from .tables import ARCHES, COMPAT, ArchTable
+from .tables import ARCHES, COMPAT, ArchTable, arg_bits
 
 __all__ = ["Program", "compile_policy", "compat_deny_action", "unknown_action"]
 
@@ -42,8 +46,10 @@ _MAX_JUMP = 255
 
 # ---- decisions ----------------------------------------------------------------
 
+#: An argument condition and the bits of the argument the kernel reads.
+Cond = tuple[Arg, int]
 #: A syscall's decision: conditional rules in precedence order, then the fallback.
-Decision = tuple[tuple[tuple[tuple[Arg, ...], Action], ...], Action]
+Decision = tuple[tuple[tuple[tuple[Cond, ...], Action], ...], Action]
 
 
 def unknown_action(policy: Policy) -> Action:
@@ -60,15 +66,16 @@ def compat_deny_action(policy: Policy) -> Action:
 
 def decisions(policy: Policy, table: ArchTable) -> dict[int, Decision]:
     """nr -> decision for every syscall of the table."""
-    per_nr: dict[int, list[tuple[int, int, tuple[Arg, ...], Action]]] = {}
+    per_nr: dict[int, list[tuple[int, int, tuple[Cond, ...], Action]]] = {}
     for index, rule in enumerate(policy.rules):
         for name in dict.fromkeys(rule.names):
             nr = table.number(name)
             if nr is not None:
-                per_nr.setdefault(nr, []).append((rule.action.severity, index, rule.args, rule.action))
+                conds = tuple((a, arg_bits(name, a.index, table.bits)) for a in rule.args)
+                per_nr.setdefault(nr, []).append((rule.action.severity, index, conds, rule.action))
     out: dict[int, Decision] = {}
     for nr in table.syscalls.values():
-        rules: list[tuple[tuple[Arg, ...], Action]] = []
+        rules: list[tuple[tuple[Cond, ...], Action]] = []
         fallback = policy.default_action
         for _sev, _i, args, action in sorted(per_nr.get(nr, ()), key=lambda r: (r[0], r[1])):
             if not args:
@@ -125,8 +132,7 @@ class Node:
 
 
 class _Builder:
-    def __init__(self, bits: int):
-        self.bits = bits
+    def __init__(self) -> None:
         self.rets: dict[int, Node] = {}
         self.blocks: dict[Decision, Node] = {}
 
@@ -155,21 +161,48 @@ class _Builder:
             return t
         if mask == _U32:
             return self.test(off, "jeq", want, t, f)
+        if want == 0:  # no bit of the mask set
+            return self.test(off, "jset", mask, f, t)
+        if want == mask and mask & (mask - 1) == 0:  # the one bit set
+            return self.test(off, "jset", mask, t, f)
         if t is f:
             return t
         return Node("ld", off, Node("and", mask, Node("jeq", want, t, f)))
 
-    # 64-bit conditions
-    def cond(self, arg: Arg, t: Node, f: Node) -> Node:
+    def short(self, arg: Arg, op: Op, bits: int, t: Node, f: Node) -> Node:
+        """EQ/GT/GE on an argument narrower than a word: the low word masked."""
+        width = (1 << bits) - 1
+        v = arg.value
+        lo = bpf.arg_offset(arg.index, high=False)
+        if op == Op.EQ:
+            if v > width:
+                return f
+            jump = Node("jeq", v, t, f)
+        elif op == Op.GT:
+            if v >= width:
+                return f
+            jump = Node("jgt", v, t, f)
+        else:
+            if v == 0:
+                return t
+            if v > width:
+                return f
+            jump = Node("jge", v, t, f)
+        return t if t is f else Node("ld", lo, Node("and", width, jump))
+
+    def cond(self, arg: Arg, bits: int, t: Node, f: Node) -> Node:
+        """``arg`` on the low ``bits`` bits of the argument (64: all of it)."""
         lo = bpf.arg_offset(arg.index, high=False)
         hi = bpf.arg_offset(arg.index, high=True)
         v = arg.value
         v_lo, v_hi = v & _U32, v >> 32
-        narrow = self.bits == 32  # the high word is 0 as far as the comparison goes
+        narrow = bits <= 32  # the high word is 0 as far as the comparison goes
         op = arg.op
         if op in (Op.NE, Op.LT, Op.LE):
             t, f = f, t
             op = {Op.NE: Op.EQ, Op.LT: Op.GE, Op.LE: Op.GT}[op]
+        if bits < 32 and op != Op.MASKED_EQ:
+            return self.short(arg, op, bits, t, f)
         if op == Op.EQ:
             low = self.test(lo, "jeq", v_lo, t, f)
             if narrow:
@@ -192,6 +225,10 @@ class _Builder:
         m, d = arg.value, arg.value_two
         if d & ~m:
             return f
+        if bits < 32:
+            m &= (1 << bits) - 1
+            if d & ~m:
+                return f
         low = self.masked(lo, m & _U32, d & _U32, t, f)
         if narrow:
             return low if d >> 32 == 0 else f
@@ -205,8 +242,8 @@ class _Builder:
         entry = self.ret(fallback)
         for args, action in reversed(rules):
             ok = self.ret(action)
-            for arg in reversed(args):
-                ok = self.cond(arg, ok, entry)
+            for arg, bits in reversed(args):
+                ok = self.cond(arg, bits, ok, entry)
             entry = ok
         self.blocks[decision] = entry
         return entry
@@ -490,7 +527,7 @@ def compile_policy(policy: Policy, arch: str) -> Program:
         if sub not in compat:
             raise PolicyError(f"subarches[{i}]", sub,
                               f"is not a compat ABI of {arch} ({', '.join(compat) or 'none'})")
-    b = _Builder(native.bits)
+    b = _Builder()
     deny = b.ret(compat_deny_action(policy))
     unknown: Decision = ((), unknown_action(policy))
 
@@ -512,7 +549,7 @@ def compile_policy(policy: Policy, arch: str) -> Program:
         if sub_table.audit_arch == native.audit_arch:
             continue  # x32: part of the native tree
         if sub_name in policy.subarches:
-            sb = _Builder(sub_table.bits)
+            sb = _Builder()
             sb.rets = b.rets
             sub_ranges: list[tuple[int, Decision]] = []
             _ranges(sub_ranges, 0, sub_table, decisions(policy, sub_table), unknown)

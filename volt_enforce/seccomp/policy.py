@@ -5,9 +5,13 @@ already evaluated, so it says exactly which rules apply. Its meaning, for a sysc
 of the rules that name it and whose argument conditions all hold, the one with the
 most severe action wins (the kernel's order: KILL_PROCESS, KILL_THREAD, TRAP, ERRNO,
 LOG, ALLOW), the first in the policy among equals; when none holds, the default
-action. Argument values are unsigned 64-bit; on the 32-bit ABIs i386 and arm the
-kernel passes 32-bit arguments and only the low 32 bits are compared (x32 passes
-whole 64-bit registers, like x86_64).
+action. Argument values are unsigned 64-bit, compared as the kernel reads the
+argument: an argument the syscall declares ``int`` or ``unsigned int`` (socket's
+family, ioctl's request, personality; clone's flags, which the kernel truncates) on
+its low 32 bits, a ``umode_t`` on its low 16 (``tables.arg_bits``); a value wider
+than that can never match. On the 32-bit ABIs i386 and arm the kernel passes 32-bit
+arguments and only the low 32 bits are compared (x32 passes whole 64-bit registers,
+like x86_64).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from .tables import is_known_syscall
 __all__ = ["ActionKind", "Action", "Op", "Arg", "Rule", "Policy", "ALLOW", "KILL_PROCESS",
            "KILL_THREAD", "TRAP", "LOG"]
 
-_U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
 #: The largest errno a filter may return (the kernel's MAX_ERRNO).
 MAX_ERRNO = 4095
@@ -160,9 +163,10 @@ class Arg:
                 raise PolicyError(f"{prefix}.{name}", v, "is not an unsigned 64-bit integer")
 
     def matches(self, arg: int, bits: int = 64) -> bool:
-        """The condition on an argument value (reference semantics)."""
-        if bits == 32:
-            arg &= _U32
+        """The condition on an argument value of which the kernel reads the low
+        ``bits`` bits (reference semantics)."""
+        if bits < 64:
+            arg &= (1 << bits) - 1
         v = self.value
         if self.op == Op.EQ:
             return arg == v
@@ -249,6 +253,12 @@ class Policy:
         for i, flag in enumerate(self.flags):
             if flag not in FLAGS:
                 raise PolicyError(f"flags[{i}]", flag, f"is not one of {', '.join(FLAGS)}")
+
+    def with_rules(self, rules: Iterable[Rule]) -> "Policy":
+        """This policy with ``rules`` appended (precedence decides between them and the
+        policy's own, not order: a more severe action wins)."""
+        return Policy(self.name, self.default_action, self.rules + tuple(rules), self.flags,
+                      self.unknown_action, self.subarches)
 
     @property
     def flag_bits(self) -> int:

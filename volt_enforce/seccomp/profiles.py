@@ -1,11 +1,21 @@
-"""The built-in profiles: ``default`` (Docker's decisions) and ``strict``.
+"""The built-in profiles: ``default`` (Docker's decisions and ``containment_rules``) and
+``strict``, and ``port_rule_guard``, the rules to add when Landlock has TCP port rules.
+
+``containment_rules`` is what a root child without a user namespace must not do even
+where Docker lets it: push input into a terminal (ioctl TIOCSTI) or drive the virtual
+console (TIOCLINUX), create files or directories with the setuid or setgid bit or set
+them on existing ones (chmod family, open/openat/creat, mkdir, mknod: EPERM when the mode
+has 06000), call ``openat2`` (its mode is in a struct the filter cannot read: ENOSYS, so
+that libc falls back to openat), or use io_uring (EPERM; Docker's profile already
+leaves it out). File capabilities (``security.capability`` xattrs) cannot be told apart
+by name here (a pointer): they are stopped by dropping CAP_SETFCAP.
 
 ``strict`` is an allowlist for untrusted server workloads: files, memory, processes
 and threads, signals, time, polling, sockets of the families servers use (AF_UNIX,
 AF_INET, AF_INET6, AF_NETLINK), SysV and POSIX IPC. Everything else returns EPERM,
 notably ptrace and process_vm_*, the mount family, namespace creation (unshare,
 setns, clone with CLONE_NEW* flags; clone3 gets ENOSYS so libc falls back to clone,
-where the flags can be checked), io_uring, bpf, perf_event_open, the keyring,
+where the flags can be checked), ``containment_rules``, io_uring, bpf, perf_event_open, the keyring,
 userfaultfd, fanotify, clock and time setting, swap, quotas, syslog, personality
 values other than Docker's. Loading kernel modules and kexec kill the process: no
 workload has a reason to try them.
@@ -14,6 +24,9 @@ workload has a reason to try them.
 from __future__ import annotations
 
 import errno as _errno
+import socket as _socket
+import stat as _stat
+import termios as _termios
 from importlib import resources
 
 from .._core import lib
@@ -21,7 +34,8 @@ from ..model import DOCKER_DEFAULT_CAPABILITIES
 from . import oci
 from .policy import ALLOW, KILL_PROCESS, Action, Arg, Op, Policy, Rule
 
-__all__ = ["default_policy", "strict_policy", "DOCKER_PROFILE", "STRICT_ALLOWED"]
+__all__ = ["default_policy", "docker_policy", "strict_policy", "containment_rules",
+           "port_rule_guard", "DOCKER_PROFILE", "STRICT_ALLOWED", "DENIED_IOCTLS", "MODE_ARGS"]
 
 #: The shipped copy of Docker's default profile (moby/profiles seccomp/default.json,
 #: Apache-2.0); tests check it against the project's fixture.
@@ -34,16 +48,76 @@ def docker_profile() -> dict:
     return json.loads(resources.files(__package__).joinpath(DOCKER_PROFILE).read_text())
 
 
-def default_policy(arch: str) -> Policy:
+def docker_policy(arch: str) -> Policy:
     """Docker's default profile, resolved for a container with Docker's default
-    capabilities on ``arch`` and the running kernel."""
+    capabilities on ``arch`` and the running kernel: Docker's decisions alone."""
     return oci.parse(docker_profile(), name="default", arch=arch, caps=DOCKER_DEFAULT_CAPABILITIES)
+
+
+def default_policy(arch: str) -> Policy:
+    """``default``: Docker's decisions (``docker_policy``) plus ``containment_rules``."""
+    return docker_policy(arch).with_rules(containment_rules())
+
+
+#: ioctl requests denied by ``strict`` and ``default`` (compared on the 32 bits of
+#: ``unsigned int cmd``): TIOCSTI pushes input into a terminal (a host shell's, if its
+#: tty leaked in), TIOCLINUX drives the virtual console (selection paste, console dump).
+DENIED_IOCTLS: dict[str, int] = {"TIOCSTI": _termios.TIOCSTI, "TIOCLINUX": _termios.TIOCLINUX}
+
+#: Syscalls that take a file mode -> the index of the mode argument (a ``umode_t``).
+MODE_ARGS: dict[str, int] = {
+    "chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, "openat": 3,
+    "creat": 1, "mkdir": 1, "mkdirat": 2, "mknod": 1, "mknodat": 2,
+}
+
+IO_URING: tuple[str, ...] = ("io_uring_setup", "io_uring_enter", "io_uring_register")
+
+
+def containment_rules() -> tuple[Rule, ...]:
+    """Rules ``strict`` and ``default`` add so that a root child without a user
+    namespace cannot leave setuid files, inject terminal input or use io_uring."""
+    eperm = Action.errno(_errno.EPERM)
+    rules = [Rule(("ioctl",), eperm, (Arg(1, Op.EQ, cmd),)) for cmd in DENIED_IOCTLS.values()]
+    by_index: dict[int, list[str]] = {}
+    for name, index in MODE_ARGS.items():
+        by_index.setdefault(index, []).append(name)
+    for index, names in sorted(by_index.items()):
+        # (mode & 06000) != 0 as two single-bit tests (OCI has no "masked not equal")
+        for bit in (_stat.S_ISUID, _stat.S_ISGID):
+            rules.append(Rule(tuple(names), eperm, (Arg(index, Op.MASKED_EQ, bit, bit),)))
+    rules.append(Rule(("openat2",), Action.errno(_errno.ENOSYS)))
+    rules.append(Rule(IO_URING, eperm))
+    return tuple(rules)
+
+
+#: include/linux/socket.h (4.11); include/uapi/linux/in.h (6.11): SMC over AF_INET sockets.
+AF_SMC = 43
+IPPROTO_SMC = 256
+#: The protocols of AF_INET/AF_INET6 stream sockets that Landlock's TCP port rules
+#: (plain TCP only) do not cover.
+UNGUARDED_PROTOCOLS: dict[str, int] = {
+    "IPPROTO_MPTCP": _socket.IPPROTO_MPTCP, "IPPROTO_SCTP": _socket.IPPROTO_SCTP,
+    "IPPROTO_SMC": IPPROTO_SMC,
+}
+
+
+def port_rule_guard() -> tuple[Rule, ...]:
+    """Rules to add when a config has Landlock TCP port rules: sockets that bind and
+    connect without Landlock's TCP hooks get EACCES (what Landlock itself returns).
+    ``socket(AF_INET/AF_INET6, any type, IPPROTO_MPTCP/IPPROTO_SCTP/IPPROTO_SMC)`` and
+    any ``socket(AF_SMC, ...)``; family and protocol compared on their 32 bits.
+    ``compile(profile, extra_rules=port_rule_guard())`` adds them to a profile."""
+    eacces = Action.errno(_errno.EACCES)
+    rules = [Rule(("socket",), eacces, (Arg(0, Op.EQ, family), Arg(2, Op.EQ, proto)))
+             for family in (lib.AF_INET, lib.AF_INET6) for proto in UNGUARDED_PROTOCOLS.values()]
+    rules.append(Rule(("socket",), eacces, (Arg(0, Op.EQ, AF_SMC),)))
+    return tuple(rules)
 
 
 #: The syscalls ``strict`` allows without conditions.
 STRICT_ALLOWED: tuple[str, ...] = tuple(sorted(set("""
     read write readv writev pread64 pwrite64 preadv pwritev preadv2 pwritev2
-    open openat openat2 creat close close_range lseek _llseek dup dup2 dup3 fcntl fcntl64 flock
+    open openat creat close close_range lseek _llseek dup dup2 dup3 fcntl fcntl64 flock
     fsync fdatasync sync syncfs sync_file_range sync_file_range2 arm_sync_file_range
     truncate truncate64 ftruncate ftruncate64 fallocate fadvise64 fadvise64_64 arm_fadvise64_64
     readahead stat stat64 fstat fstat64 lstat lstat64 newfstatat fstatat64 statx statfs statfs64
@@ -112,4 +186,5 @@ def strict_policy() -> Policy:
     for persona in (lib.PER_LINUX, lib.PER_LINUX32, lib.UNAME26, lib.UNAME26 | lib.PER_LINUX32,
                     lib.VE_PER_QUERY):
         rules.append(Rule(("personality",), ALLOW, (Arg(0, Op.EQ, persona),)))
+    rules.extend(containment_rules())
     return Policy(name="strict", default_action=Action.errno(_errno.EPERM), rules=tuple(rules))
