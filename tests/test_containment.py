@@ -215,3 +215,25 @@ def test_setfcap_from_the_library_default(target):
                           capture_output=True, text=True)
     assert cp.stdout.startswith("refused"), (cp.stdout, cp.stderr)
     assert not _has_cap_xattr(target)
+
+
+def test_mptcp_is_held_to_the_port_rules(tmp_path):
+    """With port rules (network none denies every TCP port), a child cannot bind
+    through IPPROTO_MPTCP, which Landlock's TCP rules do not see; the control without
+    port rules creates the socket."""
+    need_seccomp()
+    attack = ("import socket\n"
+              "try:\n"
+              "    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)\n"
+              "    s.bind(('127.0.0.1', 0)); print('bound')\n"
+              "except OSError as exc:\n"
+              "    print('refused', exc.errno)\n")
+    control = subprocess.run([PY, "-c", attack], capture_output=True, text=True).stdout
+    if "refused" in control and str(errno.EPROTONOSUPPORT) in control:
+        pytest.skip("the kernel has no MPTCP (IPPROTO_MPTCP: EPROTONOSUPPORT)")
+    assert control.startswith("bound")
+    cfg = IsolationConfig(seccomp=SeccompProfile.DEFAULT,
+                          network=volt_enforce.NetworkConfig(mode=volt_enforce.NetworkMode.NONE))
+    cp = volt_enforce.run([PY, "-c", attack], isolation=cfg, capture_output=True, text=True)
+    assert cp.stdout.startswith("refused"), (cp.stdout, cp.stderr)
+    assert any("MPTCP" in n for n in cp.report.notes)

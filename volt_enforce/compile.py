@@ -207,6 +207,14 @@ def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: 
     return tuple(out)
 
 
+def _has_port_rules(config: IsolationConfig) -> bool:
+    """Whether the config restricts TCP ports (its policy's lists, or network none)."""
+    policy = config.landlock
+    if policy is not None and (policy.bind_tcp is not None or policy.connect_tcp is not None):
+        return True
+    return config.network is not None and config.network.effective_mode == NetworkMode.NONE
+
+
 def compile_config(
     config: IsolationConfig,
     *,
@@ -247,8 +255,21 @@ def compile_config(
     dropped: dict[str, str] = {}
 
     filt = seccomp_filter
+    guard = _has_port_rules(config)
+    unconfined = config.seccomp in (None, SeccompProfile.UNCONFINED, "unconfined")
     if filt is None and config.seccomp is not None:
-        filt = seccomp.compile(config.seccomp)
+        if guard and not unconfined:
+            from .seccomp import profiles
+
+            filt = seccomp.compile(config.seccomp, extra_rules=profiles.port_rule_guard())
+        else:
+            filt = seccomp.compile(config.seccomp)
+    if guard:
+        # Landlock's TCP rules see plain TCP only (erratum 1 aside)
+        notes.append("TCP port rules: MPTCP, SCTP and SMC sockets are denied by the seccomp "
+                     "filter" if not unconfined else
+                     "TCP port rules: MPTCP, SCTP and SMC sockets are NOT restricted "
+                     "(no seccomp filter holds them to the ports)")
 
     limits = None
     if config.resources is not None and not config.resources.is_empty():
