@@ -75,15 +75,37 @@
 #define LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON (1U << 1)
 #define LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF (1U << 2)
 #endif
+/* ABI 8 to 11: values from include/uapi/linux/landlock.h of Linux 7.3-rc7 (Debian's
+ * linux-libc-dev 7.3~rc7-1~exp1; the same in sid's 7.2.13-1 but NO_NEW_PRIVS). */
+#ifndef LANDLOCK_RESTRICT_SELF_TSYNC
+#define LANDLOCK_RESTRICT_SELF_TSYNC (1U << 3) /* ABI 8 */
+#endif
+#ifndef LANDLOCK_ACCESS_FS_RESOLVE_UNIX
+#define LANDLOCK_ACCESS_FS_RESOLVE_UNIX (1ULL << 16) /* ABI 9 */
+#endif
+#ifndef LANDLOCK_ACCESS_NET_BIND_UDP
+#define LANDLOCK_ACCESS_NET_BIND_UDP (1ULL << 2) /* ABI 10, Linux 7.2 */
+#define LANDLOCK_ACCESS_NET_CONNECT_SEND_UDP (1ULL << 3)
+#endif
+#ifndef LANDLOCK_ADD_RULE_QUIET
+#define LANDLOCK_ADD_RULE_QUIET (1U << 0) /* ABI 10, Linux 7.2 */
+#endif
+#ifndef LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS
+#define LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS (1U << 4) /* ABI 11, Linux 7.3 */
+#endif
 #define VE_LANDLOCK_RULE_PATH_BENEATH 1 /* enum landlock_rule_type, 5.13 */
 #define VE_LANDLOCK_RULE_NET_PORT 2     /* 6.7 */
 
-/* The full ABI 6 attribute; older headers only have handled_access_fs. The
- * kernel reads as many bytes as the size argument says. */
+/* The full ABI 10 attribute (48 bytes, as in 7.2's UAPI); older headers only have
+ * handled_access_fs. The kernel reads as many bytes as the size argument says, and
+ * refuses (E2BIG) a size beyond what it knows unless the extra bytes are zero. */
 struct ve_landlock_ruleset_attr {
 	__u64 handled_access_fs;
 	__u64 handled_access_net; /* ABI 4 */
 	__u64 scoped;             /* ABI 6 */
+	__u64 quiet_access_fs;    /* ABI 10 */
+	__u64 quiet_access_net;   /* ABI 10 */
+	__u64 quiet_scoped;       /* ABI 10 */
 };
 
 struct ve_landlock_path_beneath_attr {

@@ -100,6 +100,7 @@ from .model import (
     IsolationConfig,
     LandlockAccess,
     LandlockLogging,
+    LandlockNetAccess,
     LandlockPolicy,
     LandlockScope,
     MissingPaths,
@@ -108,6 +109,7 @@ from .model import (
 
 __all__ = [
     "LandlockNetAccess",
+    "RestrictFlag",
     "ABI_LINUX",
     "FILE_RIGHTS",
     "DIR_ONLY_RIGHTS",
@@ -116,6 +118,9 @@ __all__ = [
     "ERRATA",
     "kernel_abi",
     "errata",
+    "tsync_supported",
+    "no_new_privs_flag_supported",
+    "features",
     "effective_abi",
     "assume_abi",
     "fs_rights_for_abi",
@@ -130,28 +135,38 @@ __all__ = [
 ]
 
 
-class LandlockNetAccess(IntFlag):
-    """TCP rights (ABI 4); the values are the kernel's LANDLOCK_ACCESS_NET_* bits."""
+class RestrictFlag(IntFlag):
+    """Flags of landlock_restrict_self(2): the logging ones (ABI 7, as LandlockLogging),
+    TSYNC (ABI 8: every thread of the process) and NO_NEW_PRIVS (ABI 11: the kernel
+    sets no_new_privs iff the restriction succeeds, instead of a prctl before it)."""
 
-    BIND_TCP = lib.LANDLOCK_ACCESS_NET_BIND_TCP
-    CONNECT_TCP = lib.LANDLOCK_ACCESS_NET_CONNECT_TCP
+    SAME_EXEC_OFF = lib.LANDLOCK_RESTRICT_SELF_LOG_SAME_EXEC_OFF
+    NEW_EXEC_ON = lib.LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
+    SUBDOMAINS_OFF = lib.LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF
+    TSYNC = lib.LANDLOCK_RESTRICT_SELF_TSYNC
+    NO_NEW_PRIVS = lib.LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS
 
 
 _A = LandlockAccess
 _N = LandlockNetAccess
 
 #: The Linux release that brought each Landlock ABI version.
+#: ABI 8 (TSYNC) and 9 (RESOLVE_UNIX) are left out: their releases are not checked
+#: here. 10 is what Debian's 7.2.13 reports, 11 what experimental's 7.3-rc7 reports.
 ABI_LINUX: dict[int, str] = {1: "5.13", 2: "5.19", 3: "6.2", 4: "6.7", 5: "6.10", 6: "6.12",
-                             7: "6.15"}
+                             7: "6.15", 10: "7.2", 11: "7.3"}
 
-_ALL_FS = int(_A.all())
-_ALL_NET = int(_N.BIND_TCP | _N.CONNECT_TCP)
+_ALL_FS = int(_A.all()) | int(_A.RESOLVE_UNIX)
+_TCP = int(_N.BIND_TCP | _N.CONNECT_TCP)
+_UDP = int(_N.BIND_UDP | _N.CONNECT_SEND_UDP)
+_ALL_NET = _TCP | _UDP
 _ALL_SCOPES = int(LandlockScope.ABSTRACT_UNIX_SOCKET | LandlockScope.SIGNAL)
 _ALL_LOGGING = int(LandlockLogging.SAME_EXEC_OFF | LandlockLogging.NEW_EXEC_ON
                    | LandlockLogging.SUBDOMAINS_OFF)
 
 #: Rights that apply to a file itself; every other right applies only to directories.
-FILE_RIGHTS = _A.EXECUTE | _A.WRITE_FILE | _A.READ_FILE | _A.TRUNCATE | _A.IOCTL_DEV
+FILE_RIGHTS = (_A.EXECUTE | _A.WRITE_FILE | _A.READ_FILE | _A.TRUNCATE | _A.IOCTL_DEV
+               | _A.RESOLVE_UNIX)
 #: Rights the kernel refuses (EINVAL) on a rule whose path is not a directory.
 DIR_ONLY_RIGHTS = _A(_ALL_FS & ~int(FILE_RIGHTS))
 #: Rights that change the filesystem: none of them is granted under ReadOnlyFS.
@@ -160,10 +175,16 @@ WRITE_RIGHTS = (_A.WRITE_FILE | _A.TRUNCATE | _A.REMOVE_DIR | _A.REMOVE_FILE | _
                 | _A.MAKE_SYM | _A.REFER)
 
 # The ABI each right or flag first appeared in (rights not listed: ABI 1).
-_FS_ABI = {int(_A.REFER): 2, int(_A.TRUNCATE): 3, int(_A.IOCTL_DEV): 5}
+_FS_ABI = {int(_A.REFER): 2, int(_A.TRUNCATE): 3, int(_A.IOCTL_DEV): 5,
+           int(_A.RESOLVE_UNIX): 9}
 _NET_ABI = 4
 _SCOPE_ABI = 6
 _LOGGING_ABI = 7
+_TSYNC_ABI = 8
+_UDP_ABI = 10
+_QUIET_ABI = 10
+_NNP_ABI = 11
+_RESOLVE_UNIX = int(_A.RESOLVE_UNIX)
 
 _DEV_RW = _A.READ_FILE | _A.WRITE_FILE
 #: The runtime rules (see the module docstring): path, rights.
@@ -217,6 +238,58 @@ def errata() -> int:
     if _errata_raw is None:
         _errata_raw = max(lib.ve_landlock_errata(), 0) if kernel_abi() else 0
     return _errata_raw
+
+
+_probed: dict[str, bool] = {}
+
+
+def _probe_restrict(name: str, need: int, flags: int, with_ruleset: bool) -> bool:
+    if name not in _probed:
+        _probed[name] = (kernel_abi() >= need
+                         and lib.ve_landlock_probe_restrict(flags, int(with_ruleset)) == 0)
+    return _probed[name]
+
+
+def tsync_supported() -> bool:
+    """Whether the kernel takes LANDLOCK_RESTRICT_SELF_TSYNC (ABI 8: the domain applies to
+    every thread). Probed once, in a forked child, with ruleset fd -1 and
+    LOG_SUBDOMAINS_OFF (which kernels with a mature TSYNC accept), not read off the ABI."""
+    return _probe_restrict("tsync", _TSYNC_ABI, int(RestrictFlag.TSYNC | RestrictFlag.SUBDOMAINS_OFF),
+                           False)
+
+
+def no_new_privs_flag_supported() -> bool:
+    """Whether the kernel takes LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS (ABI 11) and then sets
+    no_new_privs itself; probed once in a forked child on an empty ruleset."""
+    return _probe_restrict("no_new_privs", _NNP_ABI, int(RestrictFlag.NO_NEW_PRIVS), True)
+
+
+def features(abi: int | None = None) -> dict[str, dict[str, Any]]:
+    """What the running kernel's Landlock offers, by feature (for ``check`` and
+    ``explain``): name -> {"available", "abi" (the ABI that brought it), "linux" (its
+    release, when known), "how" (what it is)}. ``abi`` caps as in compile()."""
+    n = effective_abi(abi)
+    table: list[tuple[str, int, str, bool | None]] = [
+        ("landlock", 1, "filesystem rules", None),
+        ("REFER", 2, "rename and link across directories", None),
+        ("TRUNCATE", 3, "truncate", None),
+        ("TCP", _NET_ABI, "BIND_TCP, CONNECT_TCP port rules", None),
+        ("IOCTL_DEV", 5, "ioctl on devices", None),
+        ("SCOPES", _SCOPE_ABI, "abstract UNIX sockets and signals scoped", None),
+        ("LOGGING", _LOGGING_ABI, "audit logging flags of landlock_restrict_self", None),
+        ("TSYNC", _TSYNC_ABI, "restrict every thread of the process",
+         tsync_supported() if n >= _TSYNC_ABI else False),
+        ("RESOLVE_UNIX", 9, "connect/sendmsg to pathname UNIX sockets", None),
+        ("UDP", _UDP_ABI, "BIND_UDP, CONNECT_SEND_UDP port rules", None),
+        ("QUIET", _QUIET_ABI, "quiet rules and quiet_* ruleset fields", None),
+        ("NO_NEW_PRIVS", _NNP_ABI, "no_new_privs set by landlock_restrict_self",
+         no_new_privs_flag_supported() if n >= _NNP_ABI else False),
+    ]
+    out: dict[str, dict[str, Any]] = {}
+    for name, need, how, probed in table:
+        out[name] = {"available": n >= need if probed is None else probed, "abi": need,
+                     "linux": ABI_LINUX.get(need), "how": how}
+    return out
 
 
 def _check_abi(name: str, value: Any) -> int:
@@ -280,16 +353,20 @@ class RuleReport:
     path: str
     access: LandlockAccess
     kind: str  # "directory", "file", "device" or "other" (what the path resolved to)
-    source: str  # "policy", "preset" or "runtime"
+    source: str  # "policy", "preset", "runtime" or "unix_socket"
+    quiet: bool = False  # added with LANDLOCK_ADD_RULE_QUIET
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "access": _lower(_A, self.access), "kind": self.kind,
-                "source": self.source}
+        d = {"path": self.path, "access": _lower(_A, self.access), "kind": self.kind,
+             "source": self.source}
+        if self.quiet:
+            d["quiet"] = True
+        return d
 
 
 @dataclass(frozen=True)
 class PortReport:
-    """A TCP port rule as added to the ruleset."""
+    """A TCP or UDP port rule as added to the ruleset."""
 
     port: int
     access: LandlockNetAccess
@@ -314,7 +391,8 @@ class SkippedRule:
 class Dropped:
     """Something requested that is not enforced as asked.
 
-    ``kind``: "fs", "net", "scope" or "logging" (the kernel lacks it), "port"
+    ``kind``: "fs", "net", "scope", "logging", "restrict" (TSYNC, NO_NEW_PRIVS) or
+    "quiet" (the kernel lacks it), "port"
     (a port rule the kernel cannot take), "rule" (rights taken off one rule,
     ``path`` names it). ``weakens``: whether the sandbox allows more than asked
     (False when only a grant or an option was lost).
@@ -354,12 +432,18 @@ class LandlockReport:
     handled_fs: LandlockAccess
     handled_net: LandlockNetAccess
     scopes: LandlockScope
-    restrict_flags: LandlockLogging
+    restrict_flags: RestrictFlag
     rules: tuple[RuleReport, ...] = ()
     ports: tuple[PortReport, ...] = ()
     skipped: tuple[SkippedRule, ...] = ()
     dropped: tuple[Dropped, ...] = ()
     notes: tuple[str, ...] = ()
+    #: what enforcement adds on its own (RESOLVE_UNIX) and the kernel lacks: dropped
+    #: whatever the compatibility level, and not counted in ``status``
+    best_effort: tuple[Dropped, ...] = ()
+    quiet_access_fs: LandlockAccess = _A(0)
+    quiet_access_net: LandlockNetAccess = _N(0)
+    quiet_scoped: LandlockScope = LandlockScope(0)
 
     @property
     def enforced(self) -> bool:
@@ -375,11 +459,15 @@ class LandlockReport:
             "handled_fs": _lower(_A, self.handled_fs),
             "handled_net": _lower(_N, self.handled_net),
             "scopes": _lower(LandlockScope, self.scopes),
-            "restrict_flags": _lower(LandlockLogging, self.restrict_flags),
+            "restrict_flags": _lower(RestrictFlag, self.restrict_flags),
+            "quiet_access_fs": _lower(_A, self.quiet_access_fs),
+            "quiet_access_net": _lower(_N, self.quiet_access_net),
+            "quiet_scoped": _lower(LandlockScope, self.quiet_scoped),
             "rules": [r.to_dict() for r in self.rules],
             "ports": [p.to_dict() for p in self.ports],
             "skipped": [s.to_dict() for s in self.skipped],
             "dropped": [d.to_dict() for d in self.dropped],
+            "best_effort_dropped": [d.to_dict() for d in self.best_effort],
             "notes": list(self.notes),
         }
 
@@ -393,13 +481,26 @@ class LandlockReport:
             lines.append(f"  handled net: {_join(_N, self.handled_net)}")
         if self.scopes:
             lines.append(f"  scopes: {_join(LandlockScope, self.scopes)}")
-        lines += [f"  allow {r.path}: {_join(_A, r.access)}" for r in self.rules]
-        lines += [f"  allow tcp {p.port}: {_join(_N, p.access)}" for p in self.ports]
+        if self.restrict_flags:
+            lines.append(f"  restrict flags: {_join(RestrictFlag, self.restrict_flags)}")
+        for label, cls, value in (("fs", _A, self.quiet_access_fs), ("net", _N, self.quiet_access_net),
+                                  ("scopes", LandlockScope, self.quiet_scoped)):
+            if value:
+                lines.append(f"  quiet {label}: {_join(cls, value)}")
+        lines += [f"  allow {r.path}: {_join(_A, r.access)}" + (" (quiet)" if r.quiet else "")
+                  for r in self.rules]
+        lines += [f"  allow {_proto(p.access)} {p.port}: {_join(_N, p.access)}" for p in self.ports]
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
         lines += [f"  dropped {d.kind} {d.name}"
                   + (f" ({d.path})" if d.path else "") + f": {d.reason}" for d in self.dropped]
+        lines += [f"  dropped (best effort) {d.kind} {d.name}: {d.reason}" for d in self.best_effort]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _proto(access: int) -> str:
+    tcp, udp = bool(access & _TCP), bool(access & _UDP)
+    return "tcp/udp" if tcp and udp else "udp" if udp else "tcp"
 
 
 # ── the compiled ruleset ─────────────────────────────────────────────────────
@@ -413,15 +514,19 @@ class CompiledRuleset:
     nothing is enforced (Landlock absent under best effort, or nothing asked).
     """
 
-    __slots__ = ("_fd", "_closed", "_restrict", "restrict_flags", "abi", "report")
+    __slots__ = ("_fd", "_closed", "_restrict", "restrict_flags", "abi", "report",
+                 "compatibility")
 
     def __init__(self, fd: int, restrict_flags: int, abi: int, report: LandlockReport) -> None:
         self._fd = fd
         self._closed = False
         # bound once, so the child's restrict_self() looks nothing up
         self._restrict = lib.ve_landlock_restrict_self
-        #: Flags for landlock_restrict_self(2): the logging flags the ABI has.
+        #: Flags for landlock_restrict_self(2): the logging flags the ABI has, TSYNC
+        #: when compiled with all_threads, NO_NEW_PRIVS where the kernel has it (then
+        #: ve_landlock_restrict_self makes no prctl: the kernel sets no_new_privs).
         self.restrict_flags = int(restrict_flags)
+        self.compatibility = Compatibility(report.compatibility)
         #: The ABI the ruleset was built for.
         self.abi = abi
         #: What is enforced, and what was dropped or skipped and why.
@@ -446,10 +551,32 @@ class CompiledRuleset:
         restrict_flags, 1)`` directly."""
         if self._closed:
             raise ValueError("restrict_self() on a closed CompiledRuleset")
+        # the C function skips its prctl when NO_NEW_PRIVS is among the flags
         rc = self._restrict(self._fd, self.restrict_flags, no_new_privs)
         if rc < 0:
             raise EnforcementError(-rc, "landlock_restrict_self", f"ruleset fd {self._fd}")
         return self.report
+
+    def restrict_flags_for(self, *, all_threads: bool | None = None,
+                           no_new_privs: bool = True) -> int:
+        """The flags to pass ``ve_landlock_restrict_self(fd, flags, no_new_privs)``.
+
+        ``all_threads``: None keeps what compile() decided; True adds TSYNC (every
+        thread of the process: for apply_self in a threaded program), where the kernel
+        takes it: else it is left out under best effort and CompatibilityError is
+        raised under a requirement; False takes TSYNC out. ``no_new_privs`` False
+        takes NO_NEW_PRIVS out (nothing then sets no_new_privs)."""
+        flags = self.restrict_flags
+        if all_threads is False:
+            flags &= ~int(RestrictFlag.TSYNC)
+        elif all_threads and not flags & int(RestrictFlag.TSYNC):
+            if self.abi >= _TSYNC_ABI and tsync_supported():
+                flags |= int(RestrictFlag.TSYNC)
+            elif self.compatibility != Compatibility.BEST_EFFORT:
+                raise CompatibilityError("TSYNC", _tsync_reason(self.abi, kernel_abi()))
+        if not no_new_privs:
+            flags &= ~int(RestrictFlag.NO_NEW_PRIVS)
+        return flags
 
     def close(self) -> None:
         """Close the ruleset fd; children already restricted stay restricted."""
@@ -484,10 +611,11 @@ class CompiledRuleset:
 class _PathRule:
     path: str
     access: int
-    source: str  # "policy", "preset", "runtime"
+    source: str  # "policy", "preset", "runtime", "unix_socket"
     skip_missing: bool
     field: str  # for errors: "Landlock.Rules[3].Path"
     requested: int = 0  # the rights the policy gave, before read_only removed any
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         self.requested = self.requested or self.access
@@ -505,6 +633,15 @@ class _Request:
     logging: int = 0
     compatibility: Compatibility = Compatibility.BEST_EFFORT
     read_only: bool = False
+    bind_udp: list[int] | None = None
+    connect_udp: list[int] | None = None
+    quiet_fs: int = 0
+    quiet_net: int = 0
+    quiet_scoped: int = 0
+    #: RESOLVE_UNIX handled at enforcement, best effort (not asked for by the policy)
+    implicit_fs: int = 0
+    all_threads: bool = False  # TSYNC asked for
+    no_new_privs_flag: bool | None = None  # None: where the kernel has it
 
 
 @dataclass
@@ -516,10 +653,15 @@ class _Plan:
     handled_net: int = 0
     scopes: int = 0
     restrict_flags: int = 0
+    quiet_fs: int = 0
+    quiet_net: int = 0
+    quiet_scoped: int = 0
     rules: list[_PathRule] = field(default_factory=list)
     ports: dict[int, int] = field(default_factory=dict)
     skipped: list[SkippedRule] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
+    #: drops of what was added at enforcement (best effort whatever the level)
+    best_effort: list[Dropped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     absent: str | None = None  # why Landlock cannot be used at all
 
@@ -528,26 +670,59 @@ class _Plan:
         return bool(self.handled_fs or self.handled_net or self.scopes or self.restrict_flags)
 
 
-def _request(policy: LandlockPolicy | None, read_only: bool) -> _Request:
+def _check_unix_sockets(unix_sockets: Any) -> list[str]:
+    if unix_sockets is None:
+        return []
+    if isinstance(unix_sockets, (str, bytes)) or not isinstance(unix_sockets, (list, tuple)):
+        raise PolicyError("unix_sockets", unix_sockets, "is not a list of paths")
+    for i, path in enumerate(unix_sockets):
+        if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+            raise PolicyError(f"unix_sockets[{i}]", path, "is not an absolute path")
+    return list(unix_sockets)
+
+
+def _request(policy: LandlockPolicy | None, read_only: bool,
+             unix_sockets: list[str] | None = None) -> _Request:
     req = _Request(read_only=read_only)
     runtime = True
     if policy is not None:
-        req.handled_fs = _ALL_FS
+        # RESOLVE_UNIX is not asked for by the policy's JSON: handled at enforcement,
+        # best effort, and granted wherever WRITE_FILE is (below)
+        req.handled_fs = int(_A.all())
+        req.implicit_fs = _RESOLVE_UNIX
         for i, rule in enumerate(policy.rules):
             source = "preset" if rule.preset else "policy"
             skip = rule.preset or rule.optional or policy.missing_paths == MissingPaths.SKIP
             req.rules.append(_PathRule(rule.path, int(rule.access), source, skip,
-                                       f"Landlock.Rules[{i}].Path"))
+                                       f"Landlock.Rules[{i}].Path", quiet=rule.quiet))
+            if int(rule.access) & _RESOLVE_UNIX:
+                req.handled_fs |= _RESOLVE_UNIX  # granted by name: asked for
         req.bind_tcp = None if policy.bind_tcp is None else list(policy.bind_tcp)
         req.connect_tcp = None if policy.connect_tcp is None else list(policy.connect_tcp)
+        req.bind_udp = None if policy.bind_udp is None else list(policy.bind_udp)
+        req.connect_udp = None if policy.connect_udp is None else list(policy.connect_udp)
+        req.quiet_fs = int(policy.quiet_access_fs)
+        req.quiet_net = int(policy.quiet_access_net)
+        req.quiet_scoped = int(policy.quiet_scoped)
         req.scopes = int(policy.scopes)
         req.logging = int(policy.logging)
         req.compatibility = Compatibility(policy.compatibility)
         runtime = policy.runtime
+    for i, path in enumerate(unix_sockets or ()):
+        # an explicit grant: RESOLVE_UNIX is then asked for, at the policy's level
+        req.handled_fs |= _RESOLVE_UNIX
+        req.rules.append(_PathRule(path, _RESOLVE_UNIX, "unix_socket", False,
+                                   f"unix_sockets[{i}]"))
+    if req.handled_fs & _RESOLVE_UNIX:
+        req.implicit_fs = 0
     if read_only:
         req.handled_fs |= int(WRITE_RIGHTS)
         for r in req.rules:
             r.access &= ~int(WRITE_RIGHTS)
+    for r in req.rules:
+        # what may be written to may be connected to (after ReadOnlyFS: it follows WRITE_FILE)
+        if r.source in ("policy", "preset") and r.access & int(_A.WRITE_FILE):
+            r.access |= _RESOLVE_UNIX
     if runtime and req.handled_fs:
         for path, access in RUNTIME_RULES:
             a = int(access)
@@ -564,16 +739,27 @@ def _needs(name: str, need: int, abi: int, kernel: int) -> str:
 
 
 def _want_net(req: _Request) -> int:
-    return (int(_N.BIND_TCP) if req.bind_tcp is not None else 0) | (
-        int(_N.CONNECT_TCP) if req.connect_tcp is not None else 0)
+    return ((int(_N.BIND_TCP) if req.bind_tcp is not None else 0)
+            | (int(_N.CONNECT_TCP) if req.connect_tcp is not None else 0)
+            | (int(_N.BIND_UDP) if req.bind_udp is not None else 0)
+            | (int(_N.CONNECT_SEND_UDP) if req.connect_udp is not None else 0))
+
+
+def _tsync_reason(abi: int, kernel: int) -> str:
+    if abi < _TSYNC_ABI:
+        return _needs("TSYNC", _TSYNC_ABI, abi, kernel) + ": other threads stay unrestricted"
+    return "the kernel refuses LANDLOCK_RESTRICT_SELF_TSYNC: other threads stay unrestricted"
 
 
 def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
-          absent: str | None = None) -> _Plan:
+          absent: str | None = None, probes: dict[str, bool] | None = None) -> _Plan:
     """Mask a request to an ABI. Raises CompatibilityError as the request's
-    compatibility level says; otherwise records every drop."""
+    compatibility level says; otherwise records every drop. ``probes``: what the
+    kernel was found to take ("tsync", "no_new_privs"); by default what the ABI says."""
     plan = _Plan(abi=abi, kernel_abi=kernel, compatibility=req.compatibility)
-    if not (req.handled_fs or _want_net(req) or req.scopes or req.logging):
+    if probes is None:
+        probes = {"tsync": abi >= _TSYNC_ABI, "no_new_privs": abi >= _NNP_ABI}
+    if not (req.handled_fs or _want_net(req) or req.scopes or req.logging or req.all_threads):
         plan.notes.append("nothing to enforce")
         return plan
     if abi == 0:
@@ -582,7 +768,9 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
     _mask_fs(plan, req)
     _mask_net(plan, req)
     _mask_scopes_and_logging(plan, req)
+    _mask_quiet(plan, req)
     _mask_rules(plan, req)
+    _mask_restrict(plan, req, probes)
     _errata_notes(plan, errata_mask)
     # oldest missing feature first: the one an error names
     plan.dropped.sort(key=lambda d: d.abi or 0)
@@ -617,6 +805,12 @@ def _mask_fs(plan: _Plan, req: _Request) -> None:
     for r in req.rules:
         granted |= r.access
     supported = int(fs_rights_for_abi(abi))
+    if req.implicit_fs & ~supported & _RESOLVE_UNIX:
+        plan.best_effort.append(Dropped(
+            "fs", "RESOLVE_UNIX", _needs("RESOLVE_UNIX", 9, abi, kernel)
+            + ": connections to pathname UNIX sockets are not restricted (handled at"
+            " enforcement, best effort)", weakens=False, abi=9))
+    plan.handled_fs = (req.handled_fs | req.implicit_fs) & supported
     for bit in _names(_A, req.handled_fs & ~supported):
         value = int(_A[bit])
         need = _FS_ABI.get(value, 1)
@@ -629,7 +823,6 @@ def _mask_fs(plan: _Plan, req: _Request) -> None:
         else:
             plan.notes.append("REFER: on ABI 1 every rename or link across directories is"
                               " denied, as the policy asks")
-    plan.handled_fs = req.handled_fs & supported
 
 
 def _mask_net(plan: _Plan, req: _Request) -> None:
@@ -637,21 +830,28 @@ def _mask_net(plan: _Plan, req: _Request) -> None:
     if not want:
         return
     abi, kernel = plan.abi, plan.kernel_abi
-    by_right = ((req.bind_tcp, _N.BIND_TCP), (req.connect_tcp, _N.CONNECT_TCP))
-    if abi >= _NET_ABI:
-        plan.handled_net = want
-        for ports, right in by_right:
-            for p in ports or ():
-                plan.ports[p] = plan.ports.get(p, 0) | int(right)
-        return
-    for bit in _names(_N, want):
-        plan.dropped.append(Dropped("net", bit, _needs(bit, _NET_ABI, abi, kernel), abi=_NET_ABI))
-    for ports, right in by_right:
-        name = right.name or ""
-        for p in ports or ():
-            plan.dropped.append(Dropped(
-                "port", name, _needs(name, _NET_ABI, abi, kernel) + ": TCP is not restricted",
-                port=p, weakens=False, abi=_NET_ABI))
+    for family, need, rights in (("TCP", _NET_ABI, ((req.bind_tcp, _N.BIND_TCP),
+                                                    (req.connect_tcp, _N.CONNECT_TCP))),
+                                 ("UDP", _UDP_ABI, ((req.bind_udp, _N.BIND_UDP),
+                                                    (req.connect_udp, _N.CONNECT_SEND_UDP)))):
+        asked = [(ports, right) for ports, right in rights if ports is not None]
+        if not asked:
+            continue
+        if abi >= need:
+            for ports, right in asked:
+                plan.handled_net |= int(right)
+                for p in ports:
+                    plan.ports[p] = plan.ports.get(p, 0) | int(right)
+            continue
+        for _, right in asked:
+            name = right.name or ""
+            plan.dropped.append(Dropped("net", name, _needs(name, need, abi, kernel), abi=need))
+        for ports, right in asked:
+            name = right.name or ""
+            for p in ports:
+                plan.dropped.append(Dropped(
+                    "port", name, _needs(name, need, abi, kernel) + f": {family} is not restricted",
+                    port=p, weakens=False, abi=need))
 
 
 def _mask_scopes_and_logging(plan: _Plan, req: _Request) -> None:
@@ -678,12 +878,62 @@ def _mask_scopes_and_logging(plan: _Plan, req: _Request) -> None:
         plan.restrict_flags &= int(LandlockLogging.SUBDOMAINS_OFF)
 
 
+def _mask_quiet(plan: _Plan, req: _Request) -> None:
+    """The quiet fields (ABI 10) must be subsets of what is handled."""
+    asked = (("quiet_access_fs", _A, req.quiet_fs, plan.handled_fs),
+             ("quiet_access_net", _N, req.quiet_net, plan.handled_net),
+             ("quiet_scoped", LandlockScope, req.quiet_scoped, plan.scopes))
+    quiet_rules = [r for r in req.rules if r.quiet]
+    if plan.abi < _QUIET_ABI:
+        for name, _, value, _ in asked:
+            if value:
+                plan.dropped.append(Dropped("quiet", name, _needs(name, _QUIET_ABI, plan.abi,
+                                                                  plan.kernel_abi),
+                                            weakens=False, abi=_QUIET_ABI))
+        for r in quiet_rules:
+            plan.dropped.append(Dropped("rule", "QUIET", _needs("QUIET", _QUIET_ABI, plan.abi,
+                                                                plan.kernel_abi),
+                                        path=r.path, weakens=False, abi=_QUIET_ABI))
+            r.quiet = False
+        return
+    for name, cls, value, handled in asked:
+        if value & ~handled:
+            plan.notes.append(f"{name}: {_join(cls, value & ~handled)} not handled, so not quiet")
+    plan.quiet_fs = req.quiet_fs & plan.handled_fs
+    plan.quiet_net = req.quiet_net & plan.handled_net
+    plan.quiet_scoped = req.quiet_scoped & plan.scopes
+
+
+def _mask_restrict(plan: _Plan, req: _Request, probes: dict[str, bool]) -> None:
+    """TSYNC (asked with all_threads) and NO_NEW_PRIVS go to landlock_restrict_self."""
+    abi, kernel = plan.abi, plan.kernel_abi
+    ruleset = bool(plan.handled_fs or plan.handled_net or plan.scopes)
+    if req.all_threads:
+        tsync_ok = abi >= _TSYNC_ABI and probes.get("tsync", False)
+        # without a ruleset TSYNC only carries LOG_SUBDOMAINS_OFF to the other threads
+        if tsync_ok and (ruleset or plan.restrict_flags):
+            plan.restrict_flags |= int(RestrictFlag.TSYNC)
+        elif not tsync_ok:
+            plan.dropped.append(Dropped("restrict", "TSYNC", _tsync_reason(abi, kernel),
+                                        abi=_TSYNC_ABI))
+    if req.no_new_privs_flag is False or not ruleset:
+        return
+    if abi >= _NNP_ABI and probes.get("no_new_privs", False):
+        plan.restrict_flags |= int(RestrictFlag.NO_NEW_PRIVS)
+    elif req.no_new_privs_flag:
+        plan.dropped.append(Dropped("restrict", "NO_NEW_PRIVS",
+                                    _needs("NO_NEW_PRIVS", _NNP_ABI, abi, kernel)
+                                    + ": no_new_privs is set by prctl before the restriction",
+                                    weakens=False, abi=_NNP_ABI))
+
+
 def _mask_rules(plan: _Plan, req: _Request) -> None:
     """Rules keep what is handled; a rule left with nothing is skipped."""
     for r in req.rules:
         kept = r.access & plan.handled_fs
-        if kept:
-            plan.rules.append(_PathRule(r.path, kept, r.source, r.skip_missing, r.field))
+        if kept or (r.quiet and r.source != "runtime"):
+            plan.rules.append(_PathRule(r.path, kept, r.source, r.skip_missing, r.field,
+                                        quiet=r.quiet))
         elif r.source == "runtime":
             continue  # a runtime rule with nothing handled is simply not needed
         elif not r.access:
@@ -700,7 +950,7 @@ def _mask_rules(plan: _Plan, req: _Request) -> None:
 
 
 def _errata_notes(plan: _Plan, mask: int) -> None:
-    uses = {1: bool(plan.handled_net), 2: bool(plan.scopes & int(LandlockScope.SIGNAL)),
+    uses = {1: bool(plan.handled_net & _TCP), 2: bool(plan.scopes & int(LandlockScope.SIGNAL)),
             3: bool(plan.handled_fs & int(_A.REFER))}
     for n, (abi, what) in ERRATA.items():
         if uses[n] and plan.kernel_abi >= abi and not mask & (1 << (n - 1)):
@@ -732,7 +982,22 @@ def _build(plan: _Plan) -> CompiledRuleset:
     dropped = list(plan.dropped)
     fd = -1
     if plan.handled_fs or plan.handled_net or plan.scopes:
-        fd = lib.ve_landlock_create_ruleset(plan.handled_fs, plan.handled_net, plan.scopes)
+        quiet = (plan.quiet_fs, plan.quiet_net, plan.quiet_scoped)
+        fd = lib.ve_landlock_create_ruleset_quiet(plan.handled_fs, plan.handled_net,
+                                                  plan.scopes, *quiet)
+        if fd == -_errno.E2BIG and any(quiet):
+            # a kernel older than ABI 10 takes the 48-byte attribute only with zero quiet_*
+            reason = "the kernel refused the quiet_* ruleset fields (E2BIG): needs ABI 10"
+            if plan.compatibility != Compatibility.BEST_EFFORT:
+                raise CompatibilityError("quiet_access_fs" if quiet[0] else "quiet_access_net"
+                                         if quiet[1] else "quiet_scoped", reason)
+            for name, value in zip(("quiet_access_fs", "quiet_access_net", "quiet_scoped"),
+                                   quiet):
+                if value:
+                    dropped.append(Dropped("quiet", name, reason, weakens=False,
+                                           abi=_QUIET_ABI))
+            plan.quiet_fs = plan.quiet_net = plan.quiet_scoped = 0
+            fd = lib.ve_landlock_create_ruleset(plan.handled_fs, plan.handled_net, plan.scopes)
         if fd < 0:
             raise EnforcementError(
                 -fd, "landlock_create_ruleset",
@@ -741,8 +1006,9 @@ def _build(plan: _Plan) -> CompiledRuleset:
     try:
         out = ffi.new("struct ve_landlock_path_rule *")
         for r in plan.rules:
-            rc = lib.ve_landlock_add_path_rule(fd, os.fsencode(r.path), r.access,
-                                               int(DIR_ONLY_RIGHTS), out)
+            rflags = lib.LANDLOCK_ADD_RULE_QUIET if r.quiet and plan.quiet_fs else 0
+            rc = lib.ve_landlock_add_path_rule_flags(fd, os.fsencode(r.path), r.access,
+                                                     int(DIR_ONLY_RIGHTS), rflags, out)
             if rc < 0:
                 err = -rc
                 if out.step == lib.VE_LANDLOCK_STEP_OPEN and err in _MISSING:
@@ -759,8 +1025,9 @@ def _build(plan: _Plan) -> CompiledRuleset:
                     "rule", _join(_A, removed),
                     f"not a directory ({_kind(out.mode)}): directory rights do not apply",
                     path=r.path, weakens=False))
-            if out.allowed:
-                rules.append(RuleReport(r.path, _A(int(out.allowed)), _kind(out.mode), r.source))
+            if out.allowed or rflags:
+                rules.append(RuleReport(r.path, _A(int(out.allowed)), _kind(out.mode), r.source,
+                                        quiet=bool(rflags)))
             else:
                 skipped.append(SkippedRule(
                     r.path, f"grants only directory rights ({_join(_A, r.access)}) but is not"
@@ -774,7 +1041,7 @@ def _build(plan: _Plan) -> CompiledRuleset:
                 continue
             if rc < 0:
                 raise EnforcementError(-rc, "landlock_add_rule",
-                                       f"TCP port {port}: {_join(_N, access)}")
+                                       f"{_proto(access).upper()} port {port}: {_join(_N, access)}")
             ports.append(PortReport(port, _N(access)))
     except BaseException:
         if fd >= 0:
@@ -795,12 +1062,16 @@ def _build(plan: _Plan) -> CompiledRuleset:
         handled_fs=_A(plan.handled_fs),
         handled_net=_N(plan.handled_net),
         scopes=LandlockScope(plan.scopes),
-        restrict_flags=LandlockLogging(plan.restrict_flags),
+        restrict_flags=RestrictFlag(plan.restrict_flags),
         rules=tuple(rules),
         ports=tuple(ports),
         skipped=tuple(skipped),
         dropped=tuple(dropped),
         notes=tuple(plan.notes),
+        best_effort=tuple(plan.best_effort),
+        quiet_access_fs=_A(plan.quiet_fs),
+        quiet_access_net=_N(plan.quiet_net),
+        quiet_scoped=LandlockScope(plan.quiet_scoped),
     )
     return CompiledRuleset(fd, plan.restrict_flags, plan.abi, report)
 
@@ -813,12 +1084,21 @@ def compile(  # shadows the builtin inside this module only; callers use ll.comp
     *,
     read_only: bool = False,
     abi: int | None = None,
+    all_threads: bool = False,
+    unix_sockets: list[str] | None = None,
+    no_new_privs_flag: bool | None = None,
 ) -> CompiledRuleset:
     """Build the kernel ruleset for ``policy`` once, in this process.
 
     ``read_only``: the seed's ReadOnlyFS (no write right anywhere; without a
     policy only the write rights are handled). ``abi`` caps the ABI the
-    library believes the kernel has (see also ``assume_abi``).
+    library believes the kernel has (see also ``assume_abi``). ``all_threads``:
+    restrict every thread of the process (TSYNC, ABI 8; for apply_self in a threaded
+    program). ``unix_sockets``: pathname UNIX sockets the sandbox may connect to
+    (RESOLVE_UNIX, ABI 9, asked for at the policy's compatibility level; one rule on
+    each socket). ``no_new_privs_flag``: None lets the kernel set no_new_privs
+    (NO_NEW_PRIVS, ABI 11) where it can, else prctl does; True asks for it (dropped,
+    or refused under a requirement, below ABI 11); False always uses prctl.
 
     Raises PolicyError (invalid policy, or a rule's path that does not exist),
     CompatibilityError (a requirement the kernel cannot meet) or
@@ -831,8 +1111,22 @@ def compile(  # shadows the builtin inside this module only; callers use ll.comp
     if not isinstance(read_only, bool):
         raise PolicyError("ReadOnlyFS", read_only, "is not a boolean")
     used = effective_abi(abi)
-    plan = _plan(_request(policy, read_only), used, kernel_abi(), errata())
-    return _build(plan)
+    req = _request(policy, read_only, _check_unix_sockets(unix_sockets))
+    _restrict_request(req, all_threads, no_new_privs_flag)
+    return _build(_plan(req, used, kernel_abi(), errata(), probes=_probes(used)))
+
+
+def _restrict_request(req: _Request, all_threads: Any, no_new_privs_flag: Any) -> None:
+    if not isinstance(all_threads, bool):
+        raise PolicyError("all_threads", all_threads, "is not a boolean")
+    if no_new_privs_flag is not None and not isinstance(no_new_privs_flag, bool):
+        raise PolicyError("no_new_privs_flag", no_new_privs_flag, "is not a boolean or None")
+    req.all_threads, req.no_new_privs_flag = all_threads, no_new_privs_flag
+
+
+def _probes(abi: int) -> dict[str, bool]:
+    return {"tsync": abi >= _TSYNC_ABI and tsync_supported(),
+            "no_new_privs": abi >= _NNP_ABI and no_new_privs_flag_supported()}
 
 
 def _forwarded_ports(config: IsolationConfig) -> list[int]:
@@ -842,11 +1136,14 @@ def _forwarded_ports(config: IsolationConfig) -> list[int]:
     return [pf.container_port for pf in net.port_forwards if pf.protocol in ("", "tcp")]
 
 
-def compile_for(config: IsolationConfig, *, abi: int | None = None) -> CompiledRuleset | None:
+def compile_for(config: IsolationConfig, *, abi: int | None = None, all_threads: bool = False,
+                unix_sockets: list[str] | None = None,
+                no_new_privs_flag: bool | None = None) -> CompiledRuleset | None:
     """The ruleset an ``IsolationConfig`` asks for: its Landlock policy, its
     ReadOnlyFS, and its network mode (``none`` denies all TCP bind and connect
     unless the policy names ports; port forwards of a ``private`` network allow
-    bind on their container ports when bind is otherwise restricted).
+    bind on their container ports when bind is otherwise restricted). UDP rules come
+    from the policy alone. The keyword arguments are compile()'s.
     None when there is nothing to enforce."""
     if not isinstance(config, IsolationConfig):
         raise PolicyError("config", config, "is not an IsolationConfig")
@@ -859,10 +1156,12 @@ def compile_for(config: IsolationConfig, *, abi: int | None = None) -> CompiledR
         connect = [] if connect is None else connect
     if bind is not None:
         bind += [p for p in _forwarded_ports(config) if p not in bind]
-    if policy is None and not config.read_only_fs and bind is None and connect is None:
+    sockets = _check_unix_sockets(unix_sockets)
+    if (policy is None and not config.read_only_fs and bind is None and connect is None
+            and not sockets):
         return None
     used = effective_abi(abi)
-    req = _request(policy, config.read_only_fs)
+    req = _request(policy, config.read_only_fs, sockets)
     req.bind_tcp, req.connect_tcp = bind, connect
-    plan = _plan(req, used, kernel_abi(), errata())
-    return _build(plan)
+    _restrict_request(req, all_threads, no_new_privs_flag)
+    return _build(_plan(req, used, kernel_abi(), errata(), probes=_probes(used)))

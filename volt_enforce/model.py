@@ -48,6 +48,7 @@ __all__ = [
     "LandlockAccess",
     "LandlockScope",
     "LandlockLogging",
+    "LandlockNetAccess",
     "Compatibility",
     "MissingPaths",
     "LandlockRule",
@@ -291,6 +292,9 @@ class LandlockAccess(enum.IntFlag):
     REFER = lib.LANDLOCK_ACCESS_FS_REFER  # ABI 2
     TRUNCATE = lib.LANDLOCK_ACCESS_FS_TRUNCATE  # ABI 3
     IOCTL_DEV = lib.LANDLOCK_ACCESS_FS_IOCTL_DEV  # ABI 5
+    #: connect()/sendmsg() to pathname UNIX sockets (ABI 9). Policies handle it at
+    #: enforcement, best effort, granted where WRITE_FILE is (volt_enforce.landlock).
+    RESOLVE_UNIX = lib.LANDLOCK_ACCESS_FS_RESOLVE_UNIX
 
     # The seed's convenience combinations.
     READ_ONLY = READ_FILE | READ_DIR
@@ -299,11 +303,12 @@ class LandlockAccess(enum.IntFlag):
 
     @classmethod
     def all(cls) -> "LandlockAccess":
-        """Every filesystem right this library knows."""
+        """Every filesystem right a policy handles: all the library knows but
+        RESOLVE_UNIX, which enforcement adds on its own (best effort)."""
         v = 0
         for m in _LANDLOCK_SINGLE_BITS:
             v |= m
-        return cls(v)
+        return cls(v & ~lib.LANDLOCK_ACCESS_FS_RESOLVE_UNIX)
 
 
 _LANDLOCK_SINGLE_BITS = [
@@ -312,6 +317,15 @@ _LANDLOCK_SINGLE_BITS = [
 _LANDLOCK_ALL_FS = 0
 for _m in _LANDLOCK_SINGLE_BITS:
     _LANDLOCK_ALL_FS |= _m.value
+
+
+class LandlockNetAccess(enum.IntFlag):
+    """Network port rights; the values are the kernel's LANDLOCK_ACCESS_NET_* bits."""
+
+    BIND_TCP = lib.LANDLOCK_ACCESS_NET_BIND_TCP  # ABI 4
+    CONNECT_TCP = lib.LANDLOCK_ACCESS_NET_CONNECT_TCP  # ABI 4
+    BIND_UDP = lib.LANDLOCK_ACCESS_NET_BIND_UDP  # ABI 10
+    CONNECT_SEND_UDP = lib.LANDLOCK_ACCESS_NET_CONNECT_SEND_UDP  # ABI 10
 
 
 class LandlockScope(enum.IntFlag):
@@ -394,6 +408,10 @@ class LandlockRule:
     access: LandlockAccess | int
     #: Skip (and report) the rule when the path does not exist. JSON "Optional".
     optional: bool = False
+    #: No audit record for a denial under this path of the policy's quiet_access_fs
+    #: rights (LANDLOCK_ADD_RULE_QUIET, ABI 10). JSON "Quiet", omitted when false.
+    #: A quiet rule may grant nothing (access 0): it only marks the path.
+    quiet: bool = False
     #: Set on the rules of server_policy/desktop_policy: skipped where the host
     #: lacks the path. Not part of JSON, so the seed's documents stay identical.
     preset: bool = field(default=False, compare=False, repr=False)
@@ -412,7 +430,8 @@ class LandlockRule:
             raise PolicyError(
                 f"{prefix}.Access", a, f"has unknown access bits {a & ~_LANDLOCK_ALL_FS:#x}"
             )
-        if a == 0:
+        _check_type(f"{prefix}.Quiet", self.quiet, bool, "a boolean")
+        if a == 0 and not self.quiet:
             raise PolicyError(f"{prefix}.Access", a, "grants no access")
         _check_type(f"{prefix}.Optional", self.optional, bool, "a boolean")
 
@@ -420,16 +439,19 @@ class LandlockRule:
         d: dict[str, Any] = {"Path": self.path, "Access": int(self.access)}
         if self.optional:
             d["Optional"] = True
+        if self.quiet:
+            d["Quiet"] = True
         return d
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], prefix: str = "LandlockRule") -> "LandlockRule":
-        d = _decode_keys(prefix, doc, ["Path", "Access", "Optional"])
+        d = _decode_keys(prefix, doc, ["Path", "Access", "Optional", "Quiet"])
         if "Path" not in d or "Access" not in d:
             missing = "Path" if "Path" not in d else "Access"
             raise PolicyError(f"{prefix}.{missing}", None, "is required")
         try:
-            return cls(path=d["Path"], access=d["Access"], optional=d.get("Optional", False))
+            return cls(path=d["Path"], access=d["Access"], optional=d.get("Optional", False),
+                       quiet=d.get("Quiet", False))
         except PolicyError as exc:
             raise _reprefix(exc, prefix, "LandlockRule") from None
 
@@ -459,7 +481,12 @@ class LandlockPolicy:
     kernel's later ABIs offer.
 
     ``bind_tcp``/``connect_tcp``: None leaves TCP unrestricted; a list (even
-    empty) restricts bind/connect to those ports (ABI 4).
+    empty) restricts bind/connect to those ports (ABI 4). ``bind_udp``/
+    ``connect_udp`` mean the same for UDP bind and connect-or-send (ABI 10); JSON
+    omits a port list only when it is None (``[]``, deny all, is written).
+    ``quiet_access_fs``/``quiet_access_net``/``quiet_scoped`` (ABI 10): denials of
+    these rights (under a rule marked ``quiet``) and scopes (anywhere) make no
+    audit record; JSON omits them when zero.
     """
 
     rules: list[LandlockRule] = field(default_factory=list)
@@ -467,6 +494,11 @@ class LandlockPolicy:
     connect_tcp: list[int] | None = None
     scopes: LandlockScope | int | list[str] = LandlockScope(0)
     logging: LandlockLogging | int | list[str] = LandlockLogging(0)
+    bind_udp: list[int] | None = None
+    connect_udp: list[int] | None = None
+    quiet_access_fs: LandlockAccess | int = LandlockAccess(0)
+    quiet_access_net: LandlockNetAccess | int | list[str] = LandlockNetAccess(0)
+    quiet_scoped: LandlockScope | int | list[str] = LandlockScope(0)
     compatibility: Compatibility | str = Compatibility.BEST_EFFORT
     missing_paths: MissingPaths | str = MissingPaths.ERROR
     #: Add the documented runtime rules (/dev/null, /proc/self, ...) at enforcement.
@@ -488,12 +520,25 @@ class LandlockPolicy:
             rule.validate(f"{prefix}.Rules[{i}]")
         bind_tcp = _ports(f"{prefix}.BindTCP", self.bind_tcp)
         connect_tcp = _ports(f"{prefix}.ConnectTCP", self.connect_tcp)
+        bind_udp = _ports(f"{prefix}.BindUDP", self.bind_udp)
+        connect_udp = _ports(f"{prefix}.ConnectUDP", self.connect_udp)
+        _check_type(f"{prefix}.QuietAccessFS", self.quiet_access_fs, int, "an access mask")
+        quiet_fs = int(self.quiet_access_fs)
+        if quiet_fs < 0 or quiet_fs & ~_LANDLOCK_ALL_FS:
+            raise PolicyError(f"{prefix}.QuietAccessFS", quiet_fs, "has unknown access bits")
+        quiet_net = LandlockNetAccess(_parse_flags(f"{prefix}.QuietAccessNet",
+                                                   LandlockNetAccess, self.quiet_access_net))
+        quiet_scoped = LandlockScope(_parse_flags(f"{prefix}.QuietScoped", LandlockScope,
+                                                  self.quiet_scoped))
         scopes = LandlockScope(_parse_flags(f"{prefix}.Scopes", LandlockScope, self.scopes))
         logging = LandlockLogging(_parse_flags(f"{prefix}.Logging", LandlockLogging, self.logging))
         compatibility = _enum(f"{prefix}.Compatibility", Compatibility, self.compatibility)
         missing_paths = _enum(f"{prefix}.MissingPaths", MissingPaths, self.missing_paths)
         _check_type(f"{prefix}.Runtime", self.runtime, bool, "a boolean")
         self.bind_tcp, self.connect_tcp = bind_tcp, connect_tcp
+        self.bind_udp, self.connect_udp = bind_udp, connect_udp
+        self.quiet_access_fs = LandlockAccess(quiet_fs)
+        self.quiet_access_net, self.quiet_scoped = quiet_net, quiet_scoped
         self.scopes, self.logging = scopes, logging
         self.compatibility, self.missing_paths = compatibility, missing_paths
 
@@ -507,6 +552,16 @@ class LandlockPolicy:
             d["Scopes"] = _flag_names(LandlockScope, int(self.scopes))
         if self.logging:
             d["Logging"] = _flag_names(LandlockLogging, int(self.logging))
+        if self.bind_udp is not None:
+            d["BindUDP"] = list(self.bind_udp)
+        if self.connect_udp is not None:
+            d["ConnectUDP"] = list(self.connect_udp)
+        if self.quiet_access_fs:
+            d["QuietAccessFS"] = int(self.quiet_access_fs)
+        if self.quiet_access_net:
+            d["QuietAccessNet"] = _flag_names(LandlockNetAccess, int(self.quiet_access_net))
+        if self.quiet_scoped:
+            d["QuietScoped"] = _flag_names(LandlockScope, int(self.quiet_scoped))
         if self.compatibility != Compatibility.BEST_EFFORT:
             d["Compatibility"] = str(self.compatibility)
         if self.missing_paths != MissingPaths.ERROR:
@@ -517,7 +572,8 @@ class LandlockPolicy:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Landlock") -> "LandlockPolicy":
-        keys = ["Rules", "BindTCP", "ConnectTCP", "Scopes", "Logging", "Compatibility",
+        keys = ["Rules", "BindTCP", "ConnectTCP", "Scopes", "Logging", "BindUDP", "ConnectUDP",
+                "QuietAccessFS", "QuietAccessNet", "QuietScoped", "Compatibility",
                 "MissingPaths", "Runtime"]
         d = _decode_keys(prefix, doc, keys)
         rules_doc = d.get("Rules")
@@ -533,6 +589,11 @@ class LandlockPolicy:
                 connect_tcp=d.get("ConnectTCP"),
                 scopes=d.get("Scopes") or 0,
                 logging=d.get("Logging") or 0,
+                bind_udp=d.get("BindUDP"),
+                connect_udp=d.get("ConnectUDP"),
+                quiet_access_fs=d.get("QuietAccessFS") or 0,
+                quiet_access_net=d.get("QuietAccessNet") or 0,
+                quiet_scoped=d.get("QuietScoped") or 0,
                 compatibility=d.get("Compatibility", Compatibility.BEST_EFFORT),
                 missing_paths=d.get("MissingPaths", MissingPaths.ERROR),
                 runtime=d.get("Runtime", True),

@@ -12,6 +12,10 @@ export VOLT_ENFORCE_REQUIRE_KERNEL=1 VOLT_ENFORCE_VM_KERNEL=1 PYTHONDONTWRITEBYT
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 uname -r >"$out/release"
 # SIGINT lets pytest end the session and still write its report; KILL 20 s later
-timeout -s INT -k 20 "$limit" "$py" -m pytest -p pytest_benchmark.plugin -rfEs \
-    -p no:cacheprovider -m "" --junitxml="$out/junit.xml" "$@"
-echo $? >"$out/pytest.rc"
+# its output also goes to OUT/pytest.log: without virtio-serial in the guest (7.x
+# kernels here) virtme-ng cannot bring the command's output back to the host
+{
+    timeout -s INT -k 20 "$limit" "$py" -m pytest -p pytest_benchmark.plugin -rfEs \
+        -p no:cacheprovider -m "" --junitxml="$out/junit.xml" "$@"
+    echo $? >"$out/pytest.rc"
+} 2>&1 | tee "$out/pytest.log"
