@@ -21,6 +21,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 from kernelreq import need_cgroup2, need_cgroup_v1
+
 from volt_enforce import ResourceLimits
 from volt_enforce.cgroups import Cgroup, CgroupLayout, detect
 from volt_enforce.child import ChildPlan, clone3_supported, spawn

@@ -16,13 +16,12 @@ import shutil
 import subprocess
 
 import pytest
+from kernelreq import need_cgroup2, need_landlock, need_seccomp
+from pairs import paired
 
 import volt_enforce
 from volt_enforce import IsolationConfig, ResourceLimits, Sandbox, SeccompProfile, server_policy
 from volt_enforce.cgroups import Cgroup
-
-from kernelreq import need_cgroup2, need_landlock, need_seccomp
-from pairs import paired
 
 TRUE = ["/bin/true"]
 

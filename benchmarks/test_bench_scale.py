@@ -21,6 +21,8 @@ import time
 import tracemalloc
 
 import pytest
+from kernelreq import need_landlock, need_seccomp
+from pairs import paired
 
 from volt_enforce import (
     IsolationConfig,
@@ -30,9 +32,6 @@ from volt_enforce import (
     SeccompProfile,
     server_policy,
 )
-
-from kernelreq import need_landlock, need_seccomp
-from pairs import paired
 
 TRUE = ["/bin/true"]
 ROUNDS = 60

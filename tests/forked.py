@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def exit_status(fn: Callable[[], int], *, on_error: int = 98) -> int:

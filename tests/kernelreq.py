@@ -80,7 +80,7 @@ def need(feature: str, available: bool, why: str = "") -> None:
     pytest.skip(msg)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probe():
     import volt_enforce
 

@@ -7,8 +7,8 @@ import os
 import subprocess
 
 import pytest
-
 from kernelreq import need_cgroup2, need_cgroup_v1
+
 from volt_enforce import cgroups
 
 # ── canned hosts ─────────────────────────────────────────────────────────────

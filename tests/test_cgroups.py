@@ -10,13 +10,12 @@ import signal
 import sys
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-
 from kernelreq import need_cgroup2, need_cgroup_v1, need_cgroup_v2_controller
-from volt_enforce import CompatibilityError, EnforcementError, PolicyError, ResourceLimits
-from volt_enforce import cgroups
+
+from volt_enforce import CompatibilityError, EnforcementError, PolicyError, ResourceLimits, cgroups
 from volt_enforce.cgroups import SUBTREE, V2, Cgroup, CgroupLayout, detect
 
 MiB = 1 << 20

@@ -4,8 +4,7 @@ for v2, v1 and mixed hosts, the weight and quota conversions, and parent paths."
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from volt_enforce import PolicyError, ResourceLimits, parse_cpuset
 from volt_enforce.cgroups import (

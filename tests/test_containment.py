@@ -15,11 +15,10 @@ import sys
 import termios
 
 import pytest
+from kernelreq import need_landlock, need_seccomp
 
 import volt_enforce
 from volt_enforce import IsolationConfig, LandlockRule, SeccompProfile
-
-from kernelreq import need_landlock, need_seccomp
 
 VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
 PY = sys.executable
@@ -52,7 +51,7 @@ def _cli(*cmd: str, work: str, **kw: object) -> subprocess.CompletedProcess[str]
 
 # ---- TIOCSTI: keystrokes pushed into the caller's terminal ----------------------------
 
-_TIOCSTI = f"""
+_TIOCSTI = """
 import fcntl, os, termios
 for path in ("/dev/tty", None):
     try:

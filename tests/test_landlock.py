@@ -14,13 +14,13 @@ import stat
 import subprocess
 import termios
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-
 from forked import json_reply
 from kernelreq import need, need_landlock
+
 from volt_enforce import (
     IsolationConfig,
     LandlockAccess as A,
@@ -30,9 +30,9 @@ from volt_enforce import (
     NetworkMode,
     PolicyError,
     PortForward,
+    landlock as ll,
     server_policy,
 )
-from volt_enforce import landlock as ll
 from volt_enforce._core import lib
 
 ALL = A.all()

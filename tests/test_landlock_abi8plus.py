@@ -10,18 +10,18 @@ import json
 import os
 
 import pytest
-
 from kernelreq import need_landlock
+
 from volt_enforce import (
     Compatibility,
     CompatibilityError,
+    LandlockAccess as A,
     LandlockPolicy,
     LandlockRule,
     LandlockScope,
+    landlock as ll,
     server_policy,
 )
-from volt_enforce import LandlockAccess as A
-from volt_enforce import landlock as ll
 from volt_enforce._core import lib
 
 N = ll.LandlockNetAccess

@@ -12,21 +12,21 @@ import termios
 from pathlib import Path
 
 import pytest
-
 from kernelreq import need_landlock
 from test_landlock import OK, in_child, open_flags
+
 from volt_enforce import (
     CompatibilityError,
     IsolationConfig,
-    NetworkConfig,
-    NetworkMode,
     LandlockAccess as A,
     LandlockLogging as L,
     LandlockPolicy,
     LandlockRule,
     LandlockScope as S,
+    NetworkConfig,
+    NetworkMode,
+    landlock as ll,
 )
-from volt_enforce import landlock as ll
 from volt_enforce._core import lib
 
 N = ll.LandlockNetAccess

@@ -4,8 +4,7 @@ a request to an ABI (property tests). No system call is made here."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from volt_enforce import (
     CompatibilityError,
@@ -14,8 +13,8 @@ from volt_enforce import (
     LandlockPolicy,
     LandlockRule,
     LandlockScope as S,
+    landlock as ll,
 )
-from volt_enforce import landlock as ll
 
 N = ll.LandlockNetAccess
 ALL_FS = int(A.all())

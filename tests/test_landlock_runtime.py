@@ -11,10 +11,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from kernelreq import need_landlock
-from volt_enforce import server_policy
-from volt_enforce import landlock as ll
+
+from volt_enforce import landlock as ll, server_policy
 
 PYTHON = "/usr/bin/python3"  # under /usr, which server_policy lets run
 

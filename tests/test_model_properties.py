@@ -8,8 +8,7 @@ import posixpath
 import re
 
 import pytest
-from hypothesis import assume, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 import volt_enforce as ve
 from volt_enforce import (

@@ -12,9 +12,9 @@ import sys
 import threading
 
 import pytest
+from kernelreq import need_landlock, need_netns, need_seccomp, need_userns
 
 import volt_enforce as ve
-from kernelreq import need_landlock, need_netns, need_seccomp, need_userns
 from volt_enforce import kernel
 from volt_enforce.cli import EXIT_FAILURE
 

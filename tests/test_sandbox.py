@@ -11,6 +11,8 @@ import tempfile
 import threading
 
 import pytest
+from forked import exit_status
+from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
 
 import volt_enforce
 from volt_enforce import (
@@ -27,11 +29,8 @@ from volt_enforce import (
     default_isolation,
     server_policy,
 )
-from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 from volt_enforce.child import ENFORCEMENT_STEPS
-
-from forked import exit_status
-from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
+from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 
 
 @pytest.fixture(autouse=True)

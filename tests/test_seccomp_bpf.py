@@ -4,8 +4,8 @@ and the listing."""
 from __future__ import annotations
 
 import pytest
-from volt_enforce._core import lib
 
+from volt_enforce._core import lib
 from volt_enforce.seccomp import bpf
 from volt_enforce.seccomp.bpf import Instruction, SeccompData, ja, jump, ld_abs, ret
 

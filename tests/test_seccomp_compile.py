@@ -8,9 +8,9 @@ import errno
 import json
 
 import pytest
-from volt_enforce._core import lib
 
 from volt_enforce import DOCKER_DEFAULT_CAPABILITIES, PolicyError, SeccompProfile, seccomp
+from volt_enforce._core import lib
 from volt_enforce.seccomp import compiler, oci, profiles
 from volt_enforce.seccomp.policy import Action, ActionKind, Arg, Op, Policy, Rule
 from volt_enforce.seccomp.tables import ARCHES

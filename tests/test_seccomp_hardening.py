@@ -20,9 +20,9 @@ import termios
 import pytest
 from kernelreq import need, need_seccomp
 from test_seccomp_kernel import in_child, sys_
-from volt_enforce._core import lib
 
 from volt_enforce import PolicyError, seccomp
+from volt_enforce._core import lib
 from volt_enforce.seccomp import bpf, profiles
 from volt_enforce.seccomp.policy import Action, Arg, Op, Policy, Rule
 from volt_enforce.seccomp.tables import ARG_BITS, arg_bits

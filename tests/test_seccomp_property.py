@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import errno
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from volt_enforce import seccomp
 from volt_enforce.seccomp import bpf

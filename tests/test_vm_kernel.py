@@ -22,11 +22,10 @@ import signal
 import socket
 import stat
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
-import volt_enforce
 from forked import json_reply
 from kernelreq import (
     need_cgroup2,
@@ -35,10 +34,13 @@ from kernelreq import (
     need_seccomp,
     vm_features,
 )
+
+import volt_enforce
 from volt_enforce import (
     Compatibility,
     CompatibilityError,
     IsolationConfig,
+    LandlockAccess as A,
     LandlockPolicy,
     LandlockRule,
     LandlockScope,
@@ -47,12 +49,11 @@ from volt_enforce import (
     ResourceLimits,
     Sandbox,
     SeccompProfile,
+    child as spawn,
     landlock,
     run,
     seccomp,
-    child as spawn,
 )
-from volt_enforce import LandlockAccess as A
 from volt_enforce._core import lib
 from volt_enforce.cgroups import SUBTREE, Cgroup
 from volt_enforce.seccomp import bpf

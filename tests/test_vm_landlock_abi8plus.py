@@ -12,12 +12,10 @@ import socket
 import threading
 
 import pytest
-
 from forked import json_reply
 from kernelreq import need_landlock
-from volt_enforce import LandlockPolicy, LandlockRule
-from volt_enforce import LandlockAccess as A
-from volt_enforce import landlock as ll
+
+from volt_enforce import LandlockAccess as A, LandlockPolicy, LandlockRule, landlock as ll
 
 pytestmark = pytest.mark.kernel_matrix
 LIBC = ctypes.CDLL(None, use_errno=True)

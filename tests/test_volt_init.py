@@ -13,8 +13,7 @@ import subprocess
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from kernelreq import need_landlock, need_netns, need_seccomp, need_userns
 from test_cli import (
     FORK_COUNT,
@@ -29,8 +28,8 @@ from test_cli import (
 
 from volt_enforce import cgroups
 from volt_enforce.errors import CompatibilityError, PolicyError
-from volt_enforce.model import IsolationConfig, ResourceLimits
 from volt_enforce.init_plan import CgroupWrite, cgroup_directories, compile_plan, volt_init_path
+from volt_enforce.model import IsolationConfig, ResourceLimits
 
 INIT = volt_init_path()
 

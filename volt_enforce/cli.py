@@ -20,7 +20,6 @@ from typing import Any, NoReturn
 
 from .errors import EnforcementError, PolicyError, VoltEnforceError
 from .fileout import Output, write_bytes
-
 from .model import (
     Compatibility,
     IsolationConfig,

@@ -167,7 +167,7 @@ class Output:
                 pass
             self._created = None
 
-    def __enter__(self) -> "Output":
+    def __enter__(self) -> Output:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,7 +27,7 @@ _SECCOMP_ACTIONS = {
     "allow": lib.SECCOMP_RET_ALLOW,
 }
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def landlock_result() -> int:
     """The kernel's answer to the Landlock ABI query, once per process (it does
     not change while we run): the ABI version, or -errno (ENOSYS: not built in,
@@ -41,7 +41,7 @@ def landlock_abi() -> int:
     return max(landlock_result(), 0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def namespace_errno(flags: int) -> int:
     """The errno of unshare(flags) in a short-lived child, probed once per process
     (spawns must not fork twice more); 0 when it works."""

@@ -87,9 +87,9 @@ import contextlib
 import errno as _errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag
-from collections.abc import Iterator
 from typing import Any
 
 from ._core import ffi, lib
@@ -991,7 +991,7 @@ def _build(plan: _Plan) -> CompiledRuleset:
             if plan.compatibility != Compatibility.BEST_EFFORT:
                 raise CompatibilityError("quiet_access_fs" if quiet[0] else "quiet_access_net"
                                          if quiet[1] else "quiet_scoped", reason)
-            for name, value in zip(("quiet_access_fs", "quiet_access_net", "quiet_scoped"),
+            for name, value in zip(("quiet_access_fs", "quiet_access_net", "quiet_scoped"),  # noqa: B905
                                    quiet):
                 if value:
                     dropped.append(Dropped("quiet", name, reason, weakens=False,

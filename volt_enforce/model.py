@@ -37,8 +37,9 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ._core import lib
 from .errors import PolicyError
@@ -302,7 +303,7 @@ class LandlockAccess(enum.IntFlag):
     READ_EXEC = READ_ONLY | EXECUTE
 
     @classmethod
-    def all(cls) -> "LandlockAccess":
+    def all(cls) -> LandlockAccess:
         """Every filesystem right a policy handles: all the library knows but
         RESOLVE_UNIX, which enforcement adds on its own (best effort)."""
         v = 0
@@ -444,7 +445,7 @@ class LandlockRule:
         return d
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "LandlockRule") -> "LandlockRule":
+    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "LandlockRule") -> LandlockRule:
         d = _decode_keys(prefix, doc, ["Path", "Access", "Optional", "Quiet"])
         if "Path" not in d or "Access" not in d:
             missing = "Path" if "Path" not in d else "Access"
@@ -571,7 +572,7 @@ class LandlockPolicy:
         return d
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Landlock") -> "LandlockPolicy":
+    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Landlock") -> LandlockPolicy:
         keys = ["Rules", "BindTCP", "ConnectTCP", "Scopes", "Logging", "BindUDP", "ConnectUDP",
                 "QuietAccessFS", "QuietAccessNet", "QuietScoped", "Compatibility",
                 "MissingPaths", "Runtime"]
@@ -605,7 +606,7 @@ class LandlockPolicy:
         return _go_json(self.to_dict(), indent)
 
     @classmethod
-    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> "LandlockPolicy":
+    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> LandlockPolicy:
         return cls.from_dict(_load_json(data))
 
 
@@ -834,7 +835,7 @@ class ResourceLimits:
     }
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Resources") -> "ResourceLimits":
+    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Resources") -> ResourceLimits:
         d = _decode_keys(prefix, doc, cls._KEYS)
         try:
             return cls(**{cls._KEYS[k]: v for k, v in d.items()})
@@ -845,7 +846,7 @@ class ResourceLimits:
         return _go_json(self.to_dict(), indent)
 
     @classmethod
-    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> "ResourceLimits":
+    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> ResourceLimits:
         return cls.from_dict(_load_json(data))
 
 
@@ -894,7 +895,7 @@ class PortForward:
                 "Protocol": self.protocol}
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "PortForward") -> "PortForward":
+    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "PortForward") -> PortForward:
         d = _decode_keys(prefix, doc, ["HostPort", "ContainerPort", "Protocol"])
         try:
             return cls(host_port=d.get("HostPort", 0), container_port=d.get("ContainerPort", 0),
@@ -976,7 +977,7 @@ class NetworkConfig:
         }
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Network") -> "NetworkConfig":
+    def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Network") -> NetworkConfig:
         d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS"])
         pfs = d.get("PortForwards")
         if pfs is not None and not isinstance(pfs, list):
@@ -999,7 +1000,7 @@ class NetworkConfig:
         return _go_json(self.to_dict(), indent)
 
     @classmethod
-    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> "NetworkConfig":
+    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> NetworkConfig:
         return cls.from_dict(_load_json(data))
 
 
@@ -1172,7 +1173,7 @@ class IsolationConfig:
         return d
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> "IsolationConfig":
+    def from_dict(cls, doc: Mapping[str, Any]) -> IsolationConfig:
         d = _decode_keys("", doc, _ISO_KEYS)
 
         def part(key: str, loader: Callable[..., Any]) -> Any:
@@ -1197,10 +1198,10 @@ class IsolationConfig:
         return _go_json(self.to_dict(), indent)
 
     @classmethod
-    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> "IsolationConfig":
+    def from_json(cls, data: str | bytes | Mapping[str, Any]) -> IsolationConfig:
         return cls.from_dict(_load_json(data))
 
-    def replace(self, **changes: Any) -> "IsolationConfig":
+    def replace(self, **changes: Any) -> IsolationConfig:
         return dataclasses.replace(self, **changes)
 
 

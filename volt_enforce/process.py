@@ -56,7 +56,7 @@ class SandboxedPopen(subprocess.Popen[Any]):
             raise
 
     def _execute_child(self, *params: Any) -> None:
-        p = dict(zip(_EXEC_PARAMS, params))
+        p = dict(zip(_EXEC_PARAMS, params, strict=False))
         args, executable, shell = p["args"], p["executable"], p["shell"]
         if isinstance(args, (str, bytes)):
             args = [args]

@@ -127,7 +127,8 @@ class Sandbox:
     ``no_new_privs`` is set in children unless False. ``contain`` (the default)
     gives each child a session and IPC and UTS namespaces of its own, and keeps
     CAP_SETFCAP and CAP_SYS_ADMIN from a child that is host root;
-    ``contain=False`` is the explicit opt-out for trusted children. ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
+    ``contain=False`` is the explicit opt-out for trusted children.
+    ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
     it was first built.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..errors import CompatibilityError, EnforcementError, PolicyError
 from ..model import ResourceLimits
-from .layout import CgroupLayout, CgroupMount, LayoutKind, detect, read_text
+from .layout import CgroupLayout, CgroupMount, LayoutKind, read_text
 from .limits import LimitPlan, LimitWrite, base_dir, check_cpuset, plan_limits
 
 __all__ = ["Cgroup", "CgroupStats", "SUBTREE", "V2"]
@@ -203,7 +203,7 @@ class Cgroup:
         best_effort: bool = False,
         statistics: bool = True,
         layout: CgroupLayout | None = None,
-    ) -> "Cgroup":
+    ) -> Cgroup:
         """Make the cgroup(s) for ``limits`` (or a ``LimitPlan`` of them) and write them.
 
         ``parent``: a cgroup path as /proc/self/cgroup spells it ("/a/b"), or a
@@ -669,7 +669,7 @@ class Cgroup:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "Cgroup":
+    def __enter__(self) -> Cgroup:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -41,7 +41,6 @@ _CPU_QUOTA_MIN_USEC = 1_000  # the kernel refuses quotas below 1 ms
 
 #: The controllers limits need, by their cgroup v2 name; v1 names "io" blkio.
 LIMIT_CONTROLLERS = ("memory", "cpu", "cpuset", "io", "pids")
-V1_NAME = {"io": "blkio"}
 
 
 def cpu_weight_to_shares(weight: int) -> int:

@@ -47,7 +47,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..errors import PolicyError
 from ..model import SeccompProfile

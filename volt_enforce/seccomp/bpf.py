@@ -12,8 +12,9 @@ running the filter at all.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from .._core import ffi, lib
 
@@ -276,8 +277,12 @@ def run(insns: Sequence[Instruction], data: SeccompData) -> int:
                 raise BPFError(f"{pc - 1}: load {code:#x} is not allowed in seccomp")
         elif cls == lib.BPF_LDX:
             mode = _mode(code)
-            x = {lib.BPF_IMM: lambda: k, lib.BPF_MEM: lambda: mem[k],
-                 lib.BPF_LEN: lambda: _DATA_SIZE}[mode]()
+            if mode == lib.BPF_IMM:
+                x = k
+            elif mode == lib.BPF_MEM:
+                x = mem[k]
+            else:
+                x = {lib.BPF_LEN: _DATA_SIZE}[mode]
         elif cls == lib.BPF_ST:
             mem[k] = a
         elif cls == lib.BPF_STX:

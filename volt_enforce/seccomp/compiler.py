@@ -28,8 +28,8 @@ for conditional jumps longer than 255 instructions.
 from __future__ import annotations
 
 import errno as _errno
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from .._core import lib
 from ..errors import PolicyError
@@ -116,14 +116,14 @@ class Node:
 
     __slots__ = ("op", "k", "t", "f")
 
-    def __init__(self, op: str, k: int, t: "Node | None" = None, f: "Node | None" = None):
+    def __init__(self, op: str, k: int, t: Node | None = None, f: Node | None = None):
         self.op, self.k, self.t, self.f = op, k, t, f
 
     @property
     def is_jump(self) -> bool:
         return self.op in ("jeq", "jgt", "jge", "jset")
 
-    def successors(self) -> tuple["Node", ...]:
+    def successors(self) -> tuple[Node, ...]:
         if self.op == "ret":
             return ()
         if self.is_jump:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .._core import ffi, lib
 from ..errors import PolicyError, check
@@ -42,7 +43,7 @@ class SeccompFilter:
 
     @classmethod
     def from_program(cls, policy: Policy, arch: str, insns: Sequence[Instruction],
-                     skipped: Iterable[str] = ()) -> "SeccompFilter":
+                     skipped: Iterable[str] = ()) -> SeccompFilter:
         """``skipped``: the profile's names the filter skipped (``oci.parse_profile``)."""
         audit = ARCHES[arch].audit_arch
         cacheable = frozenset(name for name, nr in ARCHES[arch].syscalls.items()
@@ -52,7 +53,7 @@ class SeccompFilter:
                    program=tuple(insns), skipped_names=tuple(sorted(set(skipped))))
 
     @classmethod
-    def unconfined(cls, arch: str) -> "SeccompFilter":
+    def unconfined(cls, arch: str) -> SeccompFilter:
         return cls(name="unconfined", arch=arch, bpf=b"", instructions=0,
                    cacheable=frozenset(ARCHES[arch].syscalls), policy=None)
 

@@ -35,7 +35,8 @@ import json
 import os
 import platform
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..errors import PolicyError
 from ..model import CAPABILITIES

@@ -17,8 +17,8 @@ like x86_64).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .._core import lib
 from ..errors import PolicyError
@@ -79,11 +79,11 @@ class Action:
             raise PolicyError("action", self, "carries data only for ERRNO and TRACE")
 
     @classmethod
-    def errno(cls, value: int) -> "Action":
+    def errno(cls, value: int) -> Action:
         return cls(ActionKind.ERRNO, value)
 
     @classmethod
-    def from_ret(cls, value: int) -> "Action":
+    def from_ret(cls, value: int) -> Action:
         """Decode a filter's 32-bit return value."""
         full = value & lib.SECCOMP_RET_ACTION_FULL
         data = value & lib.SECCOMP_RET_DATA
@@ -254,7 +254,7 @@ class Policy:
             if flag not in FLAGS:
                 raise PolicyError(f"flags[{i}]", flag, f"is not one of {', '.join(FLAGS)}")
 
-    def with_rules(self, rules: Iterable[Rule]) -> "Policy":
+    def with_rules(self, rules: Iterable[Rule]) -> Policy:
         """This policy with ``rules`` appended (precedence decides between them and the
         policy's own, not order: a more severe action wins)."""
         return Policy(self.name, self.default_action, self.rules + tuple(rules), self.flags,

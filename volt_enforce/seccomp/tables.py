@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Mapping
 
 from .._core import lib
 from ..errors import PolicyError
