@@ -109,6 +109,9 @@ class _Lib:
     SECCOMP_RET_USER_NOTIF: int
     UNAME26: int
     VE_FIRST_ENFORCEMENT_STEP: int
+    VE_INIT_EXITED: int
+    VE_INIT_FAILED: int
+    VE_INIT_SIGNALED: int
     VE_LANDLOCK_STEP_ADD_RULE: int
     VE_LANDLOCK_STEP_FSTAT: int
     VE_LANDLOCK_STEP_OPEN: int
@@ -116,6 +119,7 @@ class _Lib:
     VE_MAX_BPF_INSNS: int
     VE_MAX_PROCS_FDS: int
     VE_PER_QUERY: int
+    VE_PID_SLOT: int
     VE_STEP_COUNT: int
     VE_X32_SYSCALL_BIT: int
     def ve_apply(self, *args: Any) -> int: ...

@@ -23,6 +23,7 @@ from typing import Any
 from ._core import ffi, lib
 from .errors import EnforcementError
 from .model import CAPABILITIES
+from .pidns import Fate, Launch
 
 __all__ = ["ChildPlan", "spawn", "STEPS", "ENFORCEMENT_STEPS", "step_number", "clone3_supported"]
 
@@ -47,6 +48,7 @@ def step_number(name: str) -> int:
 _CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_number("capabilities")
 _LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
 _EXEC, _CHDIR = step_number("exec"), step_number("chdir")
+_PID_INIT, _MEMFD_NOEXEC = step_number("pid_init"), step_number("memfd_noexec")
 _CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
 
 
@@ -88,6 +90,8 @@ class ChildPlan:
         bpf: bytes = b"",
         seccomp_flags: int = 0,
         seccomp_detail: str = "",
+        pid_namespace: bool = False,
+        memfd_noexec: int = 0,
     ) -> None:
         if len(procs_fds) > lib.VE_MAX_PROCS_FDS:
             raise ValueError(f"at most {lib.VE_MAX_PROCS_FDS} cgroup.procs fds")
@@ -127,6 +131,9 @@ class ChildPlan:
         c.bpf_len = len(bpf) // 8
         c.seccomp_flags = seccomp_flags
         self.c = c
+        #: spawned children are PID 1 of a new PID namespace running volt-pidinit (pidns)
+        self.pid_namespace = pid_namespace
+        self.memfd_noexec = memfd_noexec
         self.cap_keep = None if cap_keep is None else tuple(cap_keep)
         self.details = _Details(tuple(procs_paths), landlock_detail, seccomp_detail)
         self._res = ffi.new("struct ve_result *")
@@ -312,6 +319,7 @@ def spawn(
     cgroup_fd: int = -1,
     cgroup_procs_fd: int = -1,
     plan: ChildPlan | None = None,
+    fate: list[Fate] | None = None,
 ) -> int:
     """Start ``argv`` in a new process under ``plan`` and return its pid.
 
@@ -320,6 +328,11 @@ def spawn(
     the plan, and execs. Errors raise in the caller after the child was reaped:
     ``EnforcementError`` for an enforcement step, ``OSError`` (FileNotFoundError,
     PermissionError, ...) for the exec, as subprocess does.
+
+    A plan with ``pid_namespace`` makes the child PID 1 of a PID namespace, an
+    init that runs the target (volt_enforce.pidns); the pid returned is the
+    init's, and ``fate`` (a list) receives the ``Fate`` that turns the init's
+    wait status into the target's.
     """
     argv = list(argv)
     if not argv:
@@ -346,18 +359,37 @@ def spawn(
     a.n_groups = -1 if extra_groups is None else len(extra_groups)
     a.cgroup_fd = cgroup_fd
     a.cgroup_procs_fd = cgroup_procs_fd
+    a.init_fd = -1
+    a.init_fds = [-1, -1]
+    launch = None
+    if plan is not None and plan.pid_namespace:
+        launch = Launch(a, plan.memfd_noexec)
     res = ffi.new("struct ve_result *")
     pid = lib.ve_spawn(a, plan.c if plan is not None else ffi.NULL, res)
+    if launch is not None:
+        launch.spawned()
+        if pid < 0 or res.step != 0:
+            launch.close()
     if pid < 0 and res.step == 0:
         raise OSError(-pid, os.strerror(-pid))
+
+    def exec_error(err: int, index: int) -> OSError:
+        path = ca.exec_paths[index] if 0 <= index < len(ca.exec_paths) else executable
+        filename = os.fsdecode(path) if os.path.dirname(os.fsencode(executable)) else executable
+        return OSError(err, os.strerror(err), filename)
+
     if res.step != 0:
         if pid > 0:
             _reap(pid)
         step, err, index = res.step, res.err, res.index
         if step == _EXEC:
-            path = ca.exec_paths[index] if 0 <= index < len(ca.exec_paths) else executable
-            filename = os.fsdecode(path) if os.path.dirname(os.fsencode(executable)) else executable
-            raise OSError(err, os.strerror(err), filename) from None
+            raise exec_error(err, index) from None
+        if step == _PID_INIT:
+            what = ("starting the target", "fate pipe", "pidfd", "exec of volt-pidinit")[index % 4]
+            raise EnforcementError(err, "pid_init", what)
+        if step == _MEMFD_NOEXEC:
+            raise EnforcementError(err, "memfd_noexec",
+                                   f"/proc/sys/vm/memfd_noexec = {index} in the PID namespace")
         if step == _CHDIR:
             raise OSError(err, os.strerror(err), os.fsdecode(cwd)) from None
         if step == _CGROUP and index < 0:
@@ -367,6 +399,10 @@ def spawn(
         if plan is not None and step >= lib.VE_FIRST_ENFORCEMENT_STEP:
             raise plan.error(step, err, index)
         raise EnforcementError(err, STEPS.get(step, str(step)))
+    if launch is not None:
+        if fate is not None:
+            fate.append(launch.fate())
+        launch.close()
     return pid
 
 

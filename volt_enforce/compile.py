@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._core import lib
 from .errors import EnforcementError, PolicyError
@@ -135,6 +135,10 @@ class Compiled:
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
+    #: spawned children are PID 1 of a PID namespace of their own, run by an init (pidns)
+    pid_namespace: bool = False
+    #: vm.memfd_noexec of that namespace (0: not set; pidns.memfd_noexec_level)
+    memfd_noexec: int = 0
 
     @property
     def new_session(self) -> bool:
@@ -207,6 +211,40 @@ def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: 
     return tuple(out)
 
 
+def _pid_namespace(contain: bool, compatibility: Compatibility, unconfined: bool,
+                   notes: list[str], dropped: dict[str, str]) -> tuple[bool, int, tuple[Any, ...]]:
+    """Whether spawned children get a PID namespace with an init, the
+    vm.memfd_noexec it gets, and the seccomp rules that stand in for that setting
+    below Linux 6.3 (memfd_create denied)."""
+    if not contain:
+        return False, 0, ()
+    from .pidns import memfd_noexec_level
+
+    err = namespace_errno(lib.CLONE_NEWPID)
+    if err:
+        error = os.strerror(err)
+        if compatibility != Compatibility.BEST_EFFORT:
+            raise EnforcementError(err, "pid_namespace", "not available: unshare(NEWPID) fails here")
+        dropped["pid"] = error
+        notes.append(f"pid namespace dropped: {error}")
+        return False, 0, ()
+    level = memfd_noexec_level()
+    if level:
+        notes.append(f"vm.memfd_noexec = {level} in the child's PID namespace: "
+                     + ("no memfd can be executed" if level == 2 else
+                        "memfds are not executable unless created with MFD_EXEC"))
+        return True, level, ()
+    if unconfined:
+        notes.append("memfd execution NOT restricted: this kernel has no vm.memfd_noexec "
+                     "(6.3) and no seccomp filter denies memfd_create")
+        return True, 0, ()
+    from .seccomp.policy import Action, Rule
+
+    notes.append("memfd_create denied by the seccomp filter: this kernel has no "
+                 "vm.memfd_noexec (6.3)")
+    return True, 0, (Rule(("memfd_create",), Action.errno(errno.EPERM)),)
+
+
 def _has_port_rules(config: IsolationConfig) -> bool:
     """Whether the config restricts TCP ports (its policy's lists, or network none)."""
     policy = config.landlock
@@ -257,13 +295,16 @@ def compile_config(
     filt = seccomp_filter
     guard = _has_port_rules(config)
     unconfined = config.seccomp in (None, SeccompProfile.UNCONFINED, "unconfined")
+    # the namespaces first: they decide nothing irreversible, and the filter may depend on them
+    namespaces = _namespaces(config, compat, contain, notes, dropped)
+    pid_ns, memfd_level, memfd_rules = _pid_namespace(contain, compat, unconfined, notes, dropped)
     if filt is None and config.seccomp is not None:
+        extra: tuple[Any, ...] = memfd_rules
         if guard and not unconfined:
             from .seccomp import profiles
 
-            filt = seccomp.compile(config.seccomp, extra_rules=profiles.port_rule_guard())
-        else:
-            filt = seccomp.compile(config.seccomp)
+            extra = (*profiles.port_rule_guard(), *extra)
+        filt = seccomp.compile(config.seccomp, extra_rules=extra)
     if guard:
         # Landlock's TCP rules see plain TCP only (erratum 1 aside)
         notes.append("TCP port rules: MPTCP, SCTP and SMC sockets are denied by the seccomp "
@@ -277,7 +318,6 @@ def compile_config(
 
         limits = plan_limits(config.resources)
 
-    namespaces = _namespaces(config, compat, contain, notes, dropped)
     kept = kept_capabilities(config, contain)
     base = kept_capabilities(config)
     lost = sorted(set(base if base is not None else CAPABILITIES) - set(kept or ()))
@@ -302,6 +342,8 @@ def compile_config(
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,
+        pid_namespace=pid_ns,
+        memfd_noexec=memfd_level,
     )
 
 

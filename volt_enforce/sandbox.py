@@ -223,6 +223,8 @@ class Sandbox:
             seccomp_flags=filt.flags if filt is not None else 0,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
+            pid_namespace=c.pid_namespace,
+            memfd_noexec=c.memfd_noexec,
         )
 
     @property
@@ -276,6 +278,8 @@ class Sandbox:
             if self._report_r < 0:
                 r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
                 self._report_r, self._report_w = r, w
+        if self.compiled.pid_namespace and _PREEXEC_NOTE not in self.report.notes:
+            self.report.notes.append(_PREEXEC_NOTE)
         return self.plan.preexec_fn(self._report_w)
 
     @contextlib.contextmanager
@@ -370,7 +374,23 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     if sb.cgroup is not None:
         sb.cgroup.detach()  # the process lives in it now: never remove it under us
     plan.apply()
+    if sb.compiled.pid_namespace:
+        _no_pid_namespace(sb.report)
     return sb.report
+
+
+_PREEXEC_NOTE = ("children started through preexec get no PID namespace: a process "
+                 "restricting itself stays in its own")
+
+
+def _no_pid_namespace(report: EnforcementReport) -> None:
+    """A process restricting itself stays in its PID namespace (and so does the
+    program it execs): the report says so, for apply_self, preexec and volt-init."""
+    if "pid" in report.namespaces:
+        report.namespaces.remove("pid")
+    report.notes = [n for n in report.notes if "memfd" not in n]
+    report.notes.append("no PID namespace was made: a process restricting itself stays in "
+                        "its own (and vm.memfd_noexec is not set)")
 
 
 # ---- subprocess-shaped API ------------------------------------------------------
