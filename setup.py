@@ -19,7 +19,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
 INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
-                "csrc/util.c"]
+                "csrc/util.c", "csrc/users.c"]
 #: PID 1 of a contained child's PID namespace (csrc/pidns.h): run from a sealed memfd on
 #: every contained spawn, so without the C library where it has system call stubs.
 PIDINIT_SOURCES = ["csrc/init/pidinit.c"]

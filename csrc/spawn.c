@@ -145,7 +145,13 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	if (plan->new_session)
 		CHECK(VE_STEP_SESSION, new_session(), 0);
 
-	if (plan->unshare_flags & CLONE_NEWUSER) {
+	if (plan->join_userns) {
+		/* the parent wrote its maps; become its root (ids unmapped until then) */
+		CHECK(VE_STEP_USERNS, syscall(SYS_setns, plan->userns_fd, CLONE_NEWUSER), 0);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setgroups, 0, NULL), 3);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresgid, 0, 0, 0), 4);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresuid, 0, 0, 0), 5);
+	} else if (plan->unshare_flags & CLONE_NEWUSER) {
 		CHECK(VE_STEP_USERNS, syscall(SYS_unshare, CLONE_NEWUSER), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/setgroups", "deny"), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/uid_map", plan->uid_map), 1);

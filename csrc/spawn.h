@@ -25,6 +25,8 @@ struct ve_plan {
 	const void *bpf;   /* struct sock_filter[], precompiled */
 	uint32_t bpf_len;  /* instructions; 0: no filter */
 	uint32_t seccomp_flags;
+	int join_userns;   /* setns into userns_fd (prepared by the parent, users.c) */
+	int userns_fd;     /* instead of unshare(CLONE_NEWUSER) with uid_map/gid_map */
 };
 
 struct ve_result {

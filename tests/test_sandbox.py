@@ -30,6 +30,7 @@ from volt_enforce import (
     server_policy,
 )
 from volt_enforce.child import ENFORCEMENT_STEPS
+from volt_enforce.errors import PolicyError
 from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 
 
@@ -108,18 +109,34 @@ def test_default_isolation_based_sandbox(work):
     need_cgroup_v1("pids")
     cfg = default_isolation("/")
     cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
-    r = volt_enforce.run(
-        ["sh", "-c", "cat /proc/self/uid_map; cat /proc/net/dev | tail -n +3 | cut -d: -f1;"
-                     f"echo ok > {work}/x; cat /proc/self/status"],
-        isolation=cfg, capture_output=True, text=True,
-    )
+    # root inside is an unprivileged host uid: host root's 0755 work dir is refused,
+    # naming it (volt_enforce.users)
+    with pytest.raises(PolicyError, match="host uid"):
+        volt_enforce.run(["true"], isolation=cfg)
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="volt-default-", dir="/tmp")
+    os.chmod(work, 0o1777)  # writable for anyone, as /tmp (and reachable: not below tmp_path)
+    cfg = default_isolation("/")
+    cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
+    try:
+        r = volt_enforce.run(
+            ["sh", "-c", "cat /proc/self/uid_map; cat /proc/net/dev | tail -n +3 | cut -d: -f1;"
+                         f"echo ok > {work}/x; cat /proc/self/status"],
+            isolation=cfg, capture_output=True, text=True,
+        )
+        written = open(os.path.join(work, "x")).read() if os.path.exists(
+            os.path.join(work, "x")) else None
+        owner = os.stat(os.path.join(work, "x")).st_uid if written else None
+    finally:
+        shutil.rmtree(work)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
-    assert lines[:3] == ["0", str(os.geteuid()), "1"]  # root inside maps to us
+    assert lines[0] == "0" and int(lines[1]) > 0 and lines[2] == "65536"  # never host root
+    assert written == "ok\n" and owner == int(lines[1])
     assert "lo" in lines and "eth0" not in lines  # own network namespace
     assert _status("Seccomp", r.stdout) == "2"
     assert _status("NoNewPrivs", r.stdout) == "1"
-    assert open(os.path.join(work, "x")).read() == "ok\n"
     assert "user" in r.report.namespaces and "network" in r.report.namespaces
     assert r.report.cgroup is not None
 

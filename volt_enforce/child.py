@@ -92,6 +92,7 @@ class ChildPlan:
         seccomp_detail: str = "",
         pid_namespace: bool = False,
         memfd_noexec: int = 0,
+        userns_fd: int = -1,
     ) -> None:
         if len(procs_fds) > lib.VE_MAX_PROCS_FDS:
             raise ValueError(f"at most {lib.VE_MAX_PROCS_FDS} cgroup.procs fds")
@@ -105,7 +106,11 @@ class ChildPlan:
         for i, fd in enumerate(procs_fds):
             c.procs_fds[i] = fd
         flags = 0
-        if new_user_ns:
+        if userns_fd >= 0:  # prepared by the parent, maps written (volt_enforce.users)
+            flags |= lib.CLONE_NEWUSER
+            c.join_userns = 1
+            c.userns_fd = userns_fd
+        elif new_user_ns:
             flags |= lib.CLONE_NEWUSER
             lib.ve_format_id_map(c.uid_map, ffi.sizeof(c.uid_map), 0, os.geteuid(), 1)
             lib.ve_format_id_map(c.gid_map, ffi.sizeof(c.gid_map), 0, os.getegid(), 1)
@@ -154,7 +159,9 @@ class ChildPlan:
             paths = self.details.procs_paths
             detail = paths[index] if 0 <= index < len(paths) else None
         elif step == _UID_MAP:
-            detail = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map")[index]
+            detail = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map",
+                      "setgroups", "setresgid to the namespace's root",
+                      "setresuid to the namespace's root")[index]
         elif step == _CAPS and index >= 0:
             detail = f"dropping CAP_{_CAP_NAMES.get(index, index)}"
         elif step == _LANDLOCK:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .compile import Compiled, compile_config
+from .compile import Compiled, Namespace, compile_config
 from .errors import EnforcementError, InstallationError
 from .model import IsolationConfig, ResourceLimits
 
@@ -86,6 +86,11 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
         body.append("session 1")
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
+    if Namespace.USER in compiled.namespaces:
+        from .users import plan_idmap
+
+        ids = plan_idmap()
+        body.append(f"userns {ids.uid:x} {ids.gid:x} {ids.count:x}")
 
     tail: list[str] = []
     ruleset = compiled.ruleset

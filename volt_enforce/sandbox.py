@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import lib
 from .child import ChildPlan, read_preexec_failure
-from .compile import Compiled, compile_config
+from .compile import Compiled, Namespace, compile_config
 from .errors import EnforcementError, PolicyError
 from .model import Compatibility, IsolationConfig, SeccompProfile
 from .process import SandboxedPopen, run_in
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .cgroups import Cgroup, CgroupStats
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
+    from .users import Allocation, IdMap
 
 __all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache"]
 
@@ -157,12 +158,15 @@ class Sandbox:
         self._report_r = self._report_w = -1
         self._base: Sandbox | None = None
         self.cgroup: Cgroup | None = None
+        self._ids: Allocation | None = None
+        self._userns_fd = -1
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
+            self._prepare_users(undo)
             self.plan = self._child_plan()
             undo.pop_all()
         self._closed = False
@@ -201,6 +205,26 @@ class Sandbox:
         if self.cgroup is not None:
             self.report.cgroup = {"paths": dict(self.cgroup.paths), **self.cgroup.report}
 
+    def _prepare_users(self, undo: contextlib.ExitStack) -> None:
+        """The user namespace, once per Sandbox: a range of host ids of its own
+        (volt_enforce.users), maps written here; children setns into it."""
+        if Namespace.USER not in self.compiled.namespaces:
+            return
+        from . import users
+
+        self._ids = users.allocate()
+        undo.callback(self._ids.release)
+        idmap = self._ids.idmap
+        users.check_writable(self.config, idmap, self.compiled.capabilities)
+        self._userns_fd = users.open_userns(idmap)
+        undo.callback(os.close, self._userns_fd)
+        self.report.notes.append(idmap.describe())
+
+    @property
+    def idmap(self) -> IdMap | None:
+        """The host ids the children's root and users are, with a user namespace."""
+        return self._ids.idmap if self._ids is not None else None
+
     def _child_plan(self) -> ChildPlan:
         c = self.compiled
         cg = self.cgroup
@@ -225,6 +249,7 @@ class Sandbox:
                             if filt is not None else ""),
             pid_namespace=c.pid_namespace,
             memfd_noexec=c.memfd_noexec,
+            userns_fd=self._userns_fd,
         )
 
     @property
@@ -322,6 +347,8 @@ class Sandbox:
         closers: list[Callable[[], None]] = [self.compiled.close]
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
+        if self._userns_fd >= 0:
+            closers.append(self._close_userns)
         for closer in closers:
             try:
                 closer()
@@ -330,6 +357,13 @@ class Sandbox:
         self._close_report_pipe()
         if errors:
             raise errors[0]
+
+    def _close_userns(self) -> None:
+        os.close(self._userns_fd)
+        self._userns_fd = -1
+        if self._ids is not None:
+            self._ids.release()
+            self._ids = None
 
     def _close_report_pipe(self) -> None:
         for fd in (self._report_r, self._report_w):
@@ -462,4 +496,7 @@ def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
     sb.compiled.close()
     sb._closed = True
     sb._close_report_pipe()
+    if sb._userns_fd >= 0:  # this process is in the range now: it stays its until exit
+        os.close(sb._userns_fd)
+        sb._userns_fd, sb._ids = -1, None
     return report
