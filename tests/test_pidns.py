@@ -460,3 +460,91 @@ def test_apply_self_and_preexec_report_no_pid_namespace():
         assert any("preexec get no PID namespace" in n for n in sb.report.notes)
 
 
+
+
+# ---- the CLI passes the terminal's and the caller's signals on -------------------------------
+
+_SIGNALS_TARGET = textwrap.dedent("""
+    import os, signal
+    got = []
+    def h(n, f):
+        got.append(n)
+        os.write(1, (signal.Signals(n).name + "\\n").encode())
+    for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, h)
+    os.write(1, b"ready\\n")
+    while len(got) < 4:
+        signal.pause()
+""")
+
+
+def _on_terminal(argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """argv with a fresh pty as its controlling terminal (it leads the session and
+    the terminal's foreground group); stdout a pipe. Returns it and the master."""
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+
+    def own_terminal() -> None:
+        os.setsid()
+        fd = os.open(name, os.O_RDWR)
+        fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+        os.close(fd)
+
+    p = subprocess.Popen(argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         preexec_fn=own_terminal)
+    os.close(slave)
+    return p, master
+
+
+def _line(p: subprocess.Popen[bytes], timeout: float = 20.0) -> str:
+    import select
+
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    return p.stdout.readline().decode().strip() if r else ""  # type: ignore[union-attr]
+
+
+def test_cli_forwards_terminal_and_caller_signals(tmp_path):
+    need_seccomp()
+    p, master = _on_terminal([VOLT, "run", "--rox", sys.prefix, "--rox", sys.base_prefix, "--",
+                              PY, "-c", _SIGNALS_TARGET])
+    try:
+        assert _line(p) == "ready"
+        os.write(master, b"\x03")  # ^C: SIGINT to the terminal's foreground group (the CLI)
+        assert _line(p) == "SIGINT"
+        os.write(master, b"\x1c")  # ^\: SIGQUIT
+        assert _line(p) == "SIGQUIT"
+        p.send_signal(signal.SIGTERM)
+        assert _line(p) == "SIGTERM"
+        p.send_signal(signal.SIGHUP)
+        assert _line(p) == "SIGHUP"
+        assert p.wait(timeout=30) == 0
+    finally:
+        p.kill()
+        p.wait()
+        os.close(master)
+
+
+def test_terminal_signals_control():
+    """The pty delivers ^C to a child in the terminal's session; a child in a
+    session of its own (as a contained one is) gets nothing without forwarding."""
+    p, master = _on_terminal([PY, "-c", _SIGNALS_TARGET])
+    try:
+        assert _line(p) == "ready"
+        os.write(master, b"\x03")
+        assert _line(p) == "SIGINT"
+    finally:
+        p.kill()
+        p.wait()
+        os.close(master)
+    p, master = _on_terminal(["setsid", "--wait", PY, "-c", _SIGNALS_TARGET])
+    try:
+        assert _line(p) == "ready"
+        os.write(master, b"\x03")
+        assert _line(p, timeout=1.0) == ""
+    finally:
+        p.kill()
+        p.wait()
+        os.close(master)
