@@ -139,6 +139,8 @@ def _read_record(fd: int) -> tuple[int, int, int] | None:
             chunk = os.read(fd, _RECORD - len(data))
         except InterruptedError:
             continue
+        except BlockingIOError:
+            break
         if not chunk:
             break
         data += chunk
@@ -190,6 +192,9 @@ class Launch:
         memfd = init_memfd()
         pidfd = parent_pidfd()
         self.fate_r, self.fate_w = _pipe()
+        # read once the init was reaped, when its record (if any) is there: never wait
+        # on a write end that a process forked meanwhile may still hold
+        os.set_blocking(self.fate_r, False)
         slot = ffi.new("char[]", lib.VE_PID_SLOT)  # TARGET_PID, written by the child
         bufs = [ffi.new("char[]", b"volt-pidinit"), ffi.new("char[]", b"%d" % self.fate_w),
                 ffi.new("char[]", b"%d" % pidfd), slot]
