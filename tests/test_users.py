@@ -212,8 +212,9 @@ def test_mapped_root_cannot_change_host_root_files(ids, shared_dir):
     with open(target, "w") as f:
         f.write("#!/bin/sh\n")
     os.chmod(target, 0o755)
-    # no seccomp filter and every capability: only the uid stops it
-    with Sandbox(IsolationConfig(private_users=True)) as sb:
+    # granted writable, no seccomp filter, every capability: only the uid stops it
+    os.chmod(shared_dir, 0o1777)
+    with Sandbox(_rw(shared_dir)) as sb:
         cp = sb.run(["/usr/bin/python3", "-S", "-c", _META, target], capture_output=True, text=True)
     assert cp.stdout.split("\n")[:3] == [f"{n} refused {errno.EPERM}" for n in
                                          ("chmod", "chown", "utime")], cp.stdout + cp.stderr
