@@ -357,6 +357,31 @@ def test_outbound_is_masqueraded_only_when_asked_and_needs_ip_forward():
     assert out["plain_rules"] == []  # not asked: no rule at all
 
 
+def _nft_binary_fallback():
+    from volt_enforce.net import forward
+
+    forward._library.cache_clear()
+    real = forward._Lib
+    def missing():
+        raise OSError("libnftables.so.1: cannot open shared object file")
+
+    forward._Lib = missing  # libnftables cannot be loaded: the nft binary does the same work
+    try:
+        assert forward._library() is None
+        with ve.Sandbox(private(PortForward(8080, 80), outbound=False)) as sb:
+            during = [r["comment"] for r in forward.rules_of()]
+            address = sb.network.report()["address"].split("/")[0]
+        return during, address, forward.rules_of()
+    finally:
+        forward._Lib = real
+        forward._library.cache_clear()
+
+
+def test_rules_through_the_nft_binary_when_libnftables_is_missing():
+    during, address, after = in_stand_in_host(_nft_binary_fallback)
+    assert during == [f"volt {address}"] * 4 and after == []
+
+
 # ── user namespaces ──────────────────────────────────────────────────────────
 
 NS_GET_USERNS = 0xB701

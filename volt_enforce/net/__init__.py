@@ -289,6 +289,7 @@ def _build(net: PrivateNetwork, ipr: IPRoute, br: _bridge.Bridge, userns_fd: int
     if net.forwards or net.outbound:
         _forward.add_rules(net.address.ip, net.bridge, br.subnet, net.forwards, net.outbound)
     if net.resolv_conf:
+        os.makedirs(os.path.dirname(net.resolv_conf), mode=0o755, exist_ok=True)
         _dns.resolv_conf_file(net.dns, net.resolv_conf)
 
 

@@ -1,8 +1,11 @@
 """Port forwards and outbound masquerading: nftables rules in a table of our own.
 
-All rules live in ``table ip volt_enforce`` (``nft -j``, the JSON interface, as
-podman's netavark uses it); each carries the comment ``volt <address>`` of the
-sandbox it serves and is removed with it. No other table is read or written.
+All rules live in ``table ip volt_enforce``, written as nftables JSON (the
+interface podman's netavark uses) through libnftables in this process (the
+library ``nft`` itself runs on: no process per change), or the ``nft -j``
+binary where the library cannot be loaded. Each rule carries the comment
+``volt <address>`` of the sandbox it serves and is removed with it. No other
+table is read or written.
 
 A forward ``host port -> container port`` is DNAT in kernel:
 
@@ -29,7 +32,9 @@ to hold it; its rules are then the record, checked by every later forward.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import ipaddress
 import json
 import shutil
@@ -86,16 +91,71 @@ def _nft() -> str:
     return path
 
 
+class _Lib:
+    """libnftables (what ``nft`` runs on), called in this process: the same JSON
+    commands without a process per call. None when it cannot be loaded."""
+
+    JSON, HANDLE, ECHO = 1 << 4, 1 << 3, 1 << 5  # NFT_CTX_OUTPUT_*
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.lib = lib
+
+    def run(self, command: str) -> tuple[int, str, str]:
+        lib = self.lib
+        # a context per call: its netlink socket is in the calling thread's namespace
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            return 1, "", "nft_ctx_new failed"
+        try:
+            lib.nft_ctx_output_set_flags(ctx, self.JSON | self.HANDLE | self.ECHO)
+            lib.nft_ctx_buffer_output(ctx)
+            lib.nft_ctx_buffer_error(ctx)
+            rc = lib.nft_run_cmd_from_buffer(ctx, command.encode())
+            out = lib.nft_ctx_get_output_buffer(ctx) or b""
+            err = lib.nft_ctx_get_error_buffer(ctx) or b""
+            return rc, out.decode(errors="replace"), err.decode(errors="replace")
+        finally:
+            lib.nft_ctx_free(ctx)
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> _Lib | None:
+    try:
+        return _Lib()
+    except (OSError, AttributeError):
+        return None
+
+
 def _run(commands: list[dict[str, Any]] | None, *, listing: bool = False) -> Any:
-    argv = [_nft(), "-j"] + (["list", "table", _FAMILY, TABLE] if listing else ["-f", "-"])
-    data = None if listing else json.dumps({"nftables": commands})
-    cp = subprocess.run(argv, input=data, capture_output=True, text=True, check=False)
-    if cp.returncode != 0:
-        if listing and "No such file or directory" in cp.stderr:
+    """Run JSON commands (or list our table) with handles echoed; the JSON output."""
+    command = (f"list table {_FAMILY} {TABLE}" if listing
+               else json.dumps({"nftables": commands}))
+    lib = _library()
+    if lib is not None:
+        rc, out, err = lib.run(command)
+        where = "libnftables"
+    else:
+        argv = [_nft(), "-j", "--echo", "--handle"] + (command.split() if listing else ["-f", "-"])
+        cp = subprocess.run(argv, input=None if listing else command, capture_output=True,
+                            text=True, check=False)
+        rc, out, err = cp.returncode, cp.stdout, cp.stderr
+        where = " ".join(argv)
+    if rc != 0:
+        if listing and "No such file or directory" in err:
             return None
-        raise EnforcementError(errno.EINVAL, "nftables",
-                               f"{' '.join(argv)}: {cp.stderr.strip() or 'failed'}")
-    return json.loads(cp.stdout) if listing and cp.stdout.strip() else None
+        raise EnforcementError(errno.EINVAL, "nftables", f"{where}: {err.strip() or 'failed'}")
+    return json.loads(out) if out.strip() else None
 
 
 def _base() -> list[dict[str, Any]]:
@@ -165,19 +225,6 @@ def rules_of(address: ipaddress.IPv4Address | None = None) -> list[dict[str, Any
         if rule is not None and (tag is None or rule.get("comment") == tag):
             out.append(rule)
     return out
-
-
-def forwarded_ports() -> set[str]:
-    """``port/proto`` of every forward in our table (a pinned namespace's too)."""
-    ports = set()
-    for rule in rules_of():
-        for e in rule.get("expr", []):
-            m = e.get("match")
-            if m and isinstance(m.get("left"), dict) and "payload" in m["left"]:
-                p = m["left"]["payload"]
-                if p.get("field") == "dport" and rule.get("chain") == "prerouting":
-                    ports.add(forward_key(p.get("protocol"), m["right"]))
-    return ports
 
 
 def delete_rules(address: ipaddress.IPv4Address) -> int:
