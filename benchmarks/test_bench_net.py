@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from kernelreq import need_netns
+from kernelreq import need_private_network
 from pairs import paired
 
 import volt_enforce as ve
@@ -32,7 +32,7 @@ CLONE_NEWNET = 0x40000000
 
 @pytest.fixture(scope="module", autouse=True)
 def stand_in_host():
-    need_netns()
+    need_private_network()
     from volt_enforce._core import lib
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

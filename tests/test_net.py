@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 import pytest
-from kernelreq import need_netns, need_userns
+from kernelreq import need_private_network, need_userns
 from netns_host import in_stand_in_host
 
 import volt_enforce as ve
@@ -31,7 +31,7 @@ PY = "/usr/bin/python3"
 
 @pytest.fixture(autouse=True)
 def _needs():
-    need_netns()
+    need_private_network()
 
 
 def private(*forwards: PortForward, dns: list[str] | None = None, users: bool = False,

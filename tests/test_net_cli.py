@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from kernelreq import need_netns
+from kernelreq import need_private_network
 from netns_host import in_stand_in_host
 
 from volt_enforce.init_plan import volt_init_path
@@ -20,7 +20,7 @@ VE = [sys.executable, "-m", "volt_enforce"]
 
 @pytest.fixture(autouse=True)
 def _needs():
-    need_netns()
+    need_private_network()
 
 
 def ve(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,15 @@ import threading
 
 import pytest
 from forked import exit_status
-from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
+from kernelreq import (
+    need_cgroup2,
+    need_cgroup_v1,
+    need_landlock,
+    need_netns,
+    need_private_network,
+    need_seccomp,
+    need_userns,
+)
 
 import volt_enforce
 from volt_enforce import (
@@ -117,7 +125,7 @@ def test_default_isolation_based_sandbox(work):
     """The seed's production config on this host, with the work dir added; its
     private network is made in a namespace standing in for the host (netns_host)."""
     need_userns()
-    need_netns()
+    need_private_network()
     need_cgroup_v1("pids")
     from netns_host import in_stand_in_host
 
