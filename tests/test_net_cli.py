@@ -103,3 +103,19 @@ def test_net_up_volt_init_joins_net_down_removes(tmp_path):
     assert down == 0 and twice == 125 and "was not up" in twiceerr
     assert missing == 125 and "pinned namespace" in missingerr  # down: volt-init cannot join
     assert not pin_left
+
+
+def _exec_in_place():
+    from volt_enforce import net
+
+    r = ve("exec", "--network", "private", "--", "ip", "-4", "-o", "addr", "show", "eth0")
+    left = net.leaked()  # the process that joined it is gone: its lease is stale now
+    again = ve("run", "--network", "private", "--", "true")  # reclaims it
+    return r.returncode, r.stdout, r.stderr, left["leases"], again.returncode
+
+
+def test_exec_joins_in_place_and_its_lease_is_reclaimed_after_it():
+    rc, out, err, left, again = in_stand_in_host(_exec_in_place)
+    assert rc == 0, err
+    assert "inet 10.213.0.2/16" in out
+    assert left == ["10.213.0.2"] and again == 0  # the stand-in's leak check: nothing left

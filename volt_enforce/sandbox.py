@@ -491,6 +491,8 @@ def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
         sb.close()
         raise
     # the restriction is in force; the ruleset fd is no longer needed
+    if sb.network is not None:
+        sb.network.keep()  # we are in it now: it lives as long as this process
     sb.compiled.close()
     sb._closed = True
     sb._close_report_pipe()

@@ -110,6 +110,11 @@ class PrivateNetwork:
                 f"(veth {self.veth}), default via {self.gateway}; forwards: {fw}; outbound "
                 + ("masqueraded" if self.outbound else "not masqueraded (no route out of the host)"))
 
+    def keep(self) -> None:
+        """This process joined the network itself (apply_self) and goes on in it: its
+        lease stays, owned by this pid, and is reclaimed once the process is gone."""
+        self._closed = True
+
     def close(self) -> None:
         """Take the veth, the rules, the resolv.conf and the lease down (idempotent)."""
         if self._closed:
