@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -57,6 +58,14 @@ def inside(netns_fd: int, fn: Callable[[], T]) -> T:
     t = threading.Thread(target=body, name="volt-enforce-netns", daemon=True)
     t.start()
     t.join()
+    # join() returns before the kernel has reaped the thread: wait until it is gone, so
+    # that a caller restricting itself next (apply_self) counts one thread, and no
+    # thread of ours is left in the sandbox's namespace
+    task = f"/proc/self/task/{t.native_id}"
+    for _ in range(2000):
+        if not os.path.exists(task):
+            break
+        time.sleep(0.0005)
     if err:
         raise err[0]
     return out[0]
