@@ -105,6 +105,7 @@ from .model import (
     LandlockScope,
     MissingPaths,
     NetworkMode,
+    flag_value,
 )
 
 __all__ = [
@@ -326,13 +327,15 @@ def fs_rights_for_abi(abi: int) -> LandlockAccess:
     """The filesystem rights an ABI version knows."""
     v = 0
     for name in _names(_A, _ALL_FS):
-        if _FS_ABI.get(int(_A[name]), 1) <= abi:
-            v |= int(_A[name])
+        bit = int(_A.__members__[name])
+        if _FS_ABI.get(bit, 1) <= abi:
+            v |= bit
     return _A(v)
 
 
 def _names(flag_cls: type[IntFlag], value: int) -> list[str]:
-    return [m.name for m in flag_cls if m.value & value and m.value & (m.value - 1) == 0]
+    return [m.name for m in flag_cls
+            if m.name is not None and m.value & value and m.value & (m.value - 1) == 0]
 
 
 def _lower(flag_cls: type[IntFlag], value: int) -> list[str]:
@@ -357,8 +360,8 @@ class RuleReport:
     quiet: bool = False  # added with LANDLOCK_ADD_RULE_QUIET
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"path": self.path, "access": _lower(_A, self.access), "kind": self.kind,
-             "source": self.source}
+        d: dict[str, Any] = {"path": self.path, "access": _lower(_A, self.access),
+                             "kind": self.kind, "source": self.source}
         if self.quiet:
             d["quiet"] = True
         return d
@@ -701,11 +704,11 @@ def _request(policy: LandlockPolicy | None, read_only: bool,
         req.connect_tcp = None if policy.connect_tcp is None else list(policy.connect_tcp)
         req.bind_udp = None if policy.bind_udp is None else list(policy.bind_udp)
         req.connect_udp = None if policy.connect_udp is None else list(policy.connect_udp)
-        req.quiet_fs = int(policy.quiet_access_fs)
-        req.quiet_net = int(policy.quiet_access_net)
-        req.quiet_scoped = int(policy.quiet_scoped)
-        req.scopes = int(policy.scopes)
-        req.logging = int(policy.logging)
+        req.quiet_fs = flag_value(policy.quiet_access_fs)
+        req.quiet_net = flag_value(policy.quiet_access_net)
+        req.quiet_scoped = flag_value(policy.quiet_scoped)
+        req.scopes = flag_value(policy.scopes)
+        req.logging = flag_value(policy.logging)
         req.compatibility = Compatibility(policy.compatibility)
         runtime = policy.runtime
     for i, path in enumerate(unix_sockets or ()):
@@ -812,7 +815,7 @@ def _mask_fs(plan: _Plan, req: _Request) -> None:
             " enforcement, best effort)", weakens=False, abi=9))
     plan.handled_fs = (req.handled_fs | req.implicit_fs) & supported
     for bit in _names(_A, req.handled_fs & ~supported):
-        value = int(_A[bit])
+        value = int(_A.__members__[bit])
         need = _FS_ABI.get(value, 1)
         if value != int(_A.REFER):
             plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel), abi=need))
