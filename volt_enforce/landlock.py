@@ -83,11 +83,9 @@ feature it affects.
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Any
@@ -123,7 +121,6 @@ __all__ = [
     "no_new_privs_flag_supported",
     "features",
     "effective_abi",
-    "assume_abi",
     "fs_rights_for_abi",
     "RuleReport",
     "PortReport",
@@ -211,7 +208,6 @@ ERRATA: dict[int, tuple[int, str]] = {
 # ── the running kernel ───────────────────────────────────────────────────────
 
 _errata_raw: int | None = None
-_abi_cap: int | None = None
 
 
 def _kernel_result() -> int:
@@ -300,27 +296,11 @@ def _check_abi(name: str, value: Any) -> int:
 
 
 def effective_abi(abi: int | None = None) -> int:
-    """The ABI compile() uses: the kernel's, capped by ``assume_abi`` and by ``abi``."""
+    """The ABI compile() uses: the kernel's, capped by ``abi``."""
     n = kernel_abi()
-    if _abi_cap is not None:
-        n = min(n, _abi_cap)
     if abi is not None:
         n = min(n, _check_abi("abi", abi))
     return n
-
-
-@contextlib.contextmanager
-def assume_abi(n: int) -> Iterator[None]:
-    """Cap, process-wide, the Landlock ABI the library believes the kernel has
-    (0 acts as if Landlock were absent). For tests of older kernels' behaviour."""
-    global _abi_cap
-    _check_abi("abi", n)
-    previous = _abi_cap
-    _abi_cap = n
-    try:
-        yield
-    finally:
-        _abi_cap = previous
 
 
 def fs_rights_for_abi(abi: int) -> LandlockAccess:
@@ -1095,7 +1075,7 @@ def compile(  # shadows the builtin inside this module only; callers use ll.comp
 
     ``read_only``: the seed's ReadOnlyFS (no write right anywhere; without a
     policy only the write rights are handled). ``abi`` caps the ABI the
-    library believes the kernel has (see also ``assume_abi``). ``all_threads``:
+    library believes the kernel has. ``all_threads``:
     restrict every thread of the process (TSYNC, ABI 8; for apply_self in a threaded
     program). ``unix_sockets``: pathname UNIX sockets the sandbox may connect to
     (RESOLVE_UNIX, ABI 9, asked for at the policy's compatibility level; one rule on
