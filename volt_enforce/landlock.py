@@ -87,7 +87,7 @@ import errno as _errno
 import os
 import stat
 from dataclasses import dataclass, field
-from enum import IntFlag
+from enum import Enum, IntFlag
 from typing import Any
 
 from ._core import ffi, lib
@@ -109,6 +109,7 @@ from .model import (
 __all__ = [
     "LandlockNetAccess",
     "RestrictFlag",
+    "LandlockStatus",
     "ABI_LINUX",
     "FILE_RIGHTS",
     "DIR_ONLY_RIGHTS",
@@ -398,6 +399,21 @@ class Dropped:
         return d
 
 
+class LandlockStatus(str, Enum):
+    """How much of a requested Landlock policy the kernel enforces (a str, so that
+    ``status == "full"`` and the JSON report keep their values)."""
+
+    FULL = "full"  # everything requested is enforced, perhaps more strictly
+    PARTIAL = "partial"  # a restriction was dropped for the running kernel
+    NONE = "none"  # nothing is enforced
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass(frozen=True)
 class LandlockReport:
     """What a compiled ruleset enforces (``CompiledRuleset.report``).
@@ -407,7 +423,7 @@ class LandlockReport:
     or "none" (nothing is enforced).
     """
 
-    status: str
+    status: LandlockStatus
     abi: int
     kernel_abi: int
     errata: int
@@ -430,11 +446,11 @@ class LandlockReport:
 
     @property
     def enforced(self) -> bool:
-        return self.status != "none"
+        return self.status is not LandlockStatus.NONE
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status,
+            "status": self.status.value,
             "abi": self.abi,
             "kernel_abi": self.kernel_abi,
             "errata": self.errata,
@@ -1031,11 +1047,11 @@ def _build(plan: _Plan) -> CompiledRuleset:
             os.close(fd)
         raise
     if fd < 0 and not plan.restrict_flags:
-        status = "none"
+        status = LandlockStatus.NONE
     elif any(d.weakens for d in dropped):
-        status = "partial"
+        status = LandlockStatus.PARTIAL
     else:
-        status = "full"
+        status = LandlockStatus.FULL
     report = LandlockReport(
         status=status,
         abi=plan.abi,
