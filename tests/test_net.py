@@ -123,6 +123,10 @@ def _dns():
     w = ve.run(["sh", "-c", "echo nameserver 6.6.6.6 > /etc/resolv.conf"],
                isolation=private(dns=["192.0.2.53"]), capture_output=True, text=True)
     plain = ve.run(["cat", "/etc/resolv.conf"], isolation=private(), capture_output=True, text=True)
+    # not contained: still a mount namespace just for that file
+    loose = ve.run(["cat", "/etc/resolv.conf"], isolation=private(dns=["192.0.2.54"]), contain=False,
+                   capture_output=True, text=True)
+    assert loose.stdout.endswith("nameserver 192.0.2.54\n"), loose.stderr
     after = hashlib.sha256(open("/etc/resolv.conf", "rb").read()).hexdigest()
     return r.stdout, w.returncode, w.stderr, plain.stdout, before == after, open("/etc/resolv.conf").read()
 
@@ -262,6 +266,31 @@ def test_udp_forward():
     assert gone
 
 
+def _hairpin(tmp: str):
+    with open(os.path.join(tmp, "index.html"), "w") as f:
+        f.write("from b\n")
+    with ve.Sandbox(private(PortForward(8080, 80))) as b, ve.Sandbox(private()) as a:
+        gw = b.network.report()["gateway"]
+        p = b.popen([PY, "-m", "http.server", "80", "--directory", tmp],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_port("127.0.0.1", 8080)
+            code = f"import urllib.request; print(urllib.request.urlopen('http://{gw}:8080/index.html', timeout=5).read().decode(), end='')"
+            r = a.run([PY, "-c", code], capture_output=True, text=True)
+            # the server itself, through the gateway: its own forward comes back to it
+            r2 = b.run([PY, "-c", code], capture_output=True, text=True)
+        finally:
+            p.kill()
+            p.wait()
+    return r.stdout, r.stderr, r2.stdout, r2.stderr
+
+
+def test_a_sandbox_reaches_a_forward_through_the_gateway(tmp_path):
+    out, err, own, own_err = in_stand_in_host(_hairpin, str(tmp_path))
+    assert out == "from b\n", err
+    assert own == "from b\n", own_err
+
+
 def _taken(tmp: str):
     marker = os.path.join(tmp, "ran")
     blocker = socket.create_server(("127.0.0.1", 8080))
@@ -329,23 +358,78 @@ def test_existing_bridge_keeps_its_addresses():
     assert "default via 10.77.0.1" in routes and "10.77.0.1/24" in addrs
 
 
+def _outside_host():
+    """A namespace beyond the stand-in host (10.250.0.2, routed back via 10.250.0.1)
+    with a UDP socket listening there; returns the socket (it keeps its namespace)."""
+    from volt_enforce.net import bridge, netns
+
+    fd = netns.new_netns()
+    with bridge.open_ipr() as ipr:
+        ipr.link("add", ifname="up0", kind="veth", peer={"ifname": "up1", "net_ns_fd": fd})
+        idx = ipr.link_lookup(ifname="up0")[0]
+        ipr.addr("add", index=idx, address="10.250.0.1", prefixlen=24)
+        ipr.link("set", index=idx, state="up")
+
+    def inside():
+        with bridge.open_ipr() as ipr:
+            lo, up1 = ipr.link_lookup(ifname="lo")[0], ipr.link_lookup(ifname="up1")[0]
+            ipr.link("set", index=lo, state="up")
+            ipr.addr("add", index=up1, address="10.250.0.2", prefixlen=24)
+            ipr.link("set", index=up1, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway="10.250.0.1")
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("10.250.0.2", 9999))
+        s.settimeout(2)
+        return s
+
+    sock = netns.inside(fd, inside)
+    os.close(fd)
+    return sock
+
+
+def _send_out(sb) -> None:
+    code = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "[s.sendto(b'out', ('10.250.0.2', 9999)) for _ in range(3)]")
+    assert sb.run([PY, "-c", code]).returncode == 0
+
+
+def _received(sock):
+    """The sources of what arrived within the socket's timeout (drained), or None."""
+    got = set()
+    while True:
+        try:
+            got.add(sock.recvfrom(100)[1][0])
+        except OSError:
+            return ",".join(sorted(got)) or None
+
+
 def _outbound():
+    from volt_enforce.net import forward
+
     out = {}
     try:
         ve.run(["true"], isolation=private(outbound=True))
     except EnforcementError as exc:
         out["off"] = str(exc)
-    # the stand-in host's own setting (its namespace, not the machine's)
+    outside = _outside_host()
+    # the stand-in host forwards (its namespace's setting, not the machine's)
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
         f.write("1")
     with ve.Sandbox(private(outbound=True)) as sb:
-        from volt_enforce.net import forward
-
         out["rules"] = [json.dumps(r["expr"]) for r in forward.rules_of()]
         out["report"] = sb.report.network["outbound"]
         out["note"] = sb.report.notes[-1]
+        _send_out(sb)
+        out["outbound_from"] = _received(outside)  # masqueraded: the host's address
     with ve.Sandbox(private()) as sb:
-        out["plain_rules"] = forward.rules_of()
+        out["plain_rules"] = [json.dumps(r["expr"]) for r in forward.rules_of()]
+        _send_out(sb)
+        out["plain_from"] = _received(outside)  # confined: nothing leaves
+        # the control: without its drop rule, the host would route it out unmasqueraded
+        forward.delete_rules(ipaddress.IPv4Address(sb.network.address.ip))
+        _send_out(sb)
+        out["unconfined_from"] = _received(outside)
+        out["address"] = str(sb.network.address.ip)
     return out
 
 
@@ -354,32 +438,11 @@ def test_outbound_is_masqueraded_only_when_asked_and_needs_ip_forward():
     assert "net.ipv4.ip_forward" in out["off"]
     assert any("masquerade" in r and "!=" in r for r in out["rules"])
     assert out["report"] is True and "outbound masqueraded" in out["note"]
-    assert out["plain_rules"] == []  # not asked: no rule at all
-
-
-def _nft_binary_fallback():
-    from volt_enforce.net import forward
-
-    forward._library.cache_clear()
-    real = forward._Lib
-    def missing():
-        raise OSError("libnftables.so.1: cannot open shared object file")
-
-    forward._Lib = missing  # libnftables cannot be loaded: the nft binary does the same work
-    try:
-        assert forward._library() is None
-        with ve.Sandbox(private(PortForward(8080, 80), outbound=False)) as sb:
-            during = [r["comment"] for r in forward.rules_of()]
-            address = sb.network.report()["address"].split("/")[0]
-        return during, address, forward.rules_of()
-    finally:
-        forward._Lib = real
-        forward._library.cache_clear()
-
-
-def test_rules_through_the_nft_binary_when_libnftables_is_missing():
-    during, address, after = in_stand_in_host(_nft_binary_fallback)
-    assert during == [f"volt {address}"] * 4 and after == []
+    assert out["outbound_from"] == "10.250.0.1"  # it left, with the host's address
+    # not asked, while the host forwards: one rule, dropping what would leave
+    assert len(out["plain_rules"]) == 1 and '"drop"' in out["plain_rules"][0]
+    assert out["plain_from"] is None
+    assert out["unconfined_from"] == out["address"]
 
 
 # ── user namespaces ──────────────────────────────────────────────────────────
@@ -429,11 +492,19 @@ def test_netns_owned_by_a_given_user_namespace():
 
 
 def _many_runs(n: int):
-    cfg = private(PortForward(8080, 80), PortForward(8081, 81, "udp"), dns=["192.0.2.1"])
-    for _ in range(n):
-        assert ve.run(["true"], isolation=cfg).returncode == 0
     from volt_enforce import net
 
+    cfg = private(PortForward(8080, 80), PortForward(8081, 81, "udp"), dns=["192.0.2.1"])
+    ve.run(["true"], isolation=cfg)  # imports and caches settle first
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(n):
+        assert ve.run(["true"], isolation=cfg).returncode == 0
+    assert len(os.listdir("/proc/self/fd")) == fds, "fds leaked"
+    # Popen(isolation=...) owns its sandbox: the network lives until the child is waited for
+    p = ve.Popen(["sleep", "0.3"], isolation=cfg)
+    during = net.leaked()
+    p.wait()
+    assert len(during["leases"]) == 1 and len(during["veths"]) == 1 and during["rules"]
     return net.leaked(), os.listdir(os.path.join("/run/volt-enforce/net",
                                                  str(os.stat("/proc/self/ns/net").st_ino), "voltbr0"))
 

@@ -18,7 +18,10 @@
   reclaimed by the next user when its owner died;
 * port forwards and, with ``outbound``, masquerading (volt_enforce.net.forward:
   nftables rules in ``table ip volt_enforce``); outbound traffic needs the
-  host's ``net.ipv4.ip_forward`` to be 1, which is never changed here;
+  host's ``net.ipv4.ip_forward`` to be 1, which is never changed here; without
+  ``outbound``, wherever the kernel could route the sandbox's packets out
+  (the host forwards, or our bridge does for a forward's hairpin), a rule drops
+  them: only ``outbound`` lets traffic leave the host;
 * DNS: a resolv.conf listing the configured servers (volt_enforce.net.dns).
 
 IPv4 only: eth0 has the kernel's IPv6 link-local address and nothing else.
@@ -84,6 +87,7 @@ class PrivateNetwork:
     resolv_conf: str = ""
     bridge_created: bool = False
     netns_id: int = 0
+    confine: bool = False  # a drop rule keeps its packets in the host (see forward)
     _holder: _forward.PortHolder | None = field(default=None, repr=False)
     _closed: bool = False
 
@@ -153,7 +157,7 @@ def _routes(address: ipaddress.IPv4Interface, gateway: ipaddress.IPv4Address) ->
 
 def _take_down(lease: Lease, ipr: IPRoute) -> None:
     """Remove what a lease made (each part that is still there)."""
-    if lease.forwards or lease.outbound:
+    if lease.rules or lease.forwards or lease.outbound:
         _forward.delete_rules(ipaddress.IPv4Address(lease.address))
     if lease.veth:
         _bridge.delete_link(ipr, lease.veth)
@@ -243,6 +247,8 @@ def attach(config: NetworkConfig, *, userns_fd: int | None = None,
                 br = _bridge.ensure_bridge(ipr, name)
                 if forwards:
                     _set_bridge_conf(name, "route_localnet", "1")
+                    _set_bridge_conf(name, "forwarding", "1")  # hairpin through the gateway
+                confine = not outbound and _routable(name)
                 _reclaim(book, ipr)
                 if forwards:
                     used = _forwards_in_use(netns_id, book)
@@ -260,7 +266,7 @@ def attach(config: NetworkConfig, *, userns_fd: int | None = None,
                               else os.path.join(book.dir, f"resolv-{ip}.conf"))
                 lease = Lease(address=str(ip), veth=veth, owner=owner,
                               forwards=[list(f) for f in forwards], outbound=outbound,
-                              resolv=resolv)
+                              resolv=resolv, rules=bool(forwards or outbound or confine))
                 book.leases[lease.address] = lease
                 # a veth of that name left behind by a crash before its lease was written
                 _bridge.delete_link(ipr, veth)
@@ -268,7 +274,7 @@ def attach(config: NetworkConfig, *, userns_fd: int | None = None,
                 bridge=name, address=ipaddress.IPv4Interface(f"{ip}/{br.subnet.prefixlen}"),
                 gateway=br.gateway.ip, veth=veth, forwards=forwards, dns=list(config.dns),
                 outbound=outbound, netns_fd=-1, resolv_conf=resolv, bridge_created=br.created,
-                netns_id=netns_id, _holder=holder)
+                netns_id=netns_id, confine=confine, _holder=holder)
             try:
                 _build(net, ipr, br, userns_fd, unprivileged_ports)
             except BaseException:
@@ -278,6 +284,17 @@ def attach(config: NetworkConfig, *, userns_fd: int | None = None,
         holder.close()
         raise
     return net
+
+
+def _routable(bridge: str) -> bool:
+    """Whether the kernel may forward packets from ``bridge`` out of the host."""
+    if _netns.read_sysctl("net.ipv4.ip_forward") == "1":
+        return True
+    try:
+        with open(os.path.join("/proc/sys/net/ipv4/conf", bridge, "forwarding")) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def _build(net: PrivateNetwork, ipr: IPRoute, br: _bridge.Bridge, userns_fd: int | None,
@@ -291,8 +308,9 @@ def _build(net: PrivateNetwork, ipr: IPRoute, br: _bridge.Bridge, userns_fd: int
             _netns.write_sysctl("net.ipv4.ip_unprivileged_port_start", "0")
 
     _netns.inside(net.netns_fd, inside)
-    if net.forwards or net.outbound:
-        _forward.add_rules(net.address.ip, net.bridge, br.subnet, net.forwards, net.outbound)
+    if net.forwards or net.outbound or net.confine:
+        _forward.add_rules(net.address.ip, net.bridge, br.subnet, net.forwards, net.outbound,
+                           confine=net.confine)
     if net.resolv_conf:
         os.makedirs(os.path.dirname(net.resolv_conf), mode=0o755, exist_ok=True)
         _dns.resolv_conf_file(net.dns, net.resolv_conf)

@@ -137,6 +137,9 @@ def add_veth(ipr: IPRoute, name: str, bridge: Bridge, netns_fd: int) -> None:
         index = _link_index(ipr, name)
         assert index is not None
         ipr.link("set", index=index, master=bridge.index, state="up")
+        # hairpin: a sandbox reaching its own forward through the gateway gets the
+        # frames back on the port they came from
+        ipr.brport("set", index=index, mode=1)
     except NetlinkError as exc:
         delete_link(ipr, name)
         raise EnforcementError(exc.code, "veth", f"attaching {name} to bridge {bridge.name}") from None

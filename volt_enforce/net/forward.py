@@ -24,6 +24,12 @@ as long as the sandbox), UDP works the same as TCP, and the sandbox sees the
 real source of outside clients. The price is ``route_localnet`` on our bridge
 for the 127.0.0.1 case, the same choice as Docker's without its userland proxy.
 
+A sandbox reaching a forward through the gateway is routed back out by the
+bridge: ``forwarding`` on our bridge (its own setting, like ``route_localnet``)
+allows that. Then, and wherever the host itself forwards (``net.ipv4.ip_forward``),
+a sandbox without ``outbound`` gets a ``forward`` rule that drops its packets
+leaving by any other interface: only ``outbound`` lets traffic out of the host.
+
 The host port is held by a socket bound to it (``PortHolder``) for the
 sandbox's life: a port that is taken is refused before anything is made, and
 no one else binds it meanwhile. A namespace pinned by ``net up`` has no process
@@ -161,10 +167,12 @@ def _run(commands: list[dict[str, Any]] | None, *, listing: bool = False) -> Any
 def _base() -> list[dict[str, Any]]:
     t = {"family": _FAMILY, "name": TABLE}
     out: list[dict[str, Any]] = [{"add": {"table": t}}]
-    for name, hook, prio in (("prerouting", "prerouting", -100), ("output", "output", -100),
-                             ("postrouting", "postrouting", 100)):
+    for name, kind, hook, prio in (("prerouting", "nat", "prerouting", -100),
+                                   ("output", "nat", "output", -100),
+                                   ("postrouting", "nat", "postrouting", 100),
+                                   ("forward", "filter", "forward", 0)):
         out.append({"add": {"chain": {"family": _FAMILY, "table": TABLE, "name": name,
-                                      "type": "nat", "hook": hook, "prio": prio,
+                                      "type": kind, "hook": hook, "prio": prio,
                                       "policy": "accept"}}})
     return out
 
@@ -183,8 +191,10 @@ def _tag(address: ipaddress.IPv4Address) -> str:
 
 
 def add_rules(address: ipaddress.IPv4Address, bridge: str, subnet: ipaddress.IPv4Network,
-              forwards: Iterable[tuple[str, int, int]], outbound: bool) -> None:
-    """The sandbox's rules, in one transaction (all or none)."""
+              forwards: Iterable[tuple[str, int, int]], outbound: bool, confine: bool = False) -> None:
+    """The sandbox's rules, in one transaction (all or none). ``confine`` (for a
+    sandbox without ``outbound`` where the host could route it): its packets never
+    leave by another interface than the bridge, NATed or not."""
     tag, ip = _tag(address), str(address)
     cmds = _base()
     local = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
@@ -206,6 +216,11 @@ def add_rules(address: ipaddress.IPv4Address, bridge: str, subnet: ipaddress.IPv
             _match({"payload": {"protocol": "ip", "field": "saddr"}},
                    {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}}),
             _match({"ct": {"key": "status"}}, "dnat", op="in"), {"masquerade": None}]))
+    if confine and not outbound:
+        cmds.append(_rule("forward", tag, [
+            _match({"meta": {"key": "iifname"}}, bridge),
+            _match({"payload": {"protocol": "ip", "field": "saddr"}}, ip),
+            _match({"meta": {"key": "oifname"}}, bridge, op="!="), {"drop": None}]))
     if outbound:
         cmds.append(_rule("postrouting", tag, [
             _match({"payload": {"protocol": "ip", "field": "saddr"}}, ip),

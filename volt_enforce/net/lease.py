@@ -74,16 +74,17 @@ class Lease:
     forwards: list[list[Any]] = field(default_factory=list)  # [proto, host port, container port]
     outbound: bool = False
     resolv: str = ""
+    rules: bool = False  # it has nftables rules (forwards, outbound, or confinement)
 
     def to_dict(self) -> dict[str, Any]:
         return {"veth": self.veth, "owner": self.owner, "forwards": self.forwards,
-                "outbound": self.outbound, "resolv": self.resolv}
+                "outbound": self.outbound, "resolv": self.resolv, "rules": self.rules}
 
     @classmethod
     def from_dict(cls, address: str, d: dict[str, Any]) -> Lease:
         return cls(address=address, veth=str(d.get("veth", "")), owner=dict(d.get("owner") or {}),
                    forwards=list(d.get("forwards") or []), outbound=bool(d.get("outbound")),
-                   resolv=str(d.get("resolv", "")))
+                   resolv=str(d.get("resolv", "")), rules=bool(d.get("rules")))
 
 
 class LeaseBook:
