@@ -60,8 +60,8 @@ def _ip(cmd: str) -> str:
 
 
 def _address_and_route():
-    r = ve.run(["sh", "-c", "ip -4 -o addr show; ip route"], isolation=private(),
-               capture_output=True, text=True)
+    r = ve.run(["sh", "-c", "ip -4 -o addr show; ip route; ip -6 -o addr show dev eth0; echo v6done"],
+               isolation=private(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     none = ve.run(["sh", "-c", "ip -4 -o addr show; ip route"],
                   isolation=IsolationConfig(network=NetworkConfig(mode=NetworkMode.NONE)),
@@ -75,6 +75,7 @@ def test_child_has_address_and_default_route():
     assert f"eth0    inet {netrep['address']}" in out.replace("  ", " ").replace(" inet", "    inet") \
         or f"inet {netrep['address']}" in out
     assert "default via 10.213.0.1 dev eth0" in out
+    assert "inet6" not in out and "v6done" in out  # IPv4 only: no IPv6 address on eth0
     assert netrep["routes"][0] == "default via 10.213.0.1 dev eth0"
     # the loopback-only mode, as a control: no eth0, no route
     assert "eth0" not in control and "default" not in control
@@ -475,6 +476,13 @@ def _owned_by_userns():
                                capture_output=True, text=True)
             result[name + "_bind80"] = r.returncode == 0
             os.close(fd)
+        # a Sandbox given the user namespace: its network belongs to it, and a child joins it
+        with ve.Sandbox(private(), userns_fd=ufd) as sb:
+            owner = fcntl.ioctl(sb.network.netns_fd, NS_GET_USERNS)
+            result["sandbox_owner"] = os.fstat(owner).st_ino == os.fstat(ufd).st_ino
+            os.close(owner)
+            r = sb.run(["ip", "-4", "-o", "addr", "show", "eth0"], capture_output=True, text=True)
+            result["sandbox_child"] = sb.network.report()["address"] in r.stdout
         os.close(ufd)
         return result
     finally:
@@ -485,7 +493,8 @@ def _owned_by_userns():
 def test_netns_owned_by_a_given_user_namespace():
     need_userns()
     got = in_stand_in_host(_owned_by_userns)
-    assert got == {"owned_owner": True, "owned_bind80": True, "plain_owner": False, "plain_bind80": False}
+    assert got == {"owned_owner": True, "owned_bind80": True, "plain_owner": False, "plain_bind80": False,
+                   "sandbox_owner": True, "sandbox_child": True}
 
 
 # ── cleanup on every path ────────────────────────────────────────────────────

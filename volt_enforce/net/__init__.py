@@ -24,7 +24,8 @@
   them: only ``outbound`` lets traffic leave the host;
 * DNS: a resolv.conf listing the configured servers (volt_enforce.net.dns).
 
-IPv4 only: eth0 has the kernel's IPv6 link-local address and nothing else.
+IPv4 only: IPv6 is disabled on eth0 (``disable_ipv6``, a setting of the sandbox's
+namespace), so no link-local address goes around the IPv4 rules; ``lo`` keeps ::1.
 This package imports pyroute2 and is imported only for a private network.
 """
 
@@ -105,7 +106,7 @@ class PrivateNetwork:
             "dns": list(self.dns),
             "resolv_conf": self.resolv_conf or None,
             "outbound": self.outbound,
-            "ipv6": "not configured (IPv4 only)",
+            "ipv6": "disabled on eth0 (IPv4 only)",
         }
 
     def note(self) -> str:
@@ -303,6 +304,9 @@ def _build(net: PrivateNetwork, ipr: IPRoute, br: _bridge.Bridge, userns_fd: int
     _bridge.add_veth(ipr, net.veth, br, net.netns_fd)
 
     def inside() -> None:
+        # IPv4 only: no IPv6 on eth0 (not even link-local) to go around the IPv4 rules
+        if os.path.exists(f"/proc/sys/net/ipv6/conf/{INSIDE_IFNAME}"):  # else no IPv6 at all
+            _netns.write_sysctl(f"net.ipv6.conf.{INSIDE_IFNAME}.disable_ipv6", "1")
         _bridge.configure_inside(net.address, net.gateway)
         if unprivileged_ports:
             _netns.write_sysctl("net.ipv4.ip_unprivileged_port_start", "0")
@@ -324,7 +328,7 @@ def preview(config: NetworkConfig) -> dict[str, Any]:
                            "forwards": [{"protocol": p, "host_port": h, "container_port": c}
                                         for p, h, c in forwards],
                            "dns": list(config.dns), "outbound": bool(getattr(config, "outbound", False)),
-                           "ipv6": "not configured (IPv4 only)"}
+                           "ipv6": "disabled on eth0 (IPv4 only)"}
     try:
         with _bridge.open_ipr() as ipr:
             br = _bridge.find_bridge(ipr, name)
