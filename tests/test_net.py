@@ -561,6 +561,26 @@ def _spawn_failures():
     return out
 
 
+def _forked_close():
+    from volt_enforce import net
+
+    with ve.Sandbox(private()) as sb:
+        pid = os.fork()
+        if pid == 0:
+            sb.close()  # a forked copy closing: the parent's network stays
+            os._exit(0)
+        os.waitpid(pid, 0)
+        alive = net.leaked()
+        r = sb.run(["ip", "-4", "-o", "addr", "show", "eth0"], capture_output=True, text=True)
+    return alive, r.stdout
+
+
+def test_a_forked_copy_never_takes_the_network_down():
+    alive, out = in_stand_in_host(_forked_close)
+    assert len(alive["leases"]) == 1 and len(alive["veths"]) == 1
+    assert "10.213.0.2/16" in out
+
+
 def test_spawn_failures_and_close_leave_nothing():
     empty = {"veths": [], "leases": [], "rules": []}
     got = in_stand_in_host(_spawn_failures)

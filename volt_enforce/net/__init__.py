@@ -37,6 +37,7 @@ import glob
 import ipaddress
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,7 @@ class PrivateNetwork:
     bridge_created: bool = False
     netns_id: int = 0
     confine: bool = False  # a drop rule keeps its packets in the host (see forward)
+    creator: int = field(default_factory=os.getpid)
     _holder: _forward.PortHolder | None = field(default=None, repr=False)
     _closed: bool = False
 
@@ -125,6 +127,12 @@ class PrivateNetwork:
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self.creator:
+            # a forked copy (multiprocessing): the network is its parent's to take down
+            if self.netns_fd >= 0:
+                os.close(self.netns_fd)
+                self.netns_fd = -1
+            return
         try:
             if self._holder is not None:
                 self._holder.close()
@@ -157,14 +165,30 @@ def _routes(address: ipaddress.IPv4Interface, gateway: ipaddress.IPv4Address) ->
 
 
 def _take_down(lease: Lease, ipr: IPRoute) -> None:
-    """Remove what a lease made (each part that is still there)."""
+    """Remove what a lease made (each part that is still there). The rules and the
+    veth go at once: each removal waits in the kernel for an RCU grace period."""
+    errors: list[BaseException] = []
+    rules = None
     if lease.rules or lease.forwards or lease.outbound:
-        _forward.delete_rules(ipaddress.IPv4Address(lease.address))
-    if lease.veth:
-        _bridge.delete_link(ipr, lease.veth)
+        def delete_rules() -> None:
+            try:
+                _forward.delete_rules(ipaddress.IPv4Address(lease.address))
+            except BaseException as exc:  # raised below, after the veth went too
+                errors.append(exc)
+
+        rules = threading.Thread(target=delete_rules, name="volt-enforce-nft", daemon=True)
+        rules.start()
+    try:
+        if lease.veth:
+            _bridge.delete_link(ipr, lease.veth)
+    finally:
+        if rules is not None:
+            rules.join()
     if lease.resolv:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lease.resolv)
+    if errors:
+        raise errors[0]
 
 
 def _reclaim(book: LeaseBook, ipr: IPRoute) -> list[str]:
