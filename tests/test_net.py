@@ -20,6 +20,7 @@ import time
 import urllib.request
 
 import pytest
+from hypothesis import given, strategies as st
 from kernelreq import need_private_network, need_userns
 from netns_host import in_stand_in_host
 
@@ -700,3 +701,64 @@ def test_outbound_json_is_written_only_when_true():
     assert on.outbound is True and on.to_dict()["Outbound"] is True
     with pytest.raises(ve.PolicyError, match="Network.Outbound"):
         NetworkConfig.from_json('{"Outbound": "yes"}')
+
+
+def test_resolv_bind_target_follows_a_symlink(tmp_path, monkeypatch):
+    from volt_enforce.net import dns
+
+    target = tmp_path / "run" / "stub-resolv.conf"
+    target.parent.mkdir()
+    target.write_text("nameserver 127.0.0.53\n")
+    link = tmp_path / "resolv.conf"
+    link.symlink_to(target)
+    monkeypatch.setattr(dns, "HOST_RESOLV_CONF", str(link))
+    assert dns.bind_target() == str(target)  # the bind goes over the target, as in /run
+    target.unlink()  # dangling: an error naming both
+    with pytest.raises(EnforcementError, match="resolv.conf.*stub-resolv.conf"):
+        dns.bind_target()
+
+
+def test_resolv_conf_text():
+    from volt_enforce.net import dns
+
+    assert dns.resolv_conf_text(["192.0.2.1", "2001:db8::1"]).splitlines()[1:] == [
+        "nameserver 192.0.2.1", "nameserver 2001:db8::1"]
+
+
+@pytest.mark.parametrize("text,parsed", [("8080:80", (8080, 80, "tcp")), ("53:5353/udp", (53, 5353, "udp")),
+                                         ("1:65535/tcp", (1, 65535, "tcp"))])
+def test_publish_option_vectors(text, parsed):
+    from volt_enforce.cli import _publish
+
+    assert _publish(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["80", "0:80", "80:0", "65536:80", "a:b", "80:80/sctp", ":80", "80:"])
+def test_publish_option_refuses(text):
+    import argparse
+
+    from volt_enforce.cli import _publish
+
+    with pytest.raises(argparse.ArgumentTypeError, match="HOST:CONTAINER"):
+        _publish(text)
+
+
+
+@given(st.ip_addresses(v=4), st.ip_addresses(v=4))
+def test_veth_names_are_unique_per_address(a, b):
+    from volt_enforce.net.bridge import veth_name
+
+    assert (veth_name(a) == veth_name(b)) == (a == b)
+    assert len(veth_name(a)) <= 15
+
+
+@given(st.builds(lambda pid, start, fw, out, rules: {
+    "veth": "vz0ad50002", "owner": {"pid": pid, "start": start},
+    "forwards": [[p, h, c] for p, h, c in fw], "outbound": out, "resolv": "", "rules": rules},
+    st.integers(1, 2 ** 22), st.text("0123456789", min_size=1, max_size=12),
+    st.lists(st.tuples(st.sampled_from(["tcp", "udp"]), st.integers(1, 65535), st.integers(1, 65535)),
+             max_size=4), st.booleans(), st.booleans()))
+def test_lease_records_round_trip(doc):
+    from volt_enforce.net.lease import Lease
+
+    assert Lease.from_dict("10.213.0.2", doc).to_dict() == doc
