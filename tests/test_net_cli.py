@@ -64,6 +64,7 @@ def test_explain_shows_address_routes_and_forwards_and_makes_nothing():
     assert "forward: host port 8080/tcp -> 80" in text and "dns: 192.0.2.1" in text
     net = js["network"]
     assert net["bridge"] == "br-x" and net["bridge_exists"] is False and net["outbound"] is True
+    assert "net.ipv4.ip_forward" in net["outbound_error"]  # the stand-in host does not forward
     assert "voltbr0" not in links and "br-x" not in links  # explaining made nothing
 
 

@@ -115,6 +115,8 @@ def _network_lines(net: dict[str, Any]) -> list[str]:
     lines.append("  dns: " + (", ".join(net["dns"]) or "the host's /etc/resolv.conf"))
     lines.append("  outbound: " + ("masqueraded" if net["outbound"] else
                                    "no (the sandbox reaches the host only)"))
+    if net.get("outbound_error"):
+        lines.append(f"  [fails here: {net['outbound_error']}]")
     return lines
 
 

@@ -353,6 +353,11 @@ def preview(config: NetworkConfig) -> dict[str, Any]:
                                         for p, h, c in forwards],
                            "dns": list(config.dns), "outbound": bool(getattr(config, "outbound", False)),
                            "ipv6": "disabled on eth0 (IPv4 only)"}
+    if out["outbound"]:
+        try:
+            _check_outbound()
+        except EnforcementError as exc:
+            out["outbound_error"] = str(exc)
     try:
         with _bridge.open_ipr() as ipr:
             br = _bridge.find_bridge(ipr, name)
