@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .cgroups import LimitPlan
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
+    from .seccomp.policy import Rule
 
 __all__ = [
     "Compiled",
@@ -150,10 +151,20 @@ class Compiled:
         return self.compatibility == Compatibility.BEST_EFFORT
 
     @property
+    def private_network(self) -> bool:
+        """A network namespace prepared in the parent (volt_enforce.net), which the
+        child joins instead of unsharing one."""
+        net = self.config.network
+        return (Namespace.NETWORK in self.namespaces and net is not None
+                and net.effective_mode == NetworkMode.PRIVATE)
+
+    @property
     def unshare_flags(self) -> int:
+        """The namespaces the child unshares (a private network is joined instead)."""
         flags = 0
         for ns in self.namespaces:
-            flags |= ns.flag
+            if ns != Namespace.NETWORK or not self.private_network:
+                flags |= ns.flag
         return flags
 
     @property
@@ -206,13 +217,13 @@ def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: 
         notes.append(f"{ns.value} namespace dropped: {error}")
     if Namespace.NETWORK in out and mode == NetworkMode.PRIVATE:
         bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
-        notes.append(f"network private: own namespace with loopback only; "
-                     f"no veth was attached to bridge {bridge!r}")
+        notes.append(f"network private: a namespace prepared in the parent, with a veth on "
+                     f"bridge {bridge!r} (the address is leased when the sandbox is made)")
     return tuple(out)
 
 
 def _pid_namespace(contain: bool, compatibility: Compatibility, unconfined: bool,
-                   notes: list[str], dropped: dict[str, str]) -> tuple[bool, int, tuple[Any, ...]]:
+                   notes: list[str], dropped: dict[str, str]) -> tuple[bool, int, tuple[Rule, ...]]:
     """Whether spawned children get a PID namespace with an init, the
     vm.memfd_noexec it gets, and the seccomp rules that stand in for that setting
     below Linux 6.3 (memfd_create denied)."""
@@ -299,7 +310,7 @@ def compile_config(
     namespaces = _namespaces(config, compat, contain, notes, dropped)
     pid_ns, memfd_level, memfd_rules = _pid_namespace(contain, compat, unconfined, notes, dropped)
     if filt is None and config.seccomp is not None:
-        extra: tuple[Any, ...] = memfd_rules
+        extra: tuple[Rule, ...] = memfd_rules
         if guard and not unconfined:
             from .seccomp import profiles
 

@@ -37,7 +37,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +165,7 @@ def _fold(key: str) -> str:
     return key.lower().replace("\u017f", "s")
 
 
-class _JSONObject(dict):
+class _JSONObject(dict[str, Any]):
     """A decoded JSON object that also keeps every pair in document order,
     duplicates included, so that a repeated key can be refused."""
 
@@ -371,6 +371,14 @@ class MissingPaths(str, enum.Enum):
         return self.value
 
 
+def flag_value(value: object) -> int:
+    """The int of a validated flag field (``validate()`` normalized a list of names
+    to the IntFlag); a field that was never validated is a TypeError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"flag field is not validated: {value!r}")
+
+
 def _flag_names(flag_cls: type[enum.IntFlag], value: int) -> list[str]:
     return [m.name.lower() for m in flag_cls if m.value & value]  # type: ignore[union-attr]
 
@@ -550,19 +558,19 @@ class LandlockPolicy:
         if self.connect_tcp is not None:
             d["ConnectTCP"] = list(self.connect_tcp)
         if self.scopes:
-            d["Scopes"] = _flag_names(LandlockScope, int(self.scopes))
+            d["Scopes"] = _flag_names(LandlockScope, flag_value(self.scopes))
         if self.logging:
-            d["Logging"] = _flag_names(LandlockLogging, int(self.logging))
+            d["Logging"] = _flag_names(LandlockLogging, flag_value(self.logging))
         if self.bind_udp is not None:
             d["BindUDP"] = list(self.bind_udp)
         if self.connect_udp is not None:
             d["ConnectUDP"] = list(self.connect_udp)
         if self.quiet_access_fs:
-            d["QuietAccessFS"] = int(self.quiet_access_fs)
+            d["QuietAccessFS"] = flag_value(self.quiet_access_fs)
         if self.quiet_access_net:
-            d["QuietAccessNet"] = _flag_names(LandlockNetAccess, int(self.quiet_access_net))
+            d["QuietAccessNet"] = _flag_names(LandlockNetAccess, flag_value(self.quiet_access_net))
         if self.quiet_scoped:
-            d["QuietScoped"] = _flag_names(LandlockScope, int(self.quiet_scoped))
+            d["QuietScoped"] = _flag_names(LandlockScope, flag_value(self.quiet_scoped))
         if self.compatibility != Compatibility.BEST_EFFORT:
             d["Compatibility"] = str(self.compatibility)
         if self.missing_paths != MissingPaths.ERROR:
@@ -620,7 +628,7 @@ def _enum(prefix: str, cls: type[enum.Enum], value: Any) -> Any:
         raise PolicyError(prefix, value, f"is not one of {choices}") from None
 
 
-def _preset(rootfs: str, spec: list[tuple[str, int]]) -> LandlockPolicy:
+def _preset(rootfs: str, spec: Sequence[tuple[str, int]]) -> LandlockPolicy:
     # Go joins a relative rootfs into relative rules, which Landlock cannot use
     _check_abs_path("rootfs", rootfs)
     return LandlockPolicy(
@@ -912,13 +920,16 @@ class NetworkConfig:
     """Network isolation settings (seed: NetworkConfig).
 
     ``mode=None`` is the Go zero value "", which the seed treats as a private
-    network on the default bridge.
+    network on the default bridge. ``outbound`` (new, JSON ``Outbound``, written
+    only when true): a private network's traffic leaves the host, masqueraded
+    (volt_enforce.net); off by default, the sandbox then reaches the host only.
     """
 
     mode: NetworkMode | str | None = None
     bridge: str = ""
     port_forwards: list[PortForward] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    outbound: bool = False
 
     def __post_init__(self) -> None:
         self.port_forwards = _as_list("Network.PortForwards", self.port_forwards,
@@ -952,6 +963,7 @@ class NetworkConfig:
                 ipaddress.ip_address(server)
             except ValueError:
                 raise PolicyError(f"{prefix}.DNS[{i}]", server, "is not an IP address") from None
+        _check_type(f"{prefix}.Outbound", self.outbound, bool, "a boolean")
         self.mode = mode
 
     def nspawn_network_args(self) -> list[str]:
@@ -969,16 +981,19 @@ class NetworkConfig:
         return ["--network-bridge=voltbr0"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "Mode": str(self.mode) if self.mode is not None else "",
             "Bridge": self.bridge,
             "PortForwards": [p.to_dict() for p in self.port_forwards] or None,
             "DNS": list(self.dns) or None,
         }
+        if self.outbound:
+            d["Outbound"] = True
+        return d
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Network") -> NetworkConfig:
-        d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS"])
+        d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS", "Outbound"])
         pfs = d.get("PortForwards")
         if pfs is not None and not isinstance(pfs, list):
             raise PolicyError(f"{prefix}.PortForwards", pfs, "is not a list")
@@ -992,7 +1007,7 @@ class NetworkConfig:
             raise PolicyError(f"{prefix}.Mode", mode, "is not a string")
         try:
             return cls(mode=mode or None, bridge=d.get("Bridge", ""), port_forwards=forwards,
-                       dns=dns or [])
+                       dns=dns or [], outbound=d.get("Outbound", False))
         except PolicyError as exc:
             raise _reprefix(exc, prefix, "Network") from None
 
@@ -1063,7 +1078,7 @@ def _seccomp_value(prefix: str, value: Any) -> SeccompProfile | str | None:
     except ValueError:
         pass
     if value.startswith("/"):
-        return value
+        return str(value)
     raise PolicyError(
         prefix, value,
         "is not 'strict', 'default', 'unconfined' or the absolute path of an OCI JSON profile",

@@ -29,6 +29,7 @@ class EnforcementReport:
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
+    network: dict[str, Any] | None = None  # the private network: address, routes, forwards
 
     @classmethod
     def of(cls, compiled: Compiled) -> EnforcementReport:
@@ -57,4 +58,5 @@ class EnforcementReport:
             "capabilities": self.capabilities,
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
+            "network": self.network,
         }
