@@ -169,13 +169,7 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	 * namespace, which a child of a new user namespace could no longer join */
 	if (plan->join_net)
 		CHECK(VE_STEP_NETNS, syscall(SYS_setns, plan->net_fd, CLONE_NEWNET), 1);
-	if (plan->join_userns) {
-		/* the parent wrote its maps; become its root (ids unmapped until then) */
-		CHECK(VE_STEP_USERNS, syscall(SYS_setns, plan->userns_fd, CLONE_NEWUSER), 0);
-		CHECK(VE_STEP_UID_MAP, syscall(SYS_setgroups, 0, NULL), 3);
-		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresgid, 0, 0, 0), 4);
-		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresuid, 0, 0, 0), 5);
-	} else if (plan->unshare_flags & CLONE_NEWUSER) {
+	if (!plan->join_userns && (plan->unshare_flags & CLONE_NEWUSER)) {
 		CHECK(VE_STEP_USERNS, syscall(SYS_unshare, CLONE_NEWUSER), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/setgroups", "deny"), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/uid_map", plan->uid_map), 1);
@@ -189,6 +183,15 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	if (plan->resolv_src[0]) {
 		int where = 0;
 		CHECK(VE_STEP_RESOLV, bind_resolv(plan, &where), where);
+	}
+	/* A prepared user namespace last: the namespaces and mounts above were made as
+	 * the caller, with paths its unprivileged root could not reach. The parent
+	 * wrote its maps; become its root (the caller's ids are unmapped there). */
+	if (plan->join_userns) {
+		CHECK(VE_STEP_USERNS, syscall(SYS_setns, plan->userns_fd, CLONE_NEWUSER), 0);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setgroups, 0, NULL), 3);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresgid, 0, 0, 0), 4);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresuid, 0, 0, 0), 5);
 	}
 
 	if (plan->drop_caps) {
