@@ -383,6 +383,9 @@ def test_no_fd_or_cgroup_leak_after_1000_spawns(work):
     need_cgroup2()
     need_cgroup_v1("pids")
     volt_enforce.sandbox.clear_cache()
+    from volt_enforce import pidns
+
+    pidns.init_memfd(), pidns.parent_pidfd()  # made once per process, for every contained spawn
     before_fds, before_cg = _fds(), _volt_cgroups()
     cfg = _config(work, resources=ResourceLimits(pids_max=64))
     with Sandbox(cfg) as sb:
