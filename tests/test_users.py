@@ -267,3 +267,20 @@ def test_idmapped_tree_shows_host_root_files_as_the_mapped_root(ids, shared_dir)
     finally:
         os.close(fd)
         alloc.release()
+
+
+def test_volt_init_plans_map_the_first_slot(ids, tmp_path):
+    """volt-init restricts itself: its plan carries the range's first slot, and the
+    shim makes the namespace from outside (a holder) before joining it."""
+    need_userns()
+    from volt_enforce.init_plan import compile_plan, volt_init_path
+
+    text = compile_plan(IsolationConfig(private_users=True))
+    assert f"userns {300000:x} {500000:x} {65536:x}" in text.splitlines()
+    plan = tmp_path / "plan"
+    plan.write_text(text)
+    cp = subprocess.run([volt_init_path(), str(plan), "--", "cat", "/proc/self/uid_map",
+                         "/proc/self/gid_map"], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    assert [line.split() for line in cp.stdout.splitlines()] == [
+        ["0", "300000", "65536"], ["0", "500000", "65536"]]
