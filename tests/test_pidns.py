@@ -552,3 +552,25 @@ def test_terminal_signals_control():
         p.kill()
         p.wait()
         os.close(master)
+
+
+def test_the_init_keeps_no_fd_of_the_callers():
+    """A pipe passed to the target reaches EOF when the target closes it, while the
+    target runs on: the init holds no copy of pass_fds (nor of stdio)."""
+    import select
+
+    r, w = os.pipe()
+    with Sandbox(IsolationConfig()) as sb:
+        p = sb.popen([PY, "-c", f"import os, sys; os.close({w}); sys.stdin.read()"],
+                     pass_fds=[w], stdin=subprocess.PIPE)
+        os.close(w)
+        try:
+            ready, _, _ = select.select([r], [], [], 20)
+            assert ready and os.read(r, 1) == b""  # EOF while the target still runs
+            assert p.poll() is None
+            p.stdin.close()
+            assert p.wait(timeout=30) == 0
+        finally:
+            os.close(r)
+            p.kill()
+            p.wait()

@@ -459,8 +459,8 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     return sb.report
 
 
-_PREEXEC_NOTE = ("children started through preexec get no PID namespace: a process "
-                 "restricting itself stays in its own")
+_PREEXEC_NOTE = ("children started through preexec get no PID namespace (nor its "
+                 "vm.memfd_noexec): a process restricting itself stays in its own")
 
 
 def _no_pid_namespace(report: EnforcementReport) -> None:

@@ -177,6 +177,34 @@ static int report(int fate_fd, int st)
 	return (st >> 8) & 0xff;
 }
 
+#ifndef __NR_close_range
+#define __NR_close_range 436 /* 5.9 */
+#endif
+
+static void close_range_from(unsigned lo, unsigned hi)
+{
+	if (lo > hi)
+		return;
+	if (sys(__NR_close_range, lo, hi, 0) == -ENOSYS) {
+		for (unsigned fd = lo; fd <= hi && fd < 65536; fd++)
+			sys(__NR_close, fd, 0, 0);
+	}
+}
+
+/* Close every fd but a and b (b may be -1). */
+static void close_all_but(int a, int b)
+{
+	unsigned lo = (unsigned)(a < b ? a : b), hi = (unsigned)(a < b ? b : a);
+	if (b < 0) {
+		close_range_from(0, (unsigned)a - 1);
+		close_range_from((unsigned)a + 1, ~0U);
+		return;
+	}
+	close_range_from(0, lo - 1);
+	close_range_from(lo + 1, hi - 1);
+	close_range_from(hi + 1, ~0U);
+}
+
 static int init_main(int argc, char **argv)
 {
 	int fate_fd, pidfd, target, st;
@@ -189,9 +217,9 @@ static int init_main(int argc, char **argv)
 	sys(__NR_fcntl, fate_fd, F_SETFD, FD_CLOEXEC);
 	if (pidfd >= 0)
 		sys(__NR_fcntl, pidfd, F_SETFD, FD_CLOEXEC);
-	/* the target holds the caller's stdio; this process needs none of it */
-	for (int fd = 0; fd < 3; fd++)
-		sys(__NR_close, fd, 0, 0);
+	/* The target holds the caller's stdio and pass_fds; this process keeps none of
+	 * them open (a pipe's reader would wait for this process's copy to close). */
+	close_all_but(fate_fd, pidfd);
 
 	uint64_t all = ~0ULL; /* the kernel's sigset: 64 signals */
 	long sfd = sys6(__NR_rt_sigprocmask, 2 /* SIG_SETMASK */, (long)&all, 0, 8, 0, 0);
