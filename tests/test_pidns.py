@@ -574,3 +574,18 @@ def test_the_init_keeps_no_fd_of_the_callers():
             os.close(r)
             p.kill()
             p.wait()
+
+
+def test_memfd_noexec_is_never_lowered(monkeypatch):
+    """A namespace starts with its parent's vm.memfd_noexec and may not go below it:
+    where the caller's is already as high, nothing is written (the child inherits it)."""
+    from volt_enforce import compile as comp, pidns
+
+    monkeypatch.setattr(pidns, "memfd_noexec_level", lambda release=None: 1)
+    monkeypatch.setattr(pidns, "current_memfd_noexec", lambda: 2)
+    with comp.compiled(IsolationConfig()) as c:
+        assert c.memfd_noexec == 0
+        assert any("vm.memfd_noexec = 2" in n for n in c.notes), c.notes
+    monkeypatch.setattr(pidns, "current_memfd_noexec", lambda: 0)
+    with comp.compiled(IsolationConfig()) as c:
+        assert c.memfd_noexec == 1

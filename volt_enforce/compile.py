@@ -229,7 +229,7 @@ def _pid_namespace(contain: bool, compatibility: Compatibility, unconfined: bool
     below Linux 6.3 (memfd_create denied)."""
     if not contain:
         return False, 0, ()
-    from .pidns import memfd_noexec_level
+    from .pidns import current_memfd_noexec, memfd_noexec_level
 
     err = namespace_errno(lib.CLONE_NEWPID)
     if err:
@@ -241,10 +241,12 @@ def _pid_namespace(contain: bool, compatibility: Compatibility, unconfined: bool
         return False, 0, ()
     level = memfd_noexec_level()
     if level:
-        notes.append(f"vm.memfd_noexec = {level} in the child's PID namespace: "
-                     + ("no memfd can be executed" if level == 2 else
+        inherited = current_memfd_noexec()
+        notes.append(f"vm.memfd_noexec = {max(level, inherited)} in the child's PID namespace: "
+                     + ("no memfd can be executed" if max(level, inherited) == 2 else
                         "memfds are not executable unless created with MFD_EXEC"))
-        return True, level, ()
+        # a namespace starts with its parent's value and may not go below it
+        return True, (level if level > inherited else 0), ()
     if unconfined:
         notes.append("memfd execution NOT restricted: this kernel has no vm.memfd_noexec "
                      "(6.3) and no seccomp filter denies memfd_create")

@@ -62,6 +62,16 @@ def memfd_noexec_level(release: str | None = None) -> int:
     return 2 if v >= (6, 6) else 1 if v >= (6, 3) else 0
 
 
+def current_memfd_noexec() -> int:
+    """This process's PID namespace's vm.memfd_noexec (0 where there is none). A new
+    namespace starts with it, and may only raise it."""
+    try:
+        with open("/proc/sys/vm/memfd_noexec") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def init_memfd() -> int:
     """A sealed, close-on-exec memfd holding volt-pidinit, made once per process
     (a forked process shares it: nobody can write it)."""
