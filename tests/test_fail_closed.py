@@ -68,7 +68,7 @@ def test_the_marker_shows_a_run(tmp_path):
 
 EMPTY = ["--seccomp", "--rw", "--ro", "--rox", "--memory", "--memory-high", "--cpus",
          "--cpu-quota", "--config", "--rootfs", "--report", "--bind-tcp", "--connect-tcp",
-         "--cpu-weight", "--io-weight", "--pids", "--network"]
+         "--cpu-weight", "--io-weight", "--pids", "--network", "--cap-add", "--cap-drop"]
 EMPTY_CASES = [(m, o) for m in ("run", "exec") for o in EMPTY]
 
 

@@ -333,14 +333,14 @@ def compile_config(
     kept = kept_capabilities(config, contain)
     if filt is None and config.seccomp is not None:
         # an OCI profile's includes/excludes caps: the capabilities the child keeps
-        oci_caps = {"caps": kept} if _is_oci_profile(config.seccomp) else {}
+        oci_caps = kept if _is_oci_profile(config.seccomp) else None
         if guard and not unconfined:
             from .seccomp import profiles
 
             filt = seccomp.compile(config.seccomp, extra_rules=profiles.port_rule_guard(),
-                                   **oci_caps)
+                                   caps=oci_caps)
         else:
-            filt = seccomp.compile(config.seccomp, **oci_caps)
+            filt = seccomp.compile(config.seccomp, caps=oci_caps)
     if guard:
         # Landlock's TCP rules see plain TCP only (erratum 1 aside)
         notes.append("TCP port rules: MPTCP, SCTP and SMC sockets are denied by the seccomp "
