@@ -3,7 +3,7 @@ for and missing runs nothing; a part of one dropped runs, with one warning line 
 downgrade on stderr (none with --no-warnings). --best-effort, --hard-requirement and
 an explicit Compatibility in the config file override it.
 
-A missing Landlock is simulated in this process with ``landlock.assume_abi`` (the
+A missing Landlock is simulated in this process with the ``assume_abi`` fixture (the
 command is run in-process by ``cli.main``), and for real in a child of the console
 script whose seccomp filter answers ENOSYS for landlock_create_ruleset, as an old
 kernel does. Each target touches a marker in a directory it may write (``--rw``):
@@ -39,9 +39,9 @@ def _kernel():
 
 
 @pytest.fixture
-def no_landlock():
-    """As if the kernel had no Landlock (ABI capped to 0, process-wide)."""
-    with landlock.assume_abi(0):
+def no_landlock(assume_abi):
+    """As if the kernel had no Landlock (tests/conftest.py's ABI cap at 0)."""
+    with assume_abi(0):
         yield
 
 
@@ -112,13 +112,11 @@ def test_resolve_compatibility_override_then_config_then_default():
 def test_facility_requirement_in_the_landlock_plan():
     policy = LandlockPolicy(scopes=LandlockScope.SIGNAL,
                             compatibility=Compatibility.FACILITY_REQUIREMENT)
-    with landlock.assume_abi(5):  # scopes need ABI 6: a part dropped
-        rs = landlock.compile(policy)
-        with rs:
-            assert rs.report.status == "partial"
-            assert [d.name for d in rs.report.dropped] == ["SIGNAL"]
-    with landlock.assume_abi(0), pytest.raises(landlock.CompatibilityError, match="Landlock"):
-        landlock.compile(policy)
+    with landlock.compile(policy, abi=5) as rs:  # scopes need ABI 6: a part dropped
+        assert rs.report.status == "partial"
+        assert [d.name for d in rs.report.dropped] == ["SIGNAL"]
+    with pytest.raises(landlock.CompatibilityError, match="Landlock"):
+        landlock.compile(policy, abi=0)
 
 
 # ---- the command: a whole facility missing ----------------------------------------------
@@ -212,11 +210,11 @@ def test_a_filter_that_cannot_load_runs_nothing_at_any_level(tmp_path):
 # ---- the command: a part dropped -------------------------------------------------------
 
 
-def test_dropped_scopes_warn_one_line_each(capsys, tmp_path):
+def test_dropped_scopes_warn_one_line_each(capsys, tmp_path, assume_abi):
     rules = [{"Path": str(tmp_path), "Access": int(LandlockAccess.READ_WRITE)}]
     rules += [{"Path": p, "Access": int(LandlockAccess.READ_EXEC)} for p in SYSTEM_ROX[1::2]]
     config = {"Landlock": {"Rules": rules, "Scopes": ["abstract_unix_socket", "signal"]}}
-    with landlock.assume_abi(5):
+    with assume_abi(5):
         rc, err, ran = main(capsys, tmp_path, config=config)
         assert (rc, ran) == (0, True), err
         lines = warnings(err)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .cgroups import LimitPlan
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
+    from .seccomp.policy import Rule
 
 __all__ = [
     "Compiled",
@@ -334,13 +335,12 @@ def compile_config(
     if filt is None and config.seccomp is not None:
         # an OCI profile's includes/excludes caps: the capabilities the child keeps
         oci_caps = kept if _is_oci_profile(config.seccomp) else None
+        extra: tuple[Rule, ...] = ()
         if guard and not unconfined:
             from .seccomp import profiles
 
-            filt = seccomp.compile(config.seccomp, extra_rules=profiles.port_rule_guard(),
-                                   caps=oci_caps)
-        else:
-            filt = seccomp.compile(config.seccomp, caps=oci_caps)
+            extra = profiles.port_rule_guard()
+        filt = seccomp.compile(config.seccomp, extra_rules=extra, caps=oci_caps)
     if guard:
         # Landlock's TCP rules see plain TCP only (erratum 1 aside)
         notes.append("TCP port rules: MPTCP, SCTP and SMC sockets are denied by the seccomp "
