@@ -156,13 +156,25 @@ def test_config_file_compatibility_overrides_the_default(capsys, tmp_path, no_la
     assert (rc, ran) == (125, False), err
 
 
-def test_default_refuses_without_landlock_for_real(tmp_path):
+def test_compile_refuses_a_plan_without_landlock(capsys, tmp_path, no_landlock):
+    plan = tmp_path / "plan"
+    capsys.readouterr()
+    assert cli.main(["compile", "--rw", str(tmp_path), "-o", str(plan)]) == 125
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "Landlock" in err[0], err
+    assert not plan.exists()
+    assert cli.main(["compile", "--best-effort", "--rw", str(tmp_path), "-o", str(plan)]) == 0
+    assert plan.exists()
+
+
+@pytest.mark.parametrize("mode", ["run", "exec"])
+def test_default_refuses_without_landlock_for_real(tmp_path, mode):
     """No simulation: landlock_create_ruleset answers ENOSYS to the inner command."""
     prof = tmp_path / "no-landlock.json"
     prof.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["landlock_create_ruleset"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}))
     outer = [VOLT, "run", "--no-contain", "--cap-add", "ALL", "--profile", "none",
-             "--seccomp", str(prof), "--", VOLT, "run", "--rw", str(tmp_path), *SYSTEM_ROX]
+             "--seccomp", str(prof), "--", VOLT, mode, "--rw", str(tmp_path), *SYSTEM_ROX]
     marker = tmp_path / "ran"
     cp = subprocess.run([*outer, "--", "touch", str(marker)], capture_output=True, text=True,
                         timeout=60, check=False)
