@@ -364,10 +364,10 @@ def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
 
     The one place that decides it: joining a cgroup and a new session are
     process-wide; namespaces (unshare), the capability sets and the bounding set
-    are per thread; seccomp covers every thread with TSYNC (set here whenever
-    other threads are alive), and its TSYNC also sets no_new_privs on each of
-    them; Landlock covers them only with LANDLOCK_RESTRICT_SELF_TSYNC among the
-    plan's flags (ABI 8).
+    are per thread; seccomp covers every thread with SECCOMP_FILTER_FLAG_TSYNC
+    among the plan's flags (apply_self sets it whenever other threads are alive),
+    and that TSYNC also sets no_new_privs on each of them; Landlock covers them
+    only with LANDLOCK_RESTRICT_SELF_TSYNC among the plan's flags (ABI 8).
     """
     c = plan.c
     synced_filter = bool(c.bpf_len) and bool(c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC)
@@ -394,11 +394,12 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
     if threads > 1:
+        seccomp_flags = plan.c.seccomp_flags
         if sb.seccomp is not None and sb.seccomp.instructions:
             plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
         partial = [step for step, every in thread_coverage(plan).items() if not every]
         if partial and not allow_threads:
-            plan.c.seccomp_flags &= ~lib.SECCOMP_FILTER_FLAG_TSYNC
+            plan.c.seccomp_flags = seccomp_flags
             raise EnforcementError(
                 errno.EPERM, partial[0],
                 f"this process has {threads} threads and {', '.join(partial)} would reach "
