@@ -164,7 +164,27 @@ def test_compile_refuses_a_plan_without_landlock(capsys, tmp_path, no_landlock):
     assert len(err) == 1 and "Landlock" in err[0], err
     assert not plan.exists()
     assert cli.main(["compile", "--best-effort", "--rw", str(tmp_path), "-o", str(plan)]) == 0
-    assert plan.exists()
+    assert plan.exists() and "\nlandlock " not in plan.read_text()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("volt-enforce: warning: landlock not enforced")
+
+
+def test_compile_warns_for_a_part_dropped(capsys, tmp_path, assume_abi):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"Landlock": {"Rules": [
+        {"Path": str(tmp_path), "Access": int(LandlockAccess.READ_WRITE)}],
+        "Scopes": ["signal"]}}))
+    plan = tmp_path / "plan"
+    capsys.readouterr()
+    with assume_abi(5):
+        assert cli.main(["compile", "--config", str(config), "-o", str(plan)]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "warning: landlock scope signal dropped" in line
+    assert "\nlandlock " in plan.read_text()
+    with assume_abi(5):
+        assert cli.main(["compile", "--config", str(config), "--no-warnings", "-o",
+                         str(plan)]) == 0
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("mode", ["run", "exec"])

@@ -556,7 +556,9 @@ def _emit(path: str | None, data: bytes) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    from .compile import compile_config
     from .init_plan import compile_plan
+    from .report import EnforcementReport
 
     cfg = config_from_args(args)
     # opened before compiling: a bad path is told before the work, and nothing is
@@ -565,9 +567,9 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         out = Output(args.output)
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
-    with out:
-        _compatibility(args, cfg)  # the plan's Landlock follows the command's level
-        text = compile_plan(cfg, best_effort=bool(args.best_effort))
+    with out, compile_config(cfg, compatibility=_compatibility(args, cfg)) as compiled:
+        _warn(args, EnforcementReport.of(compiled))
+        text = compile_plan(compiled)
         try:
             out.write(text.encode())
         except OSError as exc:
@@ -656,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(comp)
     comp.add_argument("-o", "--output", required=True, metavar="FILE", type=_text,
                       help="the plan file")
+    comp.add_argument("--no-warnings", dest="warnings", action="store_false",
+                      help="do not print a line on stderr for each restriction dropped")
     comp.set_defaults(func=_cmd_compile)
 
     ip = sub.add_parser("init-path", help="print where the volt-init executable is",
