@@ -129,7 +129,8 @@ def test_deep_lists_are_refused_too():
         IsolationConfig.from_json('{"Landlock":{"Rules":' + "[" * 50_000 + "]" * 50_000 + "}}")
 
 
-@pytest.mark.parametrize("quota", ["1" + "0" * 400 + "%", "819201%", "99999999999999999999%"])
+@pytest.mark.parametrize("quota", ["1" + "0" * 400 + "%", "819201%", "99999999999999999999%",
+                                   "inf", "inf%"])
 def test_cpu_quota_beyond_any_machine(tmp_path, quota):
     with pytest.raises(PolicyError) as ei:
         ResourceLimits(cpu_quota=quota)
