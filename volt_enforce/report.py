@@ -32,6 +32,7 @@ class EnforcementReport:
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
+    network: dict[str, Any] | None = None  # the private network: address, routes, forwards
     #: namespaces asked for and dropped (best effort), with the reason
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     #: apply_self with other threads alive (allow_threads=True): the steps that
@@ -65,6 +66,7 @@ class EnforcementReport:
             "capabilities": self.capabilities,
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
+            "network": self.network,
             "dropped_namespaces": dict(self.dropped_namespaces),
             "calling_thread_only": list(self.calling_thread_only),
             "downgrades": self.downgrades(),
