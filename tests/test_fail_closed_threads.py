@@ -145,3 +145,5 @@ def test_thread_coverage_decides_per_step():
         "landlock": True}
     # no_new_privs without a synchronized filter
     assert thread_coverage(ChildPlan(no_new_privs=True)) == {"no_new_privs": False}
+    # joining a prepared private network is a setns: per thread
+    assert thread_coverage(ChildPlan(net_fd=5, no_new_privs=False)) == {"namespaces": False}
