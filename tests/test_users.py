@@ -284,3 +284,35 @@ def test_volt_init_plans_map_the_first_slot(ids, tmp_path):
     assert cp.returncode == 0, cp.stderr
     assert [line.split() for line in cp.stdout.splitlines()] == [
         ["0", "300000", "65536"], ["0", "500000", "65536"]]
+
+
+def test_an_unprivileged_caller_maps_root_to_itself():
+    """Only root can map a range: a caller of another uid gets root mapped to itself
+    (the child writes its own one-id map), and the report says so."""
+    need_userns()
+    from forked import json_reply
+
+    def child():
+        import ctypes
+        import importlib.readers  # noqa: F401  (below root's 0700 home: import before)
+
+        from volt_enforce.compile import compile_config
+
+        compile_config(IsolationConfig(private_users=True), contain=False).close()
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        # a uid change makes a process non-dumpable (its /proc/self files root's); a
+        # process started as that user is dumpable
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+        with Sandbox(IsolationConfig(private_users=True), contain=False) as sb:
+            cp = sb.run(["cat", "/proc/self/uid_map"], capture_output=True, text=True)
+            return {"map": cp.stdout.split(), "rc": cp.returncode, "err": cp.stderr,
+                    "notes": sb.report.notes}
+
+    status, reply = json_reply(child)
+    assert status == 0, reply
+    got = reply["ok"]
+    assert got["rc"] == 0, got["err"]
+    assert got["map"] == ["0", "65534", "1"]
+    assert any("root is the caller, host uid 65534" in n for n in got["notes"])

@@ -229,6 +229,11 @@ class Sandbox:
         (volt_enforce.users), maps written here; children setns into it."""
         if Namespace.USER not in self.compiled.namespaces:
             return
+        if os.geteuid() != 0:
+            # an unprivileged caller can map only itself: the child maps root to it
+            self.report.notes.append(f"user namespace: root is the caller, host uid "
+                                     f"{os.geteuid()} (only root can map a range)")
+            return
         from . import users
 
         self._ids = users.allocate()
