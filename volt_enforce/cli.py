@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from . import cli_landlock
 from .errors import EnforcementError, PolicyError, VoltEnforceError
 from .fileout import Output, write_bytes
 from .model import (
@@ -109,6 +110,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="allow binding TCP PORT; others are denied (repeatable)")
     g.add_argument("--connect-tcp", action="append", default=None, type=_port, metavar="PORT",
                    help="allow connecting to TCP PORT; others are denied (repeatable)")
+    cli_landlock.add_options(g, _port, _text)
     g.add_argument("--seccomp", metavar="PROFILE", type=_text,
                    help="strict, default, unconfined or an OCI JSON file (default: default)")
     g.add_argument("--memory", metavar="SIZE", type=_text, help="hard memory limit (memory.max), e.g. 512M")
@@ -152,7 +154,8 @@ def _text(text: str) -> str:
 #: config_from_args for a Namespace built without this parser).
 _TEXT_OPTIONS = {"config": "--config", "rootfs": "--rootfs", "ro": "--ro", "rw": "--rw",
                  "rox": "--rox", "seccomp": "--seccomp", "memory": "--memory",
-                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus"}
+                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus",
+                 "unix_socket": "--unix-socket", "audit_quiet": "--audit-quiet"}
 
 
 def _check_text_options(args: argparse.Namespace) -> None:
@@ -249,7 +252,8 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
         extra += [(p, LandlockAccess.READ_EXEC) for p in args.rox]
         if landlock is None and extra:
             landlock = LandlockPolicy()  # only the paths given
-        elif landlock is None and (args.bind_tcp is not None or args.connect_tcp is not None):
+        elif landlock is None and (args.bind_tcp is not None or args.connect_tcp is not None
+                                   or cli_landlock.wants_policy(args)):
             # ports alone: a policy always handles the filesystem, so allow all of it
             landlock = LandlockPolicy(rules=[LandlockRule("/", LandlockAccess.all())],
                                       runtime=False)
@@ -260,6 +264,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
                 landlock.bind_tcp = sorted(set((landlock.bind_tcp or []) + args.bind_tcp))
             if args.connect_tcp is not None:
                 landlock.connect_tcp = sorted(set((landlock.connect_tcp or []) + args.connect_tcp))
+            cli_landlock.apply(args, landlock)
             if args.best_effort:
                 landlock.compatibility = Compatibility.BEST_EFFORT
             if args.hard_requirement:
@@ -301,7 +306,8 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
 def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
-    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain)
+    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain,
+                   unix_sockets=cli_landlock.unix_sockets(args))
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -447,7 +453,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     try:
-        report = apply_self(cfg, best_effort=bool(args.best_effort), contain=args.contain)
+        report = apply_self(cfg, best_effort=bool(args.best_effort), contain=args.contain,
+                            unix_sockets=cli_landlock.unix_sockets(args))
     except BaseException:
         if report_file is not None:
             report_file.discard()
@@ -479,7 +486,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, format_explanation
 
     cfg = config_from_args(args)
-    info = explain(cfg, best_effort=bool(args.best_effort), bpf=args.bpf)
+    info = explain(cfg, best_effort=bool(args.best_effort), bpf=args.bpf,
+                   unix_sockets=cli_landlock.unix_sockets(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -534,7 +542,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
     with out:
-        text = compile_plan(cfg, best_effort=bool(args.best_effort))
+        text = compile_plan(cfg, best_effort=bool(args.best_effort),
+                            unix_sockets=cli_landlock.unix_sockets(args))
         try:
             out.write(text.encode())
         except OSError as exc:

@@ -7,6 +7,7 @@ JSON-able dict; ``format_explanation`` renders it for people.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .compile import Compiled, Namespace, compile_config
@@ -43,12 +44,12 @@ def _cgroup_part(plan: LimitPlan | None, best_effort: bool) -> dict[str, Any] | 
 
 
 def explain(config: IsolationConfig | Compiled, *, best_effort: bool = False,
-            bpf: bool = False) -> dict[str, Any]:
+            bpf: bool = False, unix_sockets: Sequence[str] | None = None) -> dict[str, Any]:
     """Describe what ``config`` (or its ``Compiled``) enforces here: Landlock after
     masking, the seccomp filter, cgroup files and values, namespaces, capabilities."""
     if isinstance(config, Compiled):
         return _explain(config, bpf)
-    with compile_config(config, best_effort=True) as compiled:
+    with compile_config(config, best_effort=True, unix_sockets=unix_sockets) as compiled:
         # namespaces the kernel lacks are shown as unavailable, not raised
         info = _explain(compiled, bpf)
     info["best_effort"] = best_effort

@@ -151,10 +151,10 @@ _A = LandlockAccess
 _N = LandlockNetAccess
 
 #: The Linux release that brought each Landlock ABI version.
-#: ABI 8 (TSYNC) and 9 (RESOLVE_UNIX) are left out: their releases are not checked
-#: here. 10 is what Debian's 7.2.13 reports, 11 what experimental's 7.3-rc7 reports.
+#: 8 (TSYNC) came with 7.0 and 9 (RESOLVE_UNIX) with 7.1; 10 is what Debian's 7.2.13
+#: reports, 11 what experimental's 7.3-rc7 reports (the kernel matrix boots both).
 ABI_LINUX: dict[int, str] = {1: "5.13", 2: "5.19", 3: "6.2", 4: "6.7", 5: "6.10", 6: "6.12",
-                             7: "6.15", 10: "7.2", 11: "7.3"}
+                             7: "6.15", 8: "7.0", 9: "7.1", 10: "7.2", 11: "7.3"}
 
 _ALL_FS = int(_A.all()) | int(_A.RESOLVE_UNIX)
 _TCP = int(_N.BIND_TCP | _N.CONNECT_TCP)
@@ -578,6 +578,15 @@ class CompiledRuleset:
             flags &= ~int(RestrictFlag.NO_NEW_PRIVS)
         return flags
 
+    def tsync_for_threads(self) -> tuple[int | None, str]:
+        """For a process with other threads (``apply_self``): the restrict flags with
+        TSYNC added, so that the domain reaches every thread, and ""; or None and why
+        not, where this ruleset's ABI or the kernel lacks TSYNC (probed, not read off
+        the ABI: ``tsync_supported``)."""
+        if self.abi >= _TSYNC_ABI and tsync_supported():
+            return self.restrict_flags | int(RestrictFlag.TSYNC), ""
+        return None, _tsync_reason(self.abi, kernel_abi())
+
     def close(self) -> None:
         """Close the ruleset fd; children already restricted stay restricted."""
         if self._closed:
@@ -936,6 +945,10 @@ def _mask_rules(plan: _Plan, req: _Request) -> None:
                                         quiet=r.quiet))
         elif r.source == "runtime":
             continue  # a runtime rule with nothing handled is simply not needed
+        elif not r.requested:
+            # a quiet rule that grants nothing, its QUIET dropped (_mask_quiet says why)
+            plan.skipped.append(SkippedRule(
+                r.path, f"it only marks the path quiet, which ABI {plan.abi} lacks", r.source))
         elif not r.access:
             plan.skipped.append(SkippedRule(
                 r.path, f"read-only filesystem: it grants only write rights"

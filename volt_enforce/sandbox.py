@@ -27,7 +27,7 @@ import os
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
@@ -131,7 +131,8 @@ class Sandbox:
     ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
-    it was first built.
+    it was first built. ``unix_sockets``: pathname UNIX sockets children may connect to
+    (RESOLVE_UNIX, ABI 9; such a sandbox builds its own ruleset, never a shared one).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
+        unix_sockets: Sequence[str] | None = None,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -159,7 +161,7 @@ class Sandbox:
         self.cgroup: Cgroup | None = None
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
-                                          contain, landlock_abi, share_compiled)
+                                          contain, landlock_abi, share_compiled, unix_sockets)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
@@ -171,16 +173,17 @@ class Sandbox:
 
     def _compile(self, config: IsolationConfig, best_effort: bool | None,
                  compatibility: Compatibility | None, no_new_privs: bool, contain: bool,
-                 landlock_abi: int | None, share_compiled: bool) -> Compiled:
+                 landlock_abi: int | None, share_compiled: bool,
+                 unix_sockets: Sequence[str] | None = None) -> Compiled:
         ruleset = filt = None
-        if share_compiled:
+        if share_compiled and not unix_sockets:
             # the ruleset and filter of an identical config without limits, kept open by it
             base = config.replace(resources=None) if config.resources is not None else config
             self._base = _prepared(base, landlock_abi, contain)
             ruleset, filt = self._base.compiled.ruleset, self._base.compiled.seccomp
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
-                              landlock_abi=landlock_abi,
+                              landlock_abi=landlock_abi, unix_sockets=unix_sockets,
                               ruleset=ruleset, seccomp_filter=filt)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
@@ -300,8 +303,9 @@ class Sandbox:
     def apply_self(self, *, allow_threads: bool = False) -> EnforcementReport:
         """Restrict the calling process with this sandbox (init shims).
 
-        Landlock binds only the calling thread, so with other threads alive this
-        refuses unless ``allow_threads``; seccomp then synchronizes all threads.
+        With other threads alive, Landlock restricts them all where the kernel has
+        TSYNC (ABI 8); elsewhere it would bind only the calling thread, so this refuses
+        unless ``allow_threads``. seccomp synchronizes all threads (its own TSYNC).
         The cgroup stays in place (removing it would kill this process).
         """
         self._check_open()
@@ -358,12 +362,21 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
     if threads > 1:
-        if sb.ruleset is not None and sb.ruleset.fd >= 0 and not allow_threads:
-            raise EnforcementError(
-                errno.EPERM, "landlock",
-                f"this process has {threads} threads and Landlock would restrict only the "
-                "calling one; pass allow_threads=True to accept that",
-            )
+        if sb.ruleset is not None and sb.ruleset.fd >= 0:
+            # TSYNC (ABI 8) puts every thread in the domain; without it only the caller
+            flags, why = sb.ruleset.tsync_for_threads()
+            if flags is not None:
+                plan.c.landlock_flags = flags
+                sb.report.notes.append(f"Landlock restricts all {threads} threads (TSYNC)")
+            elif not allow_threads:
+                raise EnforcementError(
+                    errno.EPERM, "landlock",
+                    f"this process has {threads} threads and Landlock would restrict only the "
+                    f"calling one ({why}); pass allow_threads=True to accept that",
+                )
+            else:
+                sb.report.notes.append(f"Landlock restricts only the calling thread of "
+                                       f"{threads}: {why}")
         if sb.seccomp is not None and sb.seccomp.instructions:
             plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
