@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import landlock
 from .compile import Compiled, Namespace, compile_config
 from .model import IsolationConfig, NetworkMode
 
@@ -67,6 +68,8 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     if ruleset is not None:
         out["landlock"] = ruleset.report.to_dict()
         out["landlock_text"] = ruleset.report.format()
+        out["landlock_features"] = landlock.features(ruleset.abi)
+        out["unix_sockets"] = list(compiled.unix_sockets)
     else:
         out["landlock"] = None
     filt = compiled.seccomp
@@ -101,6 +104,8 @@ def format_explanation(info: dict[str, Any]) -> str:
     lines: list[str] = []
     if info.get("landlock_text"):
         lines += ["Landlock", *("  " + ln for ln in info["landlock_text"].splitlines())]
+        if info.get("landlock_features"):
+            lines += ["  " + ln for ln in landlock.format_features(info["landlock_features"])]
     else:
         lines.append("Landlock: not used")
     sc = info.get("seccomp")

@@ -75,6 +75,9 @@ class Probe:
     no_new_privs: bool
     euid: int
     threads: int = field(default=1)
+    #: ``landlock.features()``: each Landlock feature, whether this kernel has it, and
+    #: the ABI and Linux release that brought it (empty without Landlock).
+    landlock_features: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -88,9 +91,13 @@ class Probe:
         if self.landlock_abi:
             ll += f", errata {self.landlock_errata:#x}"
         cg = self.cgroups
+        from .landlock import format_features
+
         lines = [
             f"kernel          {self.kernel} ({self.machine})",
             f"landlock        {ll}",
+            *(f"  {ln}" for ln in (format_features(self.landlock_features)
+                                   if self.landlock_features else ())),
             "seccomp         "
             + (f"filters; actions: {', '.join(self.seccomp_actions)}" if self.seccomp else "absent"),
             f"cgroups         {cg.kind}",
@@ -156,4 +163,11 @@ def probe() -> Probe:
         no_new_privs=lib.ve_no_new_privs() == 1,
         euid=os.geteuid(),
         threads=threads,
+        landlock_features=_landlock_features() if abi > 0 else {},
     )
+
+
+def _landlock_features() -> dict[str, dict[str, Any]]:
+    from .landlock import features
+
+    return features()

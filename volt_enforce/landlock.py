@@ -121,6 +121,7 @@ __all__ = [
     "tsync_supported",
     "no_new_privs_flag_supported",
     "features",
+    "format_features",
     "effective_abi",
     "assume_abi",
     "fs_rights_for_abi",
@@ -290,6 +291,16 @@ def features(abi: int | None = None) -> dict[str, dict[str, Any]]:
         out[name] = {"available": n >= need if probed is None else probed, "abi": need,
                      "linux": ABI_LINUX.get(need), "how": how}
     return out
+
+
+def format_features(table: dict[str, dict[str, Any]]) -> list[str]:
+    """``features()`` as two lines for people: what the kernel has, and what it lacks
+    with the ABI and Linux release that bring it."""
+    has = [name for name, f in table.items() if f["available"] and name != "landlock"]
+    lacks = [f"{name} (ABI {f['abi']}" + (f", Linux {f['linux']})" if f["linux"] else ")")
+             for name, f in table.items() if not f["available"]]
+    return [f"has    {', '.join(has) or 'nothing beyond ABI 1'}",
+            f"lacks  {', '.join(lacks) or 'nothing this library knows'}"]
 
 
 def _check_abi(name: str, value: Any) -> int:
