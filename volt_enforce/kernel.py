@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
+from .landlock import features as _landlock_features, format_features, landlock_result
 
 if TYPE_CHECKING:
     from .cgroups import CgroupLayout
@@ -26,14 +27,6 @@ _SECCOMP_ACTIONS = {
     "log": lib.SECCOMP_RET_LOG,
     "allow": lib.SECCOMP_RET_ALLOW,
 }
-
-@functools.cache
-def landlock_result() -> int:
-    """The kernel's answer to the Landlock ABI query, once per process (it does
-    not change while we run): the ABI version, or -errno (ENOSYS: not built in,
-    EOPNOTSUPP: disabled at boot)."""
-    return lib.ve_landlock_abi()
-
 
 def landlock_abi() -> int:
     """The Landlock ABI version of the running kernel; 0 when Landlock is absent
@@ -91,8 +84,6 @@ class Probe:
         if self.landlock_abi:
             ll += f", errata {self.landlock_errata:#x}"
         cg = self.cgroups
-        from .landlock import format_features
-
         lines = [
             f"kernel          {self.kernel} ({self.machine})",
             f"landlock        {ll}",
@@ -165,9 +156,3 @@ def probe() -> Probe:
         threads=threads,
         landlock_features=_landlock_features() if abi > 0 else {},
     )
-
-
-def _landlock_features() -> dict[str, dict[str, Any]]:
-    from .landlock import features
-
-    return features()

@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -94,7 +95,6 @@ from typing import Any
 
 from ._core import ffi, lib
 from .errors import CompatibilityError, EnforcementError, PolicyError
-from .kernel import landlock_result
 from .model import (
     Compatibility,
     IsolationConfig,
@@ -212,6 +212,14 @@ ERRATA: dict[int, tuple[int, str]] = {
 
 _errata_raw: int | None = None
 _abi_cap: int | None = None
+
+
+@functools.cache
+def landlock_result() -> int:
+    """The kernel's answer to the Landlock ABI query, once per process (it does
+    not change while we run): the ABI version, or -errno (ENOSYS: not built in,
+    EOPNOTSUPP: disabled at boot). ``volt_enforce.kernel`` re-exports it."""
+    return lib.ve_landlock_abi()
 
 
 def _kernel_result() -> int:
