@@ -251,24 +251,34 @@ def _apply_self_with_a_thread(cfg: IsolationConfig, secret: str, **kwargs) -> di
 
 def test_apply_self_restricts_every_thread_where_the_kernel_has_tsync(tmp_path):
     """A thread that apply_self leaves unrestricted below ABI 8 (the host's 6.18, or the
-    ABI capped at 7) is restricted where the kernel has TSYNC (the matrix's 7.2, 7.3)."""
+    ABI capped at 7) is restricted where the kernel has TSYNC (the matrix's 7.2, 7.3).
+
+    TSYNC lifts the refusal where Landlock is the one step that would reach only the
+    calling thread: here no_new_privs is not asked for (root may restrict itself without
+    it). With no_new_privs and no filter, or with a seccomp profile (which reduces the
+    capabilities to Docker's set), apply_self still refuses: prctl's no_new_privs and the
+    capability sets are per thread (sandbox.thread_coverage)."""
     need_landlock(1)
     (tmp_path / "ok").write_text("x")
     secret = tmp_path / "secret"
     secret.write_text("s")
-    cfg = IsolationConfig(landlock=LandlockPolicy(
-        rules=[LandlockRule(str(tmp_path / "ok"), A.READ_FILE)], runtime=False))
+    policy = LandlockPolicy(rules=[LandlockRule(str(tmp_path / "ok"), A.READ_FILE)],
+                            runtime=False)
+    cfg = IsolationConfig(landlock=policy)
+    landlock_only = {"no_new_privs": False}
 
     # the control: below ABI 8 only the calling thread is restricted, and only when
     # that is accepted; otherwise apply_self refuses and says why
-    refused = _apply_self_with_a_thread(cfg, str(secret), landlock_abi=7)
-    assert "threads" in refused["refused"] and "TSYNC needs ABI 8" in refused["refused"]
-    accepted = _apply_self_with_a_thread(cfg, str(secret), landlock_abi=7, allow_threads=True)
+    refused = _apply_self_with_a_thread(cfg, str(secret), landlock_abi=7, **landlock_only)
+    assert "threads and landlock would reach only the calling one" in refused["refused"]
+    assert "TSYNC needs ABI 8" in refused["refused"]
+    accepted = _apply_self_with_a_thread(cfg, str(secret), landlock_abi=7, allow_threads=True,
+                                         **landlock_only)
     assert accepted["own"] == errno.EACCES and accepted["other"] == 0
-    assert any("only the calling thread" in n and "TSYNC needs ABI 8" in n
+    assert any("calling thread only" in n and "TSYNC needs ABI 8" in n
                for n in accepted["notes"])
 
-    got = _apply_self_with_a_thread(cfg, str(secret))
+    got = _apply_self_with_a_thread(cfg, str(secret), **landlock_only)
     if ll.kernel_abi() >= 8:
         assert ll.tsync_supported(), "ABI 8+ but the kernel refused TSYNC"
     if ll.tsync_supported():
@@ -276,6 +286,13 @@ def test_apply_self_restricts_every_thread_where_the_kernel_has_tsync(tmp_path):
         assert "Landlock restricts all 2 threads (TSYNC)" in got["notes"]
     else:
         assert f"TSYNC needs ABI 8, kernel has {ll.kernel_abi()}" in got["refused"]
+
+    # the steps TSYNC does not cover still refuse, on every kernel
+    nnp = _apply_self_with_a_thread(cfg, str(secret))
+    assert "no_new_privs" in nnp["refused"]
+    caps = _apply_self_with_a_thread(IsolationConfig(landlock=policy, seccomp="default"),
+                                     str(secret))
+    assert "threads and capabilities" in caps["refused"]
 
 
 def test_no_new_privs_is_set_iff_the_restriction_succeeds_where_the_kernel_can(tmp_path):
