@@ -526,3 +526,20 @@ def test_check_and_explain_show_the_features_with_their_abi_and_release(tmp_path
     info = json.loads(cp.stdout)
     assert info["landlock_features"] == json.loads(json.dumps(ll.features()))
     assert info["unix_sockets"] == [sock]
+
+
+def test_a_unix_socket_that_does_not_exist_is_an_error_naming_it(tmp_path):
+    """Where RESOLVE_UNIX is handled (ABI 9) the socket's rule opens the path; a missing
+    one is refused naming the option's entry. Built directly (a plan handling READ_FILE
+    for the socket rule), so that every kernel checks the message."""
+    need_landlock(1)
+    missing = str(tmp_path / "gone.sock")
+    plan = ll._Plan(abi=ll.kernel_abi(), kernel_abi=ll.kernel_abi(),
+                    compatibility=Compatibility.HARD_REQUIREMENT, handled_fs=int(A.READ_FILE))
+    plan.rules.append(ll._PathRule(missing, int(A.READ_FILE), "unix_socket", False,
+                                   "unix_sockets[0]"))
+    with pytest.raises(PolicyError) as ei:
+        ll._build(plan)
+    assert ei.value.field == "unix_sockets[0]" and ei.value.value == missing
+    assert "must exist when the sandbox is prepared" in str(ei.value)
+    assert "Optional" not in str(ei.value)

@@ -1048,6 +1048,9 @@ def _build(plan: _Plan) -> CompiledRuleset:
                     if r.skip_missing:
                         skipped.append(SkippedRule(r.path, "does not exist", r.source))
                         continue
+                    if r.source == "unix_socket":  # --unix-socket: no rule to mark Optional
+                        raise PolicyError(r.field, r.path, "does not exist: a socket to connect"
+                                          " to must exist when the sandbox is prepared")
                     raise PolicyError(r.field, r.path, "does not exist (mark the rule Optional,"
                                       " or set MissingPaths to 'skip', to skip it)")
                 raise EnforcementError(err, _STEP.get(out.step, "landlock_add_rule"),
