@@ -29,6 +29,8 @@ class EnforcementReport:
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
+    #: how children are started: {"path": "spawner" | "direct", "reason": why} (spawner.py)
+    spawn: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, compiled: Compiled) -> EnforcementReport:
@@ -56,4 +58,5 @@ class EnforcementReport:
             "capabilities": self.capabilities,
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
+            "spawn": dict(self.spawn) if self.spawn is not None else None,
         }

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .cgroups import Cgroup, CgroupStats
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
+    from .spawner import SpawnerPool
 
 __all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache"]
 
@@ -131,7 +132,10 @@ class Sandbox:
     ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
-    it was first built.
+    it was first built. ``spawner``: start children through a pre-restricted
+    spawner (volt_enforce.spawner) where that gives them exactly what the direct
+    path gives (None, the default), always (True: a config or call that cannot
+    use it is refused) or never (False); ``report.spawn`` says which path, and why.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
+        spawner: bool | None = None,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -157,6 +162,10 @@ class Sandbox:
         self._report_r = self._report_w = -1
         self._base: Sandbox | None = None
         self.cgroup: Cgroup | None = None
+        self._spawners: SpawnerPool | None = None
+        if spawner is not None and not isinstance(spawner, bool):
+            raise PolicyError("spawner", spawner, "is not True, False or None")
+        self._spawner_option = spawner
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled)
@@ -164,6 +173,7 @@ class Sandbox:
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
             self.plan = self._child_plan()
+            self._choose_spawn_path(spawner)
             undo.pop_all()
         self._closed = False
 
@@ -224,6 +234,46 @@ class Sandbox:
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
         )
+
+    def _choose_spawn_path(self, option: bool | None) -> None:
+        from .spawner import SpawnerPool, eligibility
+
+        reason = "spawner=False" if option is False else eligibility(self.compiled, self.cgroup)
+        if reason is None:
+            self._spawners = SpawnerPool(self.compiled, self.plan)
+            self.report.spawn = {"path": "spawner",
+                                 "reason": "restricted once in a spawner; each child in a "
+                                           "Landlock domain of its own"}
+        elif option is True:
+            raise PolicyError("spawner", True, f"cannot be used for this sandbox: {reason}")
+        else:
+            self.report.spawn = {"path": "direct", "reason": reason}
+
+    def spawn_child(self, args: Any, **kwargs: Any) -> tuple[int, str]:
+        """Start a child (SandboxedPopen's spawn): through the spawner where this
+        sandbox and this call can use it, else on the direct path. Returns the pid
+        and the path taken ("spawner" or "direct")."""
+        from .child import spawn
+
+        pool = self._spawners
+        if pool is not None:
+            why = pool.unsupported(close_fds=kwargs["close_fds"], uid=kwargs["uid"],
+                                   gid=kwargs["gid"], extra_groups=kwargs["extra_groups"],
+                                   process_group=kwargs["process_group"])
+            if why is None:
+                pid = pool.spawn(args, executable=kwargs["executable"], env=kwargs["env"],
+                                 cwd=kwargs["cwd"], stdin=kwargs["stdin"],
+                                 stdout=kwargs["stdout"], stderr=kwargs["stderr"],
+                                 pass_fds=kwargs["pass_fds"],
+                                 restore_signals=kwargs["restore_signals"],
+                                 start_new_session=kwargs["start_new_session"],
+                                 umask=kwargs["umask"])
+                if pid is not None:
+                    return pid, "spawner"
+                why = "arguments too large for one message, or an fd that is not open"
+            if self._spawner_option is True:
+                raise ValueError(f"spawner=True: this call cannot use the spawner ({why})")
+        return spawn(args, **kwargs, **self.spawn_kwargs()), "direct"
 
     @property
     def contained(self) -> bool:
@@ -316,6 +366,8 @@ class Sandbox:
         self._closed = True
         errors: list[BaseException] = []
         closers: list[Callable[[], None]] = [self.compiled.close]
+        if self._spawners is not None:
+            closers.insert(0, self._spawners.close)
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
         for closer in closers:
@@ -355,6 +407,10 @@ class Sandbox:
 
 
 def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
+    from .spawner import disable_for_process
+
+    # Landlock binds threads one by one: no spawner may stand in for this process now
+    disable_for_process("apply_self restricted this process: its threads may differ")
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
     if threads > 1:
