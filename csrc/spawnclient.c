@@ -10,18 +10,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
 
 extern char **environ;
-
-struct caller_state {
-	int umask_value;
-	uint64_t blocked, ignored;
-};
 
 static int read_file(const char *path, char *buf, int size)
 {
@@ -29,7 +28,7 @@ static int read_file(const char *path, char *buf, int size)
 	if (fd < 0)
 		return -errno;
 	int len = 0;
-	for (;;) {
+	while (len < size - 1) {
 		ssize_t n = read(fd, buf + len, (size_t)(size - 1 - len));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -38,10 +37,8 @@ static int read_file(const char *path, char *buf, int size)
 			close(fd);
 			return -err;
 		}
-		if (n == 0 || len + n >= size - 1) {
-			len += (int)(n > 0 ? n : 0);
+		if (n == 0)
 			break;
-		}
 		len += (int)n;
 	}
 	close(fd);
@@ -49,80 +46,198 @@ static int read_file(const char *path, char *buf, int size)
 	return len;
 }
 
-static int append(char *out, int size, int len, const char *s, size_t n)
+struct fp {
+	char *out;
+	int size, len;
+};
+
+static void put(struct fp *f, const char *fmt, unsigned long long a, unsigned long long b)
 {
-	if (len < 0 || (size_t)len + n >= (size_t)size)
-		return -ENOBUFS;
-	memcpy(out + len, s, n);
-	out[len + n] = '\0';
-	return len + (int)n;
+	if (f->len < 0)
+		return;
+	int n = snprintf(f->out + f->len, (size_t)(f->size - f->len), fmt, a, b);
+	f->len = (n < 0 || n >= f->size - f->len) ? -ENOBUFS : f->len + n;
 }
 
-/* The status lines that decide what a child of this thread inherits. */
-static const char *const status_keys[] = {
-	"Uid:", "Gid:", "Groups:", "NoNewPrivs:", "Seccomp:", "Seccomp_filters:", "CapInh:",
-	"CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "Cpus_allowed:", "Mems_allowed:", NULL,
-};
-static const char *const namespaces[] = {
-	"cgroup", "ipc", "mnt", "net", "pid_for_children", "time_for_children", "user", "uts", NULL,
-};
-
-static int state_and_fingerprint(char *fp, int size, struct caller_state *st)
+static void put_bytes(struct fp *f, const char *s, size_t n)
 {
-	char buf[4096], line[160];
-	int n = read_file("/proc/thread-self/status", buf, sizeof(buf));
-	if (n < 0)
-		return n;
-	int len = 0;
-	st->umask_value = -1;
-	st->blocked = st->ignored = 0;
-	for (char *p = buf; p && *p;) {
-		char *nl = strchr(p, '\n');
-		size_t ll = nl ? (size_t)(nl - p) + 1 : strlen(p);
-		if (!strncmp(p, "Umask:", 6))
-			st->umask_value = (int)strtol(p + 6, NULL, 8);
-		else if (!strncmp(p, "SigBlk:", 7))
-			st->blocked = strtoull(p + 7, NULL, 16);
-		else if (!strncmp(p, "SigIgn:", 7))
-			st->ignored = strtoull(p + 7, NULL, 16);
-		else
-			for (int k = 0; status_keys[k]; k++)
-				if (!strncmp(p, status_keys[k], strlen(status_keys[k]))) {
-					len = append(fp, size, len, p, ll);
-					break;
-				}
-		p = nl ? nl + 1 : NULL;
+	if (f->len < 0)
+		return;
+	if ((size_t)f->len + n >= (size_t)f->size) {
+		f->len = -ENOBUFS;
+		return;
 	}
-	if (st->umask_value < 0)
-		return -ENODATA; /* a kernel without Umask in status (< 4.7) */
-	for (int k = 0; namespaces[k]; k++) {
-		struct stat sb;
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/thread-self/ns/%s", namespaces[k]);
-		if (stat(path, &sb) < 0) {
-			sb.st_ino = 0; /* a namespace type this kernel lacks */
-			sb.st_dev = 0;
+	memcpy(f->out + f->len, s, n);
+	f->len += (int)n;
+}
+
+static int pread_all(int fd, char *buf, int size)
+{
+	ssize_t n;
+	do
+		n = pread(fd, buf, (size_t)size - 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* What a child of this thread inherits and a spawner started earlier might not
+ * give it, read with few syscalls (each costs ~0.5 us here, a /proc read 10-25):
+ * ids and groups, no_new_privs, seccomp (the filter count from /proc only once a
+ * filter is on), capabilities (the bounding set for the rights the plan keeps,
+ * the ambient set when the plan keeps them all), securebits, personality,
+ * affinity, nice, pid (a fork), and from the fds the pool keeps open,
+ * /proc/self/stat (process group, session, ignored signals) and
+ * /proc/self/cgroup. The cwd, root and umask need no check: the spawner shares
+ * them (CLONE_FS). */
+static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uint64_t *ignored)
+{
+	struct fp f = { out, size, 0 };
+	uid_t r, e, s;
+	gid_t gr, ge, gs;
+	getresuid(&r, &e, &s);
+	getresgid(&gr, &ge, &gs);
+	put(&f, "uid %llx %llx", ((unsigned long long)r << 32) | e, s);
+	put(&f, " gid %llx %llx", ((unsigned long long)gr << 32) | ge, gs);
+	gid_t groups[256];
+	int ng = getgroups(256, groups);
+	if (ng < 0)
+		return -errno;
+	for (int i = 0; i < ng; i++)
+		put(&f, " %llx%.0llx", groups[i], 0);
+	int nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
+	int mode = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
+	put(&f, " pid %llx nnp %llx", (unsigned long long)getpid(), (unsigned long long)nnp);
+	put(&f, " seccomp %llx secbits %llx", (unsigned long long)mode,
+	    (unsigned long long)prctl(PR_GET_SECUREBITS));
+	put(&f, " pers %llx nice %llx", (unsigned long long)(unsigned)personality(0xffffffff),
+	    (errno = 0, (unsigned long long)getpriority(PRIO_PROCESS, 0)));
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct caps[2];
+	if (syscall(SYS_capget, &hdr, caps) < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++)
+		put(&f, " caps %llx %llx",
+		    ((unsigned long long)caps[i].effective << 32) | caps[i].permitted,
+		    caps[i].inheritable);
+	unsigned long long bnd = 0, amb = 0;
+	for (int cap = 0; cap < 64; cap++) {
+		if (!((c->cap_check >> cap) & 1))
+			continue;
+		int in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+		if (in < 0)
+			break; /* past the last capability */
+		if (in)
+			bnd |= 1ULL << cap;
+		if (c->check_ambient && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) > 0)
+			amb |= 1ULL << cap;
+	}
+	put(&f, " bnd %llx amb %llx", bnd, amb);
+	cpu_set_t cpus;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+		for (size_t i = 0; i < sizeof(cpus) / sizeof(unsigned long long); i++)
+			put(&f, " %llx%.0llx", ((unsigned long long *)&cpus)[i], 0);
+	char buf[4096];
+	int n;
+	if (mode == 2) { /* another filter on top shows only here */
+		n = read_file("/proc/thread-self/status", buf, sizeof(buf));
+		if (n < 0)
+			return n;
+		char *line = strstr(buf, "\nSeccomp_filters:");
+		if (line) {
+			char *end = strchr(line + 1, '\n');
+			put_bytes(&f, line, end ? (size_t)(end - line) : strlen(line));
 		}
-		int m = snprintf(line, sizeof(line), "ns %s %lx:%lx\n", namespaces[k],
-				 (unsigned long)sb.st_dev, (unsigned long)sb.st_ino);
-		len = append(fp, size, len, line, (size_t)m);
 	}
-	int m = snprintf(line, sizeof(line), "pid %d pgrp %d sid %d pers %x secbits %x nice %d\n",
-			 (int)getpid(), (int)getpgrp(), (int)getsid(0),
-			 (unsigned)personality(0xffffffff), (unsigned)prctl(PR_GET_SECUREBITS),
-			 (errno = 0, getpriority(PRIO_PROCESS, 0)));
-	len = append(fp, size, len, line, (size_t)m);
-	n = read_file("/proc/thread-self/cgroup", buf, sizeof(buf));
+	/* /proc/self/stat: "pid (comm) state ppid pgrp session ..." */
+	n = pread_all(c->stat_fd, buf, sizeof(buf));
 	if (n < 0)
 		return n;
-	return append(fp, size, len, buf, (size_t)n);
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EPROTO;
+	unsigned long long field[40] = { 0 };
+	int k = 3; /* the state is field 3 */
+	char *save = NULL;
+	for (char *tok = strtok_r(p + 2, " ", &save); tok && k < 40;
+	     tok = strtok_r(NULL, " ", &save), k++)
+		field[k] = strtoull(tok, NULL, 10);
+	put(&f, " pgrp %llx sid %llx", field[5], field[6]);
+	*ignored = field[33];
+	put(&f, "\n", 0, 0);
+	n = pread_all(c->cgroup_fd, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	put_bytes(&f, buf, (size_t)n);
+	return f.len;
 }
 
 /* The calling thread's fingerprint (see spawnclient.h), or -errno. */
-int ve_spawner_fingerprint(char *buf, int size)
+int ve_spawner_fingerprint(const struct ve_spawner_call *c, char *buf, int size)
 {
-	struct caller_state st;
-	return state_and_fingerprint(buf, size, &st);
+	uint64_t ignored;
+	return fingerprint(c, buf, size, &ignored);
+}
+
+/* ---- starting a spawner -------------------------------------------------------- */
+
+struct start_args {
+	const char *path;
+	int sock, devnull, err;
+};
+
+static int start_child(void *arg)
+{
+	struct start_args *a = arg;
+	/* every signal stays blocked until exec (no handler of the caller may run
+	 * here); exec resets the handlers and the spawner clears its mask */
+	char num[16];
+	snprintf(num, sizeof(num), "%d", a->sock);
+	char *argv[] = { (char *)"volt-spawner", num, NULL };
+	char *envp[] = { NULL };
+	for (int fd = 0; fd < 3; fd++)
+		if (dup2(a->devnull, fd) < 0)
+			goto out;
+	if (fcntl(a->sock, F_SETFD, 0) < 0)
+		goto out;
+	syscall(SYS_execve, a->path, argv, envp);
+out:
+	a->err = errno;
+	syscall(SYS_exit_group, 127);
+	return 127;
+}
+
+/* Start volt-spawner on the socket (a number above 2) with CLONE_FS: it shares
+ * this process's cwd, root and umask, so that each child it starts has the
+ * caller's at call time. Returns its pid or -errno (reaped then). */
+int ve_spawner_start(const char *path, int sock, int devnull)
+{
+	if (sock < 3)
+		return -EBADF;
+	struct start_args a = { path, sock, devnull, 0 };
+	size_t size = 64 * 1024;
+	void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+			   -1, 0);
+	if (stack == MAP_FAILED)
+		return -errno;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	long pid = clone(start_child, (char *)stack + size, CLONE_VM | CLONE_VFORK | CLONE_FS | SIGCHLD,
+			 &a);
+	int err = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	munmap(stack, size);
+	if (pid < 0)
+		return -err;
+	if (a.err) {
+		while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return -a.err;
+	}
+	return (int)pid;
 }
 
 static long send_with_fds(int sock, const void *data, size_t len, const int *fds, int n_fds)
@@ -234,15 +349,15 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 		    struct ve_spawner_slot *slot, struct ve_result *res)
 {
 	char fpbuf[VE_SPAWNER_FP_MAX];
-	struct caller_state st;
 	res->step = res->err = res->index = 0;
-	int n = state_and_fingerprint(fpbuf, sizeof(fpbuf), &st);
+	uint64_t ignored = 0;
+	int n = fingerprint(c, fpbuf, sizeof(fpbuf), &ignored);
 	if (n < 0)
 		return n;
 	if (n != fp_len || memcmp(fpbuf, fp, (size_t)n) != 0)
 		return VE_SPAWNER_R_STALE;
 
-	int n_fds = 4 + c->n_keep_fds;
+	int n_fds = 3 + c->n_keep_fds;
 	if (c->n_keep_fds < 0 || n_fds > VE_SPAWNER_MAX_FDS)
 		return VE_SPAWNER_R_TOO_BIG;
 	uint32_t n_env = 0;
@@ -263,11 +378,15 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	q->n_env = c->n_env < 0 ? n_env : (uint32_t)c->n_env;
 	q->strings_len = (uint32_t)(c->strings_len + env_bytes);
 	q->has_cwd = c->has_cwd;
-	q->umask_value = c->umask_value >= 0 ? c->umask_value : st.umask_value;
+	q->umask_value = c->umask_value; /* -1: the shared one (CLONE_FS) */
 	q->flags = (c->restore_signals ? VE_SPAWNER_RESTORE_SIGNALS : 0) |
 		   (c->new_session ? VE_SPAWNER_NEW_SESSION : 0);
-	q->blocked = st.blocked;
-	q->ignored = st.ignored;
+	sigset_t mask;
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	for (int sig = 1; sig <= 64; sig++)
+		if (sigismember(&mask, sig) == 1)
+			q->blocked |= 1ULL << (sig - 1);
+	q->ignored = ignored; /* dispositions are the process's: /proc/self/stat */
 	for (int i = 0; i < VE_SPAWNER_NLIMITS; i++) {
 		struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
 		getrlimit((__rlimit_resource_t)i, &rl);
@@ -296,14 +415,6 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	memcpy(out, c->strings + c->strings_len - cwd_len, cwd_len);
 
 	int fds[VE_SPAWNER_MAX_FDS], k = 0;
-	int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (cwd < 0) {
-		int err = errno;
-		free(buf);
-		return -err;
-	}
-	q->cwd_fd = k;
-	fds[k++] = cwd;
 	const int given[3] = { c->fd0, c->fd1, c->fd2 };
 	for (int i = 0; i < 3; i++) {
 		int fd = given[i];
@@ -327,13 +438,12 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 
 	slot->pid = 0;
 	long r = send_with_fds(sock, buf, len, fds, k);
-	close(cwd);
 	free(buf);
 	if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
 		return VE_SPAWNER_R_DEAD; /* never received: safe to restart and retry */
 	if (r == -EMSGSIZE || r == -ENOBUFS)
 		return VE_SPAWNER_R_TOO_BIG;
-	if (r == -EBADF && k > 1)
+	if (r == -EBADF && k > 0)
 		return -EBADF; /* one of the fds to pass is not open */
 	if (r < 0)
 		return (int)r;

@@ -9,10 +9,11 @@
  * fds travel as SCM_RIGHTS. One spawner serves one request at a time; the
  * library keeps a pool of them for threads spawning at once.
  *
- * A request carries the caller's state at call time (argv, env, cwd as an fd,
- * umask, rlimits, blocked and ignored signals, stdio and pass_fds). The
- * caller's fingerprint (credentials, capabilities, no_new_privs, seccomp, cgroup,
- * namespaces, process group, affinity) is compared with the one it had when the
+ * The spawner shares the caller's fs_struct (CLONE_FS): its cwd, root and umask
+ * are the caller's at call time. A request carries the rest of the caller's
+ * state (argv, env, rlimits, blocked and ignored signals, stdio and pass_fds).
+ * The caller's fingerprint (credentials, capabilities, no_new_privs, seccomp,
+ * cgroup, process group, affinity) is compared with the one it had when the
  * spawner started: a mismatch is VE_SPAWNER_STALE, and the library starts a new
  * spawner, so that a child never has fewer restrictions than its caller.
  */
@@ -76,14 +77,12 @@ struct ve_spawner_req {
 	uint32_t magic, kind;
 	uint32_t n_exec_paths, n_argv, n_env; /* strings, in that order, then cwd */
 	uint32_t strings_len;
-	int32_t has_cwd;       /* a cwd string after env, relative to the caller's cwd */
+	int32_t has_cwd;       /* a cwd string after env (relative to the shared cwd) */
 	int32_t stdio[3];      /* index into the fds, -1: closed in the child */
-	int32_t cwd_fd;        /* index of the caller's cwd (O_PATH) */
 	int32_t keep_base;     /* index of the first pass_fd */
 	int32_t n_keep;        /* pass_fds: target numbers follow this struct */
-	int32_t umask_value;
+	int32_t umask_value;   /* -1: the one shared with the caller (CLONE_FS) */
 	uint32_t flags;
-	uint32_t pad;
 	uint64_t blocked;      /* the calling thread's signal mask (signals 1..64) */
 	uint64_t ignored;      /* signals the caller ignores */
 	uint64_t rlim[VE_SPAWNER_NLIMITS][2]; /* cur, max */
@@ -105,9 +104,16 @@ struct ve_spawner_call {
 	int32_t n_keep_fds;
 	int32_t restore_signals, new_session;
 	int32_t umask_value;   /* -1: the caller's */
+	/* what the fingerprint reads: fds of /proc/self/stat and /proc/self/cgroup
+	 * the pool keeps open, the capabilities whose bounding bit matters (those
+	 * the plan keeps), and whether the ambient set does (the plan keeps all) */
+	int32_t stat_fd, cgroup_fd;
+	uint64_t cap_check;
+	int32_t check_ambient;
 };
 
-int ve_spawner_fingerprint(char *buf, int size);
+int ve_spawner_fingerprint(const struct ve_spawner_call *call, char *buf, int size);
+int ve_spawner_start(const char *path, int sock, int devnull);
 int ve_spawner_setup(int sock, const struct ve_plan *plan, int slot_fd,
 		     uint64_t child_scopes, uint64_t child_fs, uint32_t child_restrict_flags,
 		     int nofile_limit, int stop_child, struct ve_result *res);

@@ -245,6 +245,16 @@ def test_caller_state_at_call_time(work, outside, tmp_path):
             assert int(a["SigIgn"], 16) & (1 << (signal.SIGUSR2 - 1))
             assert a["fds"] == [0, 1, 2, w]
             assert a["pgid_is_parent"] and not a["sid_is_self"] and s["sid_is_self"]
+            # the cwd and umask the caller has now (the spawner shares them: CLONE_FS)
+            here, mask = os.getcwd(), os.umask(0o027)
+            try:
+                os.chdir(str(tmp_path))
+                live = [_probe(sb, work, outside) for sb in (sp, direct)]
+            finally:
+                os.chdir(here)
+                os.umask(mask)
+            assert live[0]["cwd"] == live[1]["cwd"] == str(tmp_path)
+            assert live[0]["umask"] == live[1]["umask"] == "0027"
             assert sp._spawners.counts["started"] == 1  # none of this needed a restart
     finally:
         os.close(r)
@@ -291,31 +301,33 @@ def test_lowered_hard_limit_reaches_the_child(work):
     assert got == [str(v) for v in want] and started == 1
 
 
-def test_changed_namespace_restarts_the_spawner(work):
-    """A thread that entered a UTS namespace of its own spawns into it, as on the
-    direct path: its fingerprint no longer matches, so a new spawner is started."""
+def test_changed_capabilities_restart_the_spawner(work):
+    """A thread that dropped a capability from its bounding set spawns without it,
+    as on the direct path: its fingerprint no longer matches the spawner's, so a
+    new spawner is started from it (capabilities are per thread)."""
     libc = ctypes.CDLL(None, use_errno=True)
     out = {}
-    with Sandbox(_config(work), contain=False) as sb:
-        assert sb.run(["/bin/true"]).returncode == 0
+    sp, direct = _twins(_config(work))
+    with sp, direct:
+        assert sp.run(["/bin/true"]).returncode == 0
+
+        def bounding(sb):
+            r = sb.run(["grep", "CapBnd", "/proc/self/status"], capture_output=True, text=True)
+            return int(r.stdout.split()[1], 16)
 
         def in_thread():
-            if libc.unshare(0x04000000) < 0:  # CLONE_NEWUTS, this thread only
+            if libc.prctl(24, 0, 0, 0, 0) < 0:  # PR_CAPBSET_DROP CAP_CHOWN, this thread only
                 out["err"] = ctypes.get_errno()
                 return
-            name = b"volt-spawner-uts"
-            libc.sethostname(name, len(name))
-            out["name"] = sb.run(["cat", "/proc/sys/kernel/hostname"], capture_output=True,
-                                 text=True).stdout.strip()
+            out["spawner"], out["direct"] = bounding(sp), bounding(direct)
 
         t = threading.Thread(target=in_thread)
         t.start()
         t.join(30)
         assert "err" not in out, os.strerror(out["err"])
-        assert out["name"] == "volt-spawner-uts"
-        assert sb._spawners.counts["restarted"] >= 1
-        host = sb.run(["cat", "/proc/sys/kernel/hostname"], capture_output=True, text=True)
-        assert host.stdout.strip() != "volt-spawner-uts"
+        assert out["spawner"] == out["direct"] and not out["spawner"] & 1  # no CAP_CHOWN
+        assert sp._spawners.counts["restarted"] >= 1
+        assert bounding(sp) & 1  # this thread kept it: a spawner for it again
 
 
 # ---- what children can do to the spawner and to each other ---------------------------

@@ -63,7 +63,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._core import ffi, lib
-from .child import ChildPlan, _env_list, _fsencode_list, _reap, exec_candidates, spawn, spawn_error
+from .child import ChildPlan, _env_list, _fsencode_list, _reap, exec_candidates, spawn_error
 from .errors import EnforcementError, InstallationError, PolicyError
 
 if TYPE_CHECKING:
@@ -166,15 +166,17 @@ class _Spawner:
             os.ftruncate(memfd, mmap.PAGESIZE)
             self.slot_map = mmap.mmap(memfd, mmap.PAGESIZE)
             self.slot = ffi.cast("struct ve_spawner_slot *", ffi.from_buffer(self.slot_map))
-            self.fingerprint = _fingerprint()
-            path = spawner_path()
+            self.fingerprint = pool.fingerprint()
+            path = os.fsencode(spawner_path())
             devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
-                self.pid = spawn([path, str(child.fileno())], executable=path, env={},
-                                 stdin=devnull, stdout=devnull, stderr=devnull,
-                                 pass_fds=(child.fileno(),))
+                # CLONE_FS: it shares this process's cwd, root and umask
+                pid = lib.ve_spawner_start(path, child.fileno(), devnull)
             finally:
                 os.close(devnull)
+            if pid < 0:
+                raise OSError(-pid, os.strerror(-pid), os.fsdecode(path))
+            self.pid = pid
             child.close()
             self.sock = parent
             res = ffi.new("struct ve_result *")
@@ -214,14 +216,6 @@ class _Spawner:
         self.close()
 
 
-def _fingerprint() -> bytes:
-    buf = ffi.new("char[]", lib.VE_SPAWNER_FP_MAX)
-    n = lib.ve_spawner_fingerprint(buf, lib.VE_SPAWNER_FP_MAX)
-    if n < 0:
-        raise OSError(-n, os.strerror(-n), "/proc/thread-self")
-    return bytes(ffi.buffer(buf, n))
-
-
 class SpawnerPool:
     """The spawners of one sandbox: one per thread spawning at once, up to ``size``,
     each started the first time it is needed."""
@@ -239,8 +233,46 @@ class SpawnerPool:
         self._closed = False
         self._owner = os.getpid()
         self._cond = threading.Condition()
+        self._probe_fds = (-1, -1)
+        self._open_probe()
+        c = plan.c
+        # the bounding bits of the rights the plan keeps; all, and ambient, when it keeps all
+        self._cap_check = c.cap_keep if c.drop_caps else (1 << 64) - 1
+        self._check_ambient = 0 if c.drop_caps else 1
         #: started, restarted (stale, dead), and children spawned, for tests and the report
         self.counts = {"started": 0, "restarted": 0, "spawned": 0}
+
+    def _open_probe(self) -> None:
+        """/proc/self/stat and /proc/self/cgroup, kept open: a pread is cheaper than
+        an open of them on every request."""
+        stat = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            cgroup = os.open("/proc/self/cgroup", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(stat)
+            raise
+        self._probe_fds = (stat, cgroup)
+
+    def _close_probe(self) -> None:
+        for fd in self._probe_fds:
+            if fd >= 0:
+                os.close(fd)
+        self._probe_fds = (-1, -1)
+
+    def _fill(self, call: Any) -> None:
+        call.stat_fd, call.cgroup_fd = self._probe_fds
+        call.cap_check = self._cap_check
+        call.check_ambient = self._check_ambient
+
+    def fingerprint(self) -> bytes:
+        """The calling thread's fingerprint (what a spawner started now is compared by)."""
+        call = ffi.new("struct ve_spawner_call *")
+        self._fill(call)
+        buf = ffi.new("char[]", lib.VE_SPAWNER_FP_MAX)
+        n = lib.ve_spawner_fingerprint(call, buf, lib.VE_SPAWNER_FP_MAX)
+        if n < 0:
+            raise OSError(-n, os.strerror(-n), "/proc/self")
+        return bytes(ffi.buffer(buf, n))
 
     # ---- the pool ------------------------------------------------------------------
 
@@ -251,6 +283,8 @@ class SpawnerPool:
                     raise ValueError("the sandbox is closed")
                 if self._owner != os.getpid():  # a fork: the spawners are the parent's
                     self._idle, self._count, self._owner = [], 0, os.getpid()
+                    self._close_probe()
+                    self._open_probe()
                 if self._idle:
                     return self._idle.pop()
                 if self._count < self.size:
@@ -275,7 +309,11 @@ class SpawnerPool:
                 return
             self._count -= 1
             self._cond.notify()
+            last = self._closed and self._count == 0
         sp.close()
+        if last:
+            with self._cond:
+                self._close_probe()
 
     def pids(self) -> list[int]:
         """The spawners' pids (tests)."""
@@ -289,6 +327,9 @@ class SpawnerPool:
             self._count -= len(idle)
         for sp in idle:
             sp.close()
+        with self._cond:
+            if self._count == 0:
+                self._close_probe()
 
     # ---- a spawn -------------------------------------------------------------------
 
@@ -343,6 +384,7 @@ class SpawnerPool:
         call.restore_signals = 1 if restore_signals else 0
         call.new_session = 1 if start_new_session else 0
         call.umask_value = umask if umask is not None and umask >= 0 else -1
+        self._fill(call)
         res = ffi.new("struct ve_result *")
 
         for _attempt in range(3):

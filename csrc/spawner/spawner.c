@@ -10,8 +10,10 @@
  * the library already built), and then starts each requested child with
  * clone(CLONE_VM | CLONE_VFORK | CLONE_PARENT): the child is the caller's own
  * (it gets the spawner's exit signal, SIGCHLD) and inherits the restrictions
- * instead of attaching them again. Before exec the child takes the caller's
- * state from the request (stdio and pass_fds, cwd, umask, rlimits, signals),
+ * instead of attaching them again. It shares the caller's cwd, root and umask
+ * (the library starts it with CLONE_FS, and it never changes them). Before exec
+ * the child takes the rest of the caller's state from the request (stdio and
+ * pass_fds, rlimits, signals),
  * and restricts itself once more with a Landlock layer of its own, so that it
  * is in a domain of its own as on the direct path: it cannot ptrace this
  * spawner or its siblings, nor take their fds.
@@ -261,15 +263,13 @@ static int child_main(void *arg)
 	set_signals(q);
 	if (place_fds(rq, fds) < 0)
 		goto out;
-	if (fchdir(fds[q->cwd_fd]) < 0) {
-		fail(rq, VE_STEP_CHDIR, errno, 0);
-		goto out;
-	}
+	/* the cwd and umask are the caller's (CLONE_FS), copied at clone */
 	if (rq->cwd && chdir(rq->cwd) < 0) {
 		fail(rq, VE_STEP_CHDIR, errno, 0);
 		goto out;
 	}
-	umask((mode_t)q->umask_value);
+	if (q->umask_value >= 0)
+		umask((mode_t)q->umask_value);
 	for (int i = 0; i < VE_SPAWNER_NLIMITS; i++) {
 		struct rlimit rl = { (rlim_t)q->rlim[i][0], (rlim_t)q->rlim[i][1] };
 		if (rl.rlim_cur == own_limits[i].rlim_cur && rl.rlim_max == own_limits[i].rlim_max)
@@ -370,12 +370,12 @@ static int valid_request(const struct ve_spawner_req *q, size_t len, int n_fds)
 	if (len < sizeof(*q) || q->magic != VE_SPAWNER_MAGIC || q->kind != VE_SPAWNER_SPAWN)
 		return 0;
 	if (q->n_keep < 0 || q->n_keep > VE_SPAWNER_MAX_FDS || q->keep_base < 0 ||
-	    q->keep_base + q->n_keep != n_fds || q->cwd_fd < 0 || q->cwd_fd >= n_fds)
+	    q->keep_base + q->n_keep != n_fds)
 		return 0;
 	for (int i = 0; i < 3; i++)
 		if (q->stdio[i] >= n_fds || q->stdio[i] < -1)
 			return 0;
-	if (q->umask_value < 0 || q->umask_value > 0777)
+	if (q->umask_value < -1 || q->umask_value > 0777)
 		return 0;
 	return 1;
 }
