@@ -39,16 +39,25 @@ message take the direct path. ``Sandbox(spawner=True)`` refuses a config that
 cannot use the spawner (and such a call), ``spawner=False`` never uses it.
 
 Fail closed: each request carries the caller's fingerprint; when this thread's
-credentials, capabilities, no_new_privs, seccomp filters, cgroup, namespaces,
-process group or a hard rlimit changed since the spawner started, a new
-spawner is started from the caller's current state. ``apply_self`` in this
-process turns the spawner off for good (Landlock binds threads one by one,
-which no fingerprint shows); a Landlock domain entered by other code is the
-one change this check cannot see. A spawner that died between requests is
-restarted; one that died during a request ends it with EnforcementError, its
-child (whose pid the kernel wrote into memory shared with this process) killed
-and reaped. A spawner exits when the sandbox closes (EOF on its socket) or when
-this process is gone.
+credentials, capabilities, no_new_privs, seccomp filters, affinity, or the
+process's cgroup, process group or session changed since the spawner started
+(or a hard rlimit was raised), a new spawner is started from the caller's
+current state. ``apply_self`` in this process turns the spawner off for good
+(Landlock binds threads one by one, which no fingerprint shows). Not compared,
+because reading them costs more than the spawner saves: a Landlock domain
+entered by other code, namespaces entered after the spawner started, and a
+thread moved to a cgroup of its own; use ``spawner=False`` where a thread does
+that. A spawner that died between requests is restarted; one that died during
+a request ends it with EnforcementError, its child (whose pid the kernel wrote
+into memory shared with this process) killed and reaped. A spawner exits when
+the sandbox closes (EOF on its socket) or when this process is gone.
+
+The spawner shares this process's cwd, root and umask (it is started with
+CLONE_FS, and never changes them), so children get the caller's at call time.
+While one lives, the kernel treats the fs as shared: a single-threaded caller's
+``setns`` into a mount namespace fails with EINVAL, and a set-user-ID program
+the caller itself execs gains no privilege (LSM_UNSAFE_SHARE). Close the
+sandbox (or use ``spawner=False``) before either.
 """
 
 from __future__ import annotations
