@@ -28,7 +28,8 @@ allows what the spawner calls
 contained (the default): a session, IPC and    direct (per-child namespaces)
 UTS namespaces of each child's own
 resource limits (a cgroup), ``cgroup=``        direct (per-child placement)
-``network`` none/private, ``private_users``    direct (per-child namespaces)
+``network`` none/private, ``private_users``    direct (per-child namespaces, or the
+                                               private network each child joins)
 no Landlock ruleset                            direct (a nested domain would restrict
                                                ptrace more than the direct path does)
 =============================================  =======================================
@@ -124,6 +125,8 @@ def eligibility(compiled: Compiled, cgroup: Cgroup | None) -> str | None:
         return "contained: each child gets a session and IPC and UTS namespaces of its own"
     if cgroup is not None:
         return "a cgroup: each child is placed in it"
+    if compiled.private_network:
+        return "a private network: each child joins its namespace"
     if compiled.unshare_flags:
         return "namespaces of each child's own: " + ", ".join(n.value for n in compiled.namespaces)
     ruleset = compiled.ruleset
