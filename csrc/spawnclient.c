@@ -444,7 +444,7 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	if (r == -EMSGSIZE || r == -ENOBUFS)
 		return VE_SPAWNER_R_TOO_BIG;
 	if (r == -EBADF && k > 0)
-		return -EBADF; /* one of the fds to pass is not open */
+		return VE_SPAWNER_R_BADFD; /* one of the fds to pass is not open */
 	if (r < 0)
 		return (int)r;
 	struct ve_spawner_reply rep;

@@ -48,6 +48,7 @@
 				      * child's pid, 0 if none was started) */
 #define VE_SPAWNER_R_REFUSED (-10004) /* VE_SPAWNER_ERROR: res->err says why */
 #define VE_SPAWNER_R_TOO_BIG (-10005) /* the request does not fit: use the direct path */
+#define VE_SPAWNER_R_BADFD (-10006) /* an fd to pass is not open: the direct path says so */
 
 struct ve_spawner_setup {
 	uint32_t magic, kind;

@@ -166,6 +166,15 @@ def test_path_choice_and_report(work):
         pytest.skip(f"no pids controller here: {exc}")
     with sb:
         assert sb.report.spawn["path"] == "direct" and "cgroup" in sb.report.spawn["reason"]
+    # a per-child step in the plan itself keeps the direct path, whatever the config says
+    from volt_enforce.child import ChildPlan
+    from volt_enforce.compile import compile_config
+    from volt_enforce.spawner import eligibility
+
+    with compile_config(cfg, contain=False) as compiled:
+        assert eligibility(compiled, None, ChildPlan(no_new_privs=True)) is None
+        for step in (dict(new_session=True), dict(other_namespaces=0x08000000)):  # IPC
+            assert "each child's own" in eligibility(compiled, None, ChildPlan(**step))
     with pytest.raises(PolicyError, match="spawner.*contained"):
         Sandbox(cfg, spawner=True)
     with pytest.raises(PolicyError, match="spawner"):
@@ -268,7 +277,8 @@ def test_caller_state_at_call_time(work, outside, tmp_path):
 def test_errors_match_the_direct_path(work, tmp_path):
     sp, direct = _twins(_config(work))
     with sp, direct:
-        for kw in ({"args": ["/nonexistent/x"]}, {"args": ["no-such-command-volt"]},
+        for kw in ({"args": ["/bin/true"], "pass_fds": (1000,)},  # not open: direct's error
+                   {"args": ["/nonexistent/x"]}, {"args": ["no-such-command-volt"]},
                    {"args": ["/bin/true"], "cwd": str(tmp_path / "absent")},
                    {"args": [str(tmp_path)]}):
             errs = []
@@ -358,7 +368,8 @@ def getfd():
 out["pidfd_getfd"] = attempt(getfd)
 r = libc.ptrace(16, target, 0, 0)  # PTRACE_ATTACH
 out["ptrace"] = ctypes.get_errno() if r < 0 else "ok"
-if r == 0:
+if r == 0:  # wait for the attach's stop, then detach: else the target stays stopped
+    os.waitpid(target, 0x40000000)  # __WALL
     libc.ptrace(17, target, 0, 0)  # PTRACE_DETACH
 out["kill0"] = attempt(lambda: os.kill(target, 0))
 print(json.dumps(out))

@@ -119,6 +119,7 @@ class _Lib:
     VE_SPAWNER_FP_MAX: int
     VE_SPAWNER_MAX_FDS: int
     VE_SPAWNER_MAX_MSG: int
+    VE_SPAWNER_R_BADFD: int
     VE_SPAWNER_R_DEAD: int
     VE_SPAWNER_R_LOST: int
     VE_SPAWNER_R_REFUSED: int

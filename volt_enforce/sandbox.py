@@ -276,7 +276,8 @@ class Sandbox:
     def _choose_spawn_path(self, option: bool | None) -> None:
         from .spawner import SpawnerPool, eligibility
 
-        reason = "spawner=False" if option is False else eligibility(self.compiled, self.cgroup)
+        reason = ("spawner=False" if option is False
+                  else eligibility(self.compiled, self.cgroup, self.plan))
         if reason is None:
             self._spawners = SpawnerPool(self.compiled, self.plan)
             self.report.spawn = {"path": "spawner",
@@ -489,8 +490,6 @@ def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
 def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     from .spawner import disable_for_process
 
-    # Landlock binds threads one by one: no spawner may stand in for this process now
-    disable_for_process("apply_self restricted this process: its threads may differ")
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
     if threads > 1:
@@ -514,6 +513,9 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
                                    "calling thread only (allow_threads=True)")
     if sb.cgroup is not None:
         sb.cgroup.detach()  # the process lives in it now: never remove it under us
+    # Landlock binds threads one by one: from here (even if a step fails half-way) no
+    # spawner may stand in for this process
+    disable_for_process("apply_self restricted this process: its threads may differ")
     plan.apply()
     return sb.report
 

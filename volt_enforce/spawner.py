@@ -114,7 +114,7 @@ def disable_for_process(why: str) -> None:
         _DISABLED.append(why)
 
 
-def eligibility(compiled: Compiled, cgroup: Cgroup | None) -> str | None:
+def eligibility(compiled: Compiled, cgroup: Cgroup | None, plan: ChildPlan | None = None) -> str | None:
     """Why a sandbox must take the direct path, or None when the spawner gives its
     children exactly what the direct path gives them."""
     from . import landlock
@@ -129,6 +129,14 @@ def eligibility(compiled: Compiled, cgroup: Cgroup | None) -> str | None:
         return "a private network: each child joins its namespace"
     if compiled.unshare_flags:
         return "namespaces of each child's own: " + ", ".join(n.value for n in compiled.namespaces)
+    if plan is not None:
+        # the spawner applies only caps, no_new_privs, Landlock and seccomp: a plan
+        # with any per-child step set (from a config this check does not know) is not
+        # for it
+        c = plan.c
+        if (c.n_procs_fds or c.new_session or c.unshare_flags or c.join_net or c.loopback_up
+                or ffi.string(c.resolv_src)):
+            return "the child plan has steps of each child's own"
     ruleset = compiled.ruleset
     if ruleset is None or ruleset.fd < 0:
         return ("no Landlock ruleset: the children's own nested domain would restrict ptrace "
@@ -245,8 +253,7 @@ class SpawnerPool:
         self._closed = False
         self._owner = os.getpid()
         self._cond = threading.Condition()
-        self._probe_fds = (-1, -1)
-        self._open_probe()
+        self._probe_fds = (-1, -1)  # opened with the first spawner
         c = plan.c
         # the bounding bits of the rights the plan keeps; all, and ambient, when it keeps all
         self._cap_check = c.cap_keep if c.drop_caps else (1 << 64) - 1
@@ -300,6 +307,8 @@ class SpawnerPool:
                 if self._idle:
                     return self._idle.pop()
                 if self._count < self.size:
+                    if self._probe_fds[0] < 0:
+                        self._open_probe()
                     self._count += 1
                     break
                 self._cond.wait()
@@ -310,7 +319,7 @@ class SpawnerPool:
                 self._count -= 1
                 self._cond.notify()
             raise
-        self.counts["started"] += 1
+        self._count_event("started")
         return sp
 
     def _release(self, sp: _Spawner, keep: bool) -> None:
@@ -326,6 +335,10 @@ class SpawnerPool:
         if last:
             with self._cond:
                 self._close_probe()
+
+    def _count_event(self, name: str) -> None:
+        with self._cond:
+            self.counts[name] += 1
 
     def pids(self) -> list[int]:
         """The spawners' pids (tests)."""
@@ -396,7 +409,6 @@ class SpawnerPool:
         call.restore_signals = 1 if restore_signals else 0
         call.new_session = 1 if start_new_session else 0
         call.umask_value = umask if umask is not None and umask >= 0 else -1
-        self._fill(call)
         res = ffi.new("struct ve_result *")
 
         for _attempt in range(3):
@@ -404,10 +416,11 @@ class SpawnerPool:
             keep_sp = False
             try:
                 assert sp.sock is not None
+                self._fill(call)  # the probe fds are open once a spawner is
                 r = lib.ve_spawner_call(sp.sock.fileno(), call, sp.fingerprint,
                                         len(sp.fingerprint), sp.slot, res)
                 if r == lib.VE_SPAWNER_R_STALE or r == lib.VE_SPAWNER_R_DEAD:
-                    self.counts["restarted"] += 1
+                    self._count_event("restarted")
                     continue  # a new spawner from this caller's state
                 if r == lib.VE_SPAWNER_R_LOST:
                     child = res.index
@@ -421,7 +434,7 @@ class SpawnerPool:
                                            "the spawner died during the request"
                                            + ("; its child was killed" if child > 0 else ""))
                 keep_sp = True
-                if r == lib.VE_SPAWNER_R_TOO_BIG or r == -errno.EBADF:
+                if r == lib.VE_SPAWNER_R_TOO_BIG or r == lib.VE_SPAWNER_R_BADFD:
                     return None
                 if r == lib.VE_SPAWNER_R_REFUSED:
                     err = res.err or errno.EPROTO
@@ -434,7 +447,7 @@ class SpawnerPool:
                                       self.plan)
                 if r < 0:
                     raise OSError(-r, os.strerror(-r))
-                self.counts["spawned"] += 1
+                self._count_event("spawned")
                 return int(r)
             finally:
                 self._release(sp, keep_sp)

@@ -274,8 +274,8 @@ static int child_main(void *arg)
 		struct rlimit rl = { (rlim_t)q->rlim[i][0], (rlim_t)q->rlim[i][1] };
 		if (rl.rlim_cur == own_limits[i].rlim_cur && rl.rlim_max == own_limits[i].rlim_max)
 			continue;
-		if (setrlimit((__rlimit_resource_t)i, &rl) < 0) {
-			fail(rq, VE_STEP_SIGNALS, errno, i);
+		if (setrlimit((__rlimit_resource_t)i, &rl) < 0) { /* no raise: checked before */
+			fail(rq, VE_STEP_CLONE, errno, i);
 			goto out;
 		}
 	}
