@@ -102,8 +102,11 @@ def _fds() -> set[int]:
 def _children() -> set[int]:
     out: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as f:
-            out |= {int(p) for p in f.read().split()}
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                out |= {int(p) for p in f.read().split()}
+        except FileNotFoundError:
+            pass  # a thread that has just exited
     return out
 
 
@@ -495,10 +498,13 @@ def test_spawner_killed_during_a_request_fails_closed(work, outside):
         child = spawner = None
         for _ in range(1000):
             for pid in _children() - before:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-                with open(f"/proc/{pid}/stat") as f:
-                    state = f.read().split(") ")[1][0]
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read()
+                    with open(f"/proc/{pid}/stat") as f:
+                        state = f.read().split(") ")[1][0]
+                except FileNotFoundError:
+                    continue  # gone already
                 if state == "T":  # stopped before exec: it still shares the spawner's mm
                     child = pid
                 elif b"volt-spawner" in cmd:
