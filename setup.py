@@ -27,6 +27,9 @@ NOLIBC = platform.machine() in ("x86_64", "aarch64")
 PIDINIT_CFLAGS = (["-DVE_NOLIBC", "-ffreestanding", "-fno-stack-protector", "-fno-pie"]
                   if NOLIBC else [])
 PIDINIT_LDFLAGS = ["-nostdlib", "-no-pie"] if NOLIBC else []
+# the Sandbox's pre-restricted spawner (volt_enforce/spawner.py): the same core, static too
+SPAWNER_SOURCES = ["csrc/spawner/spawner.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
+                   "csrc/util.c"]
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"]
 STATIC_LIBC_HINT = (
     "volt-init is linked statically (-static), with no dynamic fallback. If the linker cannot "
@@ -51,6 +54,7 @@ class BuildExtWithInit(build_ext):
     def run(self):
         super().run()
         self.build_volt_init()
+        self.build_static("volt-spawner", SPAWNER_SOURCES)
 
     def build_volt_init(self):
         self.build_static("volt-init", INIT_SOURCES)
