@@ -297,8 +297,13 @@ static void exec_target(const struct ve_spawn_args *a, struct ve_result *res)
 static int target_main(void *arg)
 {
 	struct child_ctx *c = arg;
+	const struct ve_plan *plan = c->plan;
+	long r;
 	if (sigprocmask(SIG_SETMASK, c->old_mask, NULL) < 0)
 		fail(c->res, VE_STEP_SIGNALS, errno, 0);
+	else if (plan && plan->bpf_len > 0 &&
+		 (r = ve_seccomp_load(plan->bpf, plan->bpf_len, plan->seccomp_flags)) < 0)
+		fail(c->res, VE_STEP_SECCOMP, (int)-r, 0); /* last, as in ve_apply */
 	else
 		exec_target(c->args, c->res);
 	syscall(SYS_exit_group, 127);
@@ -432,8 +437,16 @@ static int child_main(void *arg)
 		fail(res, VE_STEP_CLOSE_FDS, errno, 0);
 		goto out;
 	}
-	if (plan && ve_apply(plan, res) < 0)
+	if (plan && a->init_fd >= 0) {
+		/* contained: the seccomp filter is the target's alone (target_main), so
+		 * that a profile denying clone or execveat still leaves the init its own */
+		struct ve_plan own = *plan;
+		own.bpf_len = 0;
+		if (ve_apply(&own, res) < 0)
+			goto out;
+	} else if (plan && ve_apply(plan, res) < 0) {
 		goto out;
+	}
 
 	if (a->init_fd >= 0)
 		become_init(c);

@@ -589,3 +589,17 @@ def test_memfd_noexec_is_never_lowered(monkeypatch):
     monkeypatch.setattr(pidns, "current_memfd_noexec", lambda: 0)
     with comp.compiled(IsolationConfig()) as c:
         assert c.memfd_noexec == 1
+
+
+def test_a_profile_denying_what_the_init_needs_still_runs_the_target(tmp_path):
+    """The seccomp filter is the target's alone: a profile that denies clone,
+    execveat and wait4 stops the target using them, not the init from starting it."""
+    need_seccomp()
+    profile = tmp_path / "deny.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["clone", "clone3", "execveat", "wait4", "signalfd4"],
+         "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}]}))
+    script = "import os\ntry:\n    os.fork(); print('forked')\nexcept OSError as e:\n    print('refused', e.errno)\n"
+    cp = volt_enforce.run([PY, "-c", script], isolation=IsolationConfig(seccomp=str(profile)),
+                          capture_output=True, text=True, timeout=60)
+    assert (cp.returncode, cp.stdout.strip()) == (0, f"refused {errno.EPERM}"), cp.stderr

@@ -10,6 +10,11 @@ forwards the signals sent to it from outside, reaps, and reports the target's
 fate on the *fate pipe* (csrc/pidns.h): exited with a status, or killed by
 signal N (``returncode`` -N, as subprocess), read when the init is reaped.
 
+The seccomp filter is the target's alone (the target loads it, last, before its
+exec): a profile that denies clone or execveat must not keep the init from
+starting the target. The init has everything else: no_new_privs, Landlock, the
+namespaces, and no capability at all.
+
 The init holds a pidfd of this process and exits when the process exits (a
 thread that spawned and then exited does not matter), and the kernel then kills
 everything left in the namespace.

@@ -2,8 +2,9 @@
  * volt-pidinit: PID 1 of a contained child's PID namespace.
  *
  * The spawn path (csrc/spawn.c) clones the child into a new PID namespace; the
- * child applies its plan (Landlock, seccomp, capabilities, all inherited from
- * here on), starts the target, and execs this program from a sealed memfd: the
+ * child applies its plan (Landlock, capabilities, no_new_privs, inherited from
+ * here on; the seccomp filter is the target's alone, which loads it last), starts
+ * the target, and execs this program from a sealed memfd: the
  * target can neither write its executable nor, since it is not dumpable, ptrace
  * it or open /proc/1/exe. It
  *   - drops every capability it holds;
