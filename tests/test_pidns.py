@@ -543,12 +543,22 @@ def test_terminal_signals_control():
         p.kill()
         p.wait()
         os.close(master)
-    p, master = _on_terminal(["setsid", "--wait", PY, "-c", _SIGNALS_TARGET])
+    # the same target in a session of its own, started by a wrapper that says its pid
+    wrapper = ("import subprocess, sys\n"
+               f"p = subprocess.Popen([sys.executable, '-c', {_SIGNALS_TARGET!r}], "
+               "start_new_session=True)\n"
+               "print(p.pid, flush=True)\n"
+               "p.wait()\n")
+    p, master = _on_terminal([PY, "-c", wrapper])
+    target = 0
     try:
+        target = int(_line(p))
         assert _line(p) == "ready"
         os.write(master, b"\x03")
         assert _line(p, timeout=1.0) == ""
     finally:
+        if target:
+            os.kill(target, signal.SIGKILL)  # in a session of its own: nothing else ends it
         p.kill()
         p.wait()
         os.close(master)
