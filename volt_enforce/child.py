@@ -47,6 +47,7 @@ def step_number(name: str) -> int:
 _CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_number("capabilities")
 _LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
 _EXEC, _CHDIR = step_number("exec"), step_number("chdir")
+_VIEW = step_number("view")
 _CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
 
 
@@ -88,6 +89,7 @@ class ChildPlan:
         bpf: bytes = b"",
         seccomp_flags: int = 0,
         seccomp_detail: str = "",
+        view: Any = None,
     ) -> None:
         if len(procs_fds) > lib.VE_MAX_PROCS_FDS:
             raise ValueError(f"at most {lib.VE_MAX_PROCS_FDS} cgroup.procs fds")
@@ -126,6 +128,9 @@ class ChildPlan:
         c.bpf = self._bpf
         c.bpf_len = len(bpf) // 8
         c.seccomp_flags = seccomp_flags
+        #: the prepared filesystem view (volt_enforce.view.View), kept alive with the plan
+        self.view = view
+        c.view = view.c if view is not None else ffi.NULL
         self.c = c
         self.cap_keep = None if cap_keep is None else tuple(cap_keep)
         self.details = _Details(tuple(procs_paths), landlock_detail, seccomp_detail)
@@ -160,6 +165,8 @@ class ChildPlan:
                     "own); nothing was installed")
         elif step == _LOOPBACK:
             detail = "lo"
+        elif step == _VIEW and self.view is not None:
+            detail = self.view.describe_failure(index)
         if self.c.fail_step == step:
             detail = (detail + "; " if detail else "") + "failure injected by the test hook"
         return EnforcementError(err, name, detail)
@@ -171,6 +178,7 @@ class ChildPlan:
         res = ffi.new("struct ve_result *")
         if lib.ve_apply(self.c, res) < 0:
             raise self.error(res.step, res.err, res.index)
+        self.cwd_outside_view = bool(res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW)
 
     # ---- subprocess's preexec_fn --------------------------------------------
 
@@ -312,12 +320,14 @@ def spawn(
     cgroup_fd: int = -1,
     cgroup_procs_fd: int = -1,
     plan: ChildPlan | None = None,
+    info: dict[str, Any] | None = None,
 ) -> int:
     """Start ``argv`` in a new process under ``plan`` and return its pid.
 
     The child is placed in the cgroup2 directory ``cgroup_fd`` by clone3 when
     the kernel allows (else it writes itself into ``cgroup_procs_fd``), applies
-    the plan, and execs. Errors raise in the caller after the child was reaped:
+    the plan, and execs. ``info``, when given, gets "cwd_outside_view" (the cwd)
+    when the plan's view lacks the cwd and the child started in its "/". Errors raise in the caller after the child was reaped:
     ``EnforcementError`` for an enforcement step, ``OSError`` (FileNotFoundError,
     PermissionError, ...) for the exec, as subprocess does.
     """
@@ -367,6 +377,10 @@ def spawn(
         if plan is not None and step >= lib.VE_FIRST_ENFORCEMENT_STEP:
             raise plan.error(step, err, index)
         raise EnforcementError(err, STEPS.get(step, str(step)))
+    if info is not None and res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW:
+        # the view lacks the cwd: the child started in "/" of its view
+        info["cwd_outside_view"] = os.path.abspath(os.fsdecode(cwd)) if cwd is not None \
+            else os.getcwd()
     return pid
 
 

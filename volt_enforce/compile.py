@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .cgroups import LimitPlan
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
+    from .view import ViewPlan
 
 __all__ = [
     "Compiled",
@@ -135,6 +136,10 @@ class Compiled:
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
+    #: the filesystem view a contained child gets (volt_enforce.view), and the
+    #: Landlock scopes its ruleset adds at enforcement
+    view: ViewPlan | None = None
+    view_scopes: int = 0
 
     @property
     def new_session(self) -> bool:
@@ -225,6 +230,7 @@ def compile_config(
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
+    writable_root: bool = False,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
@@ -285,6 +291,16 @@ def compile_config(
         notes.append("contained without a user namespace: " +
                      ", ".join(f"CAP_{c}" for c in lost if c in CONTAINED_DROPS) + " dropped")
 
+    view, view_scopes = None, 0
+    if contain:
+        from .landlock import effective_abi
+        from .view import plan_view, preset_scopes
+
+        view = plan_view(config, writable_root=writable_root)
+        view_scopes, scope_note = preset_scopes(config, effective_abi(landlock_abi))
+        if scope_note:
+            notes.append(scope_note)
+
     # last: the only step that holds a resource
     borrowed = ruleset is not None
     if ruleset is None:
@@ -302,6 +318,8 @@ def compile_config(
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,
+        view=view,
+        view_scopes=view_scopes,
     )
 
 

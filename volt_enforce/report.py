@@ -29,6 +29,7 @@ class EnforcementReport:
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
+    view: dict[str, Any] | None = None  # the filesystem view (volt_enforce.view), contained
 
     @classmethod
     def of(cls, compiled: Compiled) -> EnforcementReport:
@@ -39,7 +40,8 @@ class EnforcementReport:
             namespaces=[ns.value for ns in compiled.namespaces],
             capabilities=None if compiled.capabilities is None else list(compiled.capabilities),
             no_new_privs=compiled.no_new_privs,
-            notes=list(compiled.notes),
+            notes=list(compiled.notes) + (compiled.view.notes if compiled.view else []),
+            view=compiled.view.to_dict() if compiled.view is not None else None,
         )
 
     @property
@@ -56,4 +58,5 @@ class EnforcementReport:
             "capabilities": self.capabilities,
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
+            "view": self.view,
         }

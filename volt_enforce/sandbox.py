@@ -37,6 +37,7 @@ from .errors import EnforcementError, PolicyError
 from .model import Compatibility, IsolationConfig, SeccompProfile
 from .process import SandboxedPopen, run_in
 from .report import EnforcementReport
+from .view import View
 
 if TYPE_CHECKING:
     from .cgroups import Cgroup, CgroupStats
@@ -146,6 +147,7 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
+        writable_root: bool = False,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -157,12 +159,18 @@ class Sandbox:
         self._report_r = self._report_w = -1
         self._base: Sandbox | None = None
         self.cgroup: Cgroup | None = None
+        self.view: View | None = None
+        self._writable_root = writable_root
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
+            if self.compiled.view is not None:  # the template: a namespace held by fd
+                self.view = View(self.compiled.view, self.compiled.ruleset,
+                                 self.compiled.view_scopes)
+                undo.callback(self.view.close)
             self.plan = self._child_plan()
             undo.pop_all()
         self._closed = False
@@ -181,7 +189,8 @@ class Sandbox:
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
                               landlock_abi=landlock_abi,
-                              ruleset=ruleset, seccomp_filter=filt)
+                              ruleset=ruleset, seccomp_filter=filt,
+                              writable_root=self._writable_root)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
                undo: contextlib.ExitStack) -> None:
@@ -223,6 +232,7 @@ class Sandbox:
             seccomp_flags=filt.flags if filt is not None else 0,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
+            view=self.view,
         )
 
     @property
@@ -316,6 +326,8 @@ class Sandbox:
         self._closed = True
         errors: list[BaseException] = []
         closers: list[Callable[[], None]] = [self.compiled.close]
+        if self.view is not None:
+            closers.append(self.view.close)
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
         for closer in closers:
@@ -370,6 +382,11 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     if sb.cgroup is not None:
         sb.cgroup.detach()  # the process lives in it now: never remove it under us
     plan.apply()
+    if sb.contained:
+        sb.report.notes.append("restricting itself, this process made no PID namespace "
+                               "(it keeps its PID)")
+    if getattr(plan, "cwd_outside_view", False):
+        sb.report.notes.append("the view lacks the working directory: now in /")
     return sb.report
 
 

@@ -1,0 +1,552 @@
+"""The filesystem view: a private mount tree built from the policy.
+
+A contained child does not see the host's filesystem. ``plan_view`` decides,
+from a config (pure, no system call but ``stat``), what the child's tree holds;
+``View`` prepares it once per ``Sandbox`` as a template (a mount namespace held
+by fd, built by csrc/view.c), and each child enters it, copies it and mounts
+its own /proc, /tmp, /dev/shm, devpts and the other private directories on top.
+
+What the view holds
+-------------------
+* Every path the Landlock policy grants, bind-mounted at its place: read-only
+  unless the rule grants a write right (made read-only recursively, with
+  ``mount_setattr(AT_RECURSIVE)``, so submounts follow), always nosuid, nodev
+  (device binds under /dev excepted) and noexec unless the rule grants
+  EXECUTE. Symbolic links among the granted paths (``/lib -> usr/lib``) are
+  links in the view too. Nothing else exists: a denied path is absent (ENOENT).
+* With the host as rootfs (``/``), the preset's writable system directories
+  (/tmp, /var, /run, /app; /home of the desktop preset) are private, empty
+  tmpfs of each child: nothing written there reaches the host. A rule counts as
+  a preset rule when its (path, access) is the preset table's for rootfs ``/``,
+  so this holds after a JSON round trip. A path the caller names writable
+  (``--rw DIR``, a rule of their own) is bound writable, on top. The desktop
+  preset's read-write /etc stays the host's, read-only.
+* A rule on ``/`` binds the host root read-only (writable only with ``--rw /``,
+  ``writable_root=True``).
+* Without a filesystem policy the view is the host's root, read-only, with
+  private /tmp, /run, /dev and /proc.
+* Always: a minimal /dev (null, zero, full, random, urandom, tty; fd, stdin,
+  stdout, stderr links; a private devpts with ptmx; a private /dev/shm), a
+  fresh /proc and a private, empty, writable $HOME.
+
+Landlock stays on top as the second wall: its rules are opened inside each
+child's view (csrc/view.c), so they cover the child's own /proc and tmpfs.
+Where the view grants a directory writable, Landlock grants what an ordinary
+program needs there (making regular files, directories, symlinks, fifos and
+sockets, removing, renaming within, truncating): added at enforcement, the
+seed's READ_WRITE and the JSON keep their values. The server and desktop
+presets are also scoped (signals, abstract UNIX sockets) where the kernel has
+scopes (ABI 6), best effort, and reported.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._core import ffi, lib
+from .errors import EnforcementError, PolicyError
+from .model import _DESKTOP, _SERVER, IsolationConfig, LandlockAccess, LandlockRule
+
+if TYPE_CHECKING:
+    from .landlock import CompiledRuleset
+
+__all__ = ["ViewPlan", "View", "plan_view", "preset_private", "is_preset_policy",
+           "WRITABLE_EXTRA"]
+
+_A = LandlockAccess
+_RDONLY, _NOSUID = lib.MOUNT_ATTR_RDONLY, lib.MOUNT_ATTR_NOSUID
+_NODEV, _NOEXEC = lib.MOUNT_ATTR_NODEV, lib.MOUNT_ATTR_NOEXEC
+
+#: Rights that make a rule writable in the view (a read-write bind).
+_WRITES = int(_A.WRITE_FILE | _A.TRUNCATE | _A.REMOVE_DIR | _A.REMOVE_FILE | _A.MAKE_CHAR
+              | _A.MAKE_DIR | _A.MAKE_REG | _A.MAKE_SOCK | _A.MAKE_FIFO | _A.MAKE_BLOCK
+              | _A.MAKE_SYM | _A.REFER)
+#: "Writable means writable": what Landlock grants on a directory the view makes
+#: writable, on top of the rule's own rights (enforcement only, never in JSON).
+WRITABLE_EXTRA = (_A.MAKE_REG | _A.MAKE_DIR | _A.MAKE_SYM | _A.MAKE_FIFO | _A.MAKE_SOCK
+                  | _A.REFER | _A.REMOVE_FILE | _A.REMOVE_DIR | _A.TRUNCATE)
+
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+              ("ptmx", "pts/ptmx"))
+#: The preset directories a child gets private on the host's root, with the
+#: options of its tmpfs.
+_PRIVATE_TMPFS = {"/tmp": "mode=1777", "/var": "mode=0755", "/run": "mode=0755",
+                  "/app": "mode=0755", "/home": "mode=0755"}
+#: Preset read-write directories the host root keeps read-only instead (an
+#: empty /etc would break every program).
+_HOST_READ_ONLY = ("/etc",)
+_MAX_SLOTS = 64
+
+
+def _preset_table() -> set[tuple[str, int]]:
+    return {("/" + name, int(acc)) for name, acc in _SERVER + _DESKTOP}
+
+
+def preset_private(rule: LandlockRule) -> bool:
+    """Whether ``rule`` is one of the presets' writable system directories for
+    rootfs ``/`` (recognized by path and access, so it survives JSON)."""
+    return ((rule.path, int(rule.access)) in _preset_table()
+            and bool(int(rule.access) & _WRITES) and rule.path in _PRIVATE_TMPFS)
+
+
+def is_preset_policy(rules: Sequence[LandlockRule], rootfs: str = "/") -> str | None:
+    """"server" or "desktop" when ``rules`` hold every rule of that preset for
+    ``rootfs`` (by path and access), else None."""
+    have = {(r.path, int(r.access)) for r in rules}
+    for name, table in (("desktop", _DESKTOP), ("server", _SERVER)):
+        want = {(os.path.join(rootfs, n), int(a)) for n, a in table}
+        if want <= have:
+            return name
+    return None
+
+
+def _depth(path: str) -> int:
+    return 0 if path == "/" else path.count("/")
+
+
+def _under(path: str, parent: str) -> bool:
+    return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _rel(path: str) -> str:
+    return path.lstrip("/") or "."
+
+
+def _view_path(path: str) -> str:
+    """Where a host path is placed: its parent resolved (symlinks in the
+    middle of a path are the host's business), its last component as it is."""
+    parent, name = os.path.split(os.path.normpath(path))
+    return os.path.join(os.path.realpath(parent), name) if name else "/"
+
+
+@dataclass
+class _Bind:
+    host: str
+    view: str
+    attr: int
+    writable: bool
+
+
+@dataclass
+class ViewPlan:
+    """What a child's filesystem holds (decided by ``plan_view``)."""
+
+    root: str  # "tmpfs", or the host directory bound as the root
+    root_attr: int
+    binds: list[_Bind] = field(default_factory=list)
+    symlinks: list[tuple[str, str]] = field(default_factory=list)  # view path, target
+    private: dict[str, str] = field(default_factory=dict)  # view path -> tmpfs options
+    private_exec: set[str] = field(default_factory=set)
+    home: str | None = None
+    read_only: bool = False
+    notes: list[str] = field(default_factory=list)
+    scratch: str = "/tmp"
+
+    def writable_dirs(self) -> list[str]:
+        """View paths where the view lets a child write (for Landlock's extras)."""
+        out = [b.view for b in self.binds if b.writable]
+        out += list(self.private)
+        if self.home:
+            out.append(self.home)
+        out.append("/dev/shm")
+        if self.root != "tmpfs" and not self.root_attr & _RDONLY:
+            out.append("/")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "root_read_only": bool(self.root_attr & _RDONLY),
+            "binds": [{"path": b.view, "source": b.host, "writable": b.writable,
+                       "exec": not b.attr & _NOEXEC} for b in self.binds],
+            "symlinks": [{"path": p, "target": t} for p, t in self.symlinks],
+            "private": sorted(self.private) + ([self.home] if self.home else []),
+            "notes": list(self.notes),
+        }
+
+
+def _bind_attr(path: str, access: int, read_only: bool, writable_ok: bool = True) -> int:
+    attr = _NOSUID
+    if not _under(path, "/dev"):
+        attr |= _NODEV
+    if read_only or not (access & _WRITES) or not writable_ok:
+        attr |= _RDONLY
+    if not access & int(_A.EXECUTE):
+        attr |= _NOEXEC
+    return attr
+
+
+def plan_view(config: IsolationConfig, *, writable_root: bool = False,
+              home: str | None = None) -> ViewPlan:
+    """The view for ``config`` on the host's root (see the module doc).
+
+    ``writable_root``: a rule on ``/`` that grants writing makes the host root
+    writable (the CLI's ``--rw /``); otherwise it is bound read-only.
+    ``home``: the private $HOME (default: this process's $HOME).
+    """
+    if not isinstance(config, IsolationConfig):
+        raise PolicyError("isolation", config, "is not an IsolationConfig")
+    ro = config.read_only_fs
+    policy = config.landlock
+    if policy is None:
+        plan = ViewPlan(root="/", root_attr=_RDONLY | _NOSUID | _NODEV, read_only=ro)
+        plan.private = {"/tmp": "mode=1777", "/run": "mode=0755"}
+        plan.notes.append("no filesystem policy: the host's root, read-only, with private "
+                          "/tmp, /run, /dev and /proc")
+    else:
+        rules = list(policy.rules)
+        root_rules = [r for r in rules if os.path.normpath(r.path) == "/"]
+        if root_rules:
+            access = 0
+            for r in root_rules:
+                access |= int(r.access)
+            writes = bool(access & _WRITES) and writable_root and not ro
+            plan = ViewPlan(root="/", root_attr=_bind_attr("/", access, ro, writes), read_only=ro)
+            if access & _WRITES and not writes and not ro:
+                plan.notes.append("a rule on / grants writing: the host's root stays read-only "
+                                  "in the view (only --rw / makes it writable)")
+        else:
+            plan = ViewPlan(root="tmpfs", root_attr=_RDONLY | _NOSUID | _NODEV, read_only=ro)
+        _plan_rules(plan, [r for r in rules if r not in root_rules], ro)
+    h = home if home is not None else os.environ.get("HOME")
+    if h and os.path.isabs(h) and os.path.normpath(h) != "/":
+        h = _view_path(h)
+        covered = any(_under(h, b.view) for b in plan.binds) or h in plan.private
+        base_has_it = plan.root == "tmpfs" or os.path.isdir(h)
+        if not covered and base_has_it and not any(_under(h, p) and h != p for p in ("/proc", "/dev")):
+            plan.home = h
+    _check_slots(plan)
+    return plan
+
+
+def _plan_rules(plan: ViewPlan, rules: list[LandlockRule], ro: bool) -> None:
+    explicit_rw = {_view_path(r.path) for r in rules
+                   if not preset_private(r) and int(r.access) & _WRITES}
+    merged: dict[str, int] = {}
+    order: list[str] = []
+    for r in sorted(rules, key=lambda r: _depth(os.path.normpath(r.path))):
+        path = os.path.normpath(r.path)
+        if not os.path.lexists(path):
+            continue  # Landlock's compile skips it or says it is missing
+        view = _view_path(path)
+        if _under(view, "/proc"):
+            plan.notes.append(f"{path}: the view has a /proc of its own; the rule applies there")
+            continue
+        if view == "/dev":
+            plan.notes.append("/dev: the view has a minimal /dev of its own; the rule applies "
+                              "there")
+            continue
+        if os.path.islink(view):
+            target = os.readlink(view)
+            if (view, target) not in plan.symlinks:
+                plan.symlinks.append((view, target))
+            continue
+        if preset_private(r) and view not in explicit_rw and not ro:
+            plan.private[view] = _PRIVATE_TMPFS[view]
+            if int(r.access) & int(_A.EXECUTE):
+                plan.private_exec.add(view)
+            continue
+        if view in merged:
+            merged[view] |= int(r.access)
+            continue
+        merged[view] = int(r.access)
+        order.append(view)
+        if view in _HOST_READ_ONLY and (view, int(r.access)) in _preset_table() \
+                and int(r.access) & _WRITES and view not in explicit_rw:
+            plan.notes.append(f"{view}: the preset grants writing; on the host's root it is "
+                              "the host's, read-only in the view")
+    for view in order:
+        access = merged[view]
+        host_ro = view in _HOST_READ_ONLY and view not in explicit_rw and (
+            (view, access) in _preset_table())
+        attr = _bind_attr(view, access, ro, not host_ro)
+        plan.binds.append(_Bind(host=view, view=view, attr=attr, writable=not attr & _RDONLY))
+
+
+def _check_slots(plan: ViewPlan) -> None:
+    n = len(plan.binds) + len(_DEVICES) + 1
+    if n > _MAX_SLOTS:
+        raise PolicyError("Landlock.Rules", len(plan.binds),
+                          f"is too many paths for the view ({_MAX_SLOTS - len(_DEVICES) - 1} "
+                          "at most)")
+
+
+# ---- the operations csrc/view.c runs --------------------------------------------------
+
+
+@dataclass
+class _Op:
+    op: int
+    path: str
+    slot: int = -1
+    recursive: bool = False
+    mode: int = 0
+    attr: int = 0
+    data: str | None = None
+
+
+def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
+    """The template's operations, and what each is about (for errors)."""
+    ops: list[_Op] = []
+    what: list[str] = []
+
+    def add(op: _Op, about: str) -> None:
+        ops.append(op)
+        what.append(about)
+
+    slot = 0
+    root_slot = -1
+    if plan.root != "tmpfs":
+        add(_Op(lib.VE_VOP_CLONE, plan.root, slot=slot, recursive=True, attr=plan.root_attr),
+            f"binding {plan.root} as the root")
+        root_slot, slot = slot, slot + 1
+    bind_slots = []
+    for b in plan.binds:
+        add(_Op(lib.VE_VOP_CLONE, b.host, slot=slot, recursive=True, attr=b.attr),
+            f"binding {b.host}")
+        bind_slots.append(slot)
+        slot += 1
+    dev_slots = []
+    for name in _DEVICES:
+        if os.path.exists("/dev/" + name):
+            add(_Op(lib.VE_VOP_CLONE, "/dev/" + name, slot=slot,
+                    attr=_RDONLY | _NOSUID | _NOEXEC), f"binding /dev/{name}")
+            dev_slots.append((name, slot))
+            slot += 1
+    add(_Op(lib.VE_VOP_ROOT, plan.scratch, slot=root_slot, data="mode=0755"),
+        "the view's root")
+    if plan.root != "tmpfs":
+        for sub in ("proc", "dev", "run"):
+            add(_Op(lib.VE_VOP_UMOUNT, sub), f"hiding the host's /{sub}")
+    for b, s in zip(plan.binds, bind_slots, strict=True):
+        add(_Op(lib.VE_VOP_ATTACH, _rel(b.view), slot=s), f"binding {b.host}")
+    for path, target in plan.symlinks:
+        add(_Op(lib.VE_VOP_SYMLINK, _rel(path), data=target), f"the link {path}")
+    add(_Op(lib.VE_VOP_TMPFS, "dev", attr=_NOSUID | _NOEXEC, data="mode=0755,size=64k"),
+        "the view's /dev")
+    for name, s in dev_slots:
+        add(_Op(lib.VE_VOP_ATTACH, "dev/" + name, slot=s), f"binding /dev/{name}")
+    for name, target in _DEV_LINKS:
+        add(_Op(lib.VE_VOP_SYMLINK, "dev/" + name, data=target), f"the link /dev/{name}")
+    for d in ("dev/pts", "dev/shm"):
+        add(_Op(lib.VE_VOP_MKDIR, d), f"/{d}")
+    add(_Op(lib.VE_VOP_SETATTR, "dev", attr=_RDONLY), "making /dev read-only")
+    # a full procfs stays visible under each child's own (a user namespace needs one)
+    add(_Op(lib.VE_VOP_PROC, "proc"), "the template's /proc")
+    for path in sorted(plan.private) + ([plan.home] if plan.home else []):
+        if plan.root == "tmpfs" or not os.path.isdir(path):
+            add(_Op(lib.VE_VOP_MKDIR, _rel(path)), f"the mount point {path}")
+    add(_Op(lib.VE_VOP_PIVOT, "."), "pivot_root into the view")
+    if plan.root == "tmpfs":
+        add(_Op(lib.VE_VOP_SETATTR, "/", attr=plan.root_attr), "making the root read-only")
+    return ops, what
+
+
+def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
+    """Each child's own mounts: private tmpfs, /dev/shm, devpts, /proc; binds that
+    sit below a private directory are cloned first and put back on top."""
+    privates: dict[str, tuple[int, str]] = {}
+    for path, data in plan.private.items():
+        attr = _NOSUID | _NODEV | (0 if path in plan.private_exec else _NOEXEC)
+        privates[path] = (attr, data)
+    if plan.home:
+        privates[plan.home] = (_NOSUID | _NODEV | _NOEXEC, "mode=0700")
+    privates["/dev/shm"] = (_NOSUID | _NODEV | _NOEXEC, "mode=1777")
+    nested = [b for b in plan.binds
+              if any(_under(b.view, p) and b.view != p for p in privates)]
+    ops: list[_Op] = []
+    what: list[str] = []
+    slots = {}
+    for i, b in enumerate(nested):
+        ops.append(_Op(lib.VE_VOP_CLONE, _rel(b.view), slot=i, recursive=True))
+        what.append(f"keeping {b.view} above the private directory")
+        slots[b.view] = i
+    items: list[tuple[str, str]] = [(p, "private") for p in privates]
+    items += [(b.view, "bind") for b in nested]
+    items += [("/dev/pts", "devpts"), ("/proc", "proc")]
+    for path, kind in sorted(items, key=lambda it: (_depth(it[0]), it[0])):
+        if kind == "private":
+            attr, data = privates[path]
+            ops.append(_Op(lib.VE_VOP_TMPFS, _rel(path), attr=attr, data=data))
+            what.append(f"the private {path}")
+            if path == "/var":
+                ops.append(_Op(lib.VE_VOP_SYMLINK, "var/tmp", data="/tmp"))
+                what.append("the link /var/tmp")
+        elif kind == "bind":
+            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=slots[path]))
+            what.append(f"binding {path}")
+        elif kind == "devpts":
+            ops.append(_Op(lib.VE_VOP_DEVPTS, "dev/pts"))
+            what.append("the private devpts")
+        else:
+            ops.append(_Op(lib.VE_VOP_PROC, "proc"))
+            what.append("the child's /proc")
+    return ops, what
+
+
+class _COps:
+    """A struct ve_view_op[] and the strings it points into."""
+
+    def __init__(self, ops: list[_Op]) -> None:
+        self.keep: list[Any] = []
+        self.arr = ffi.new("struct ve_view_op[]", max(len(ops), 1))
+        self.n = len(ops)
+        for i, o in enumerate(ops):
+            c = self.arr[i]
+            c.op, c.slot, c.recursive, c.mode, c.attr_set = (
+                o.op, o.slot, 1 if o.recursive else 0, o.mode, o.attr)
+            c.path = self._str(o.path)
+            c.data = self._str(o.data) if o.data is not None else ffi.NULL
+
+    def _str(self, s: str) -> Any:
+        b = ffi.new("char[]", os.fsencode(s))
+        self.keep.append(b)
+        return b
+
+
+def _rule_view_path(path: str) -> str:
+    return os.path.realpath(path) if os.path.lexists(path) else path
+
+
+class View:
+    """A prepared view: the template namespace (held by fd) and what a child
+    does to enter it (``c``, a ``struct ve_view *`` for the child plan).
+
+    ``ruleset``: the compiled Landlock ruleset whose rules, handled rights and
+    ports the child builds again inside its view (None: no Landlock).
+    ``scopes``: Landlock scopes added at enforcement (the presets'), best effort.
+    """
+
+    def __init__(self, plan: ViewPlan, ruleset: CompiledRuleset | None = None,
+                 scopes: int = 0) -> None:
+        self.plan = plan
+        self.notes = list(plan.notes)
+        self.scopes = 0
+        self._fd = -1
+        ops, what = _template_ops(plan)
+        tmpl = _COps(ops)
+        failed = ffi.new("int *")
+        fd = lib.ve_view_prepare(tmpl.arr, tmpl.n, failed)
+        if fd < 0:
+            i = failed[0]
+            about = what[i] if 0 <= i < len(what) else "a mount namespace"
+            raise EnforcementError(-fd, "view", f"preparing the view: {about}")
+        self._fd = fd
+        child_ops, self._child_what = _child_ops(plan)
+        self._ops = _COps(child_ops)
+        c = ffi.new("struct ve_view *")
+        c.ns_fd = fd
+        c.ops = self._ops.arr
+        c.n_ops = self._ops.n
+        self._keep: list[Any] = []
+        self._rule_paths: list[str] = []
+        if ruleset is not None and ruleset.fd >= 0:
+            self._landlock(c, ruleset, scopes)
+        self.c = c
+
+    def _landlock(self, c: Any, ruleset: CompiledRuleset, scopes: int) -> None:
+        from .landlock import DIR_ONLY_RIGHTS
+
+        rep = ruleset.report
+        handled = int(rep.handled_fs)
+        writable = set(self.plan.writable_dirs())
+        extra = int(WRITABLE_EXTRA) & handled
+        rules: list[tuple[str, int, int]] = []
+        for r in rep.rules:
+            path = _rule_view_path(r.path)
+            access = int(r.access)
+            if r.kind == "directory" and access & int(_A.WRITE_FILE) and any(
+                    _under(path, w) for w in writable):
+                access |= extra
+            rules.append((path, access, lib.LANDLOCK_ADD_RULE_QUIET if r.quiet else 0))
+        if handled and not self.plan.read_only:
+            rw = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR) | extra
+            for path in (["/dev/shm"] + ([self.plan.home] if self.plan.home else [])):
+                rules.append((path, rw & handled, 0))
+            pts = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR | _A.IOCTL_DEV) & handled
+            rules.append(("/dev/pts", pts, 0))
+        # listing the view's own directories shows only what the policy grants
+        listing = ["/dev"] + (["/"] if self.plan.root == "tmpfs" else [])
+        rules += [(path, int(_A.READ_DIR) & handled, 0) for path in listing]
+        rules = [r for r in rules if r[1] or r[2]]
+        arr = ffi.new("struct ve_view_rule[]", max(len(rules), 1))
+        for i, (path, access, flags) in enumerate(rules):
+            b = ffi.new("char[]", os.fsencode(path))
+            self._keep.append(b)
+            arr[i].path, arr[i].access, arr[i].flags = b, access, flags
+        ports = ffi.new("struct ve_view_port[]", max(len(rep.ports), 1))
+        for i, p in enumerate(rep.ports):
+            ports[i].access, ports[i].port = int(p.access), p.port
+        self._keep += [arr, ports]
+        self._rule_paths = [r[0] for r in rules]
+        c.ll = 1
+        c.handled_fs, c.handled_net = handled, int(rep.handled_net)
+        c.scoped = int(rep.scopes) | scopes
+        self.scopes = scopes & ~int(rep.scopes)
+        c.quiet_fs, c.quiet_net = int(rep.quiet_access_fs), int(rep.quiet_access_net)
+        c.quiet_scoped = int(rep.quiet_scoped)
+        c.dir_only = int(DIR_ONLY_RIGHTS)
+        c.rules, c.n_rules = arr, len(rules)
+        c.ports, c.n_ports = ports, len(rep.ports)
+
+    def describe_failure(self, index: int) -> str:
+        """What a child's failed view step was about (``struct ve_result.index``)."""
+        if 0 <= index < len(self._child_what):
+            return self._child_what[index]
+        if 1000 <= index < 1000 + len(self._rule_paths):
+            return f"Landlock rule on {self._rule_paths[index - 1000]} inside the view"
+        if index >= 2000:
+            return "Landlock port rule inside the view"
+        return "entering the view"
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        """Release the template (children already started keep their copy)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (never raise from a finalizer)
+            pass
+
+
+
+def preset_scopes(config: IsolationConfig, abi: int) -> tuple[int, str | None]:
+    """The Landlock scopes enforcement adds for the server and desktop presets
+    (signals, abstract UNIX sockets: ABI 6), and a note for the report."""
+    from .model import LandlockScope
+
+    policy = config.landlock
+    if policy is None:
+        return 0, None
+    name = is_preset_policy(policy.rules)
+    if name is None:
+        return 0, None
+    want = int(LandlockScope.SIGNAL | LandlockScope.ABSTRACT_UNIX_SOCKET)
+    if abi < 6:
+        return 0, (f"{name} preset: Landlock scopes (signal, abstract UNIX sockets) dropped "
+                   f"(best effort): they need ABI 6, kernel has {abi}")
+    if not want & ~int(policy.scopes):
+        return 0, None
+    return want, (f"{name} preset: Landlock scopes signal and abstract UNIX socket added "
+                  "(best effort)")
+
+
+def view_errno_hint(err: int) -> str:
+    if err == errno.EPERM:
+        return "entering a mount namespace needs CAP_SYS_ADMIN (run as root)"
+    if err == errno.EINVAL:
+        return "a threaded process cannot enter another mount namespace (apply_self)"
+    return os.strerror(err)
