@@ -327,7 +327,8 @@ def spawn(
     The child is placed in the cgroup2 directory ``cgroup_fd`` by clone3 when
     the kernel allows (else it writes itself into ``cgroup_procs_fd``), applies
     the plan, and execs. ``info``, when given, gets "cwd_outside_view" (the cwd)
-    when the plan's view lacks the cwd and the child started in its "/". Errors raise in the caller after the child was reaped:
+    when the plan's view lacks the cwd and the child started in its "/".
+    Errors raise in the caller after the child was reaped:
     ``EnforcementError`` for an enforcement step, ``OSError`` (FileNotFoundError,
     PermissionError, ...) for the exec, as subprocess does.
     """

@@ -301,7 +301,11 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
 def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
-    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain)
+    # the host paths named writable: bound writable in the view (only --rw / makes
+    # the host root writable, never a rule on / alone)
+    named = tuple(os.path.abspath(p) for p in getattr(args, "rw", []))
+    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain,
+                   named_writable=named)
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -385,8 +389,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return _not_run(cmd[0], EXIT_NOT_FOUND)
             except OSError as exc:
                 return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
+            outside = getattr(proc, "cwd_outside_view", None)
+            if outside is not None:
+                _error(f"the view lacks the working directory {outside}: starting in /")
             rc = forwarder.wait(proc)
             report = sb.report.to_dict()
+            if outside is not None:
+                report["notes"].append(f"the view lacks the working directory {outside}: "
+                                       "started in /")
             report["returncode"] = rc
             stats = sb.stats()
             if stats is not None:

@@ -230,7 +230,7 @@ def compile_config(
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
-    writable_root: bool = False,
+    named_writable: tuple[str, ...] = (),
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
@@ -296,7 +296,7 @@ def compile_config(
         from .landlock import effective_abi
         from .view import plan_view, preset_scopes
 
-        view = plan_view(config, writable_root=writable_root)
+        view = plan_view(config, named_writable=named_writable)
         view_scopes, scope_note = preset_scopes(config, effective_abi(landlock_abi))
         if scope_note:
             notes.append(scope_note)

@@ -147,7 +147,7 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
-        writable_root: bool = False,
+        named_writable: tuple[str, ...] = (),
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -160,16 +160,21 @@ class Sandbox:
         self._base: Sandbox | None = None
         self.cgroup: Cgroup | None = None
         self.view: View | None = None
-        self._writable_root = writable_root
+        self._own_view = False
+        self._named_writable = tuple(named_writable)
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
-            if self.compiled.view is not None:  # the template: a namespace held by fd
+            base = self._base.view if self._base is not None else None
+            if base is not None and base.plan == self.compiled.view:
+                self.view = base  # the identical config's template, kept open by it
+            elif self.compiled.view is not None:  # the template: a namespace held by fd
                 self.view = View(self.compiled.view, self.compiled.ruleset,
                                  self.compiled.view_scopes)
+                self._own_view = True
                 undo.callback(self.view.close)
             self.plan = self._child_plan()
             undo.pop_all()
@@ -190,7 +195,7 @@ class Sandbox:
                               no_new_privs=no_new_privs, contain=contain,
                               landlock_abi=landlock_abi,
                               ruleset=ruleset, seccomp_filter=filt,
-                              writable_root=self._writable_root)
+                              named_writable=self._named_writable)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
                undo: contextlib.ExitStack) -> None:
@@ -326,7 +331,7 @@ class Sandbox:
         self._closed = True
         errors: list[BaseException] = []
         closers: list[Callable[[], None]] = [self.compiled.close]
-        if self.view is not None:
+        if self.view is not None and self._own_view:
             closers.append(self.view.close)
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
@@ -369,6 +374,12 @@ class Sandbox:
 def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
+    if threads > 1 and sb.view is not None:
+        raise EnforcementError(
+            errno.EINVAL, "view",
+            f"this process has {threads} threads, and only a single-threaded process can "
+            "enter the filesystem view's mount namespace; pass contain=False to stay on the "
+            "host's view")
     if threads > 1:
         if sb.ruleset is not None and sb.ruleset.fd >= 0 and not allow_threads:
             raise EnforcementError(

@@ -22,12 +22,13 @@ What the view holds
   (``--rw DIR``, a rule of their own) is bound writable, on top. The desktop
   preset's read-write /etc stays the host's, read-only.
 * A rule on ``/`` binds the host root read-only (writable only with ``--rw /``,
-  ``writable_root=True``).
+  ``named_writable=("/",)``).
 * Without a filesystem policy the view is the host's root, read-only, with
   private /tmp, /run, /dev and /proc.
 * Always: a minimal /dev (null, zero, full, random, urandom, tty; fd, stdin,
   stdout, stderr links; a private devpts with ptmx; a private /dev/shm), a
-  fresh /proc and a private, empty, writable $HOME.
+  fresh /proc and, where the root is not the host's, a private, empty, writable $HOME
+  (with the granted paths below it bound on top).
 
 Landlock stays on top as the second wall: its rules are opened inside each
 child's view (csrc/view.c), so they cover the child's own /proc and tmpfs.
@@ -182,18 +183,20 @@ def _bind_attr(path: str, access: int, read_only: bool, writable_ok: bool = True
     return attr
 
 
-def plan_view(config: IsolationConfig, *, writable_root: bool = False,
+def plan_view(config: IsolationConfig, *, named_writable: tuple[str, ...] = (),
               home: str | None = None) -> ViewPlan:
     """The view for ``config`` on the host's root (see the module doc).
 
-    ``writable_root``: a rule on ``/`` that grants writing makes the host root
-    writable (the CLI's ``--rw /``); otherwise it is bound read-only.
+    ``named_writable``: host paths the caller named writable (the CLI's ``--rw``):
+    bound writable even where a preset rule would make them private, and ``/``
+    among them makes the host root writable (a rule on ``/`` alone never does).
     ``home``: the private $HOME (default: this process's $HOME).
     """
     if not isinstance(config, IsolationConfig):
         raise PolicyError("isolation", config, "is not an IsolationConfig")
     ro = config.read_only_fs
     policy = config.landlock
+    named = {os.path.normpath(p) for p in named_writable}
     if policy is None:
         plan = ViewPlan(root="/", root_attr=_RDONLY | _NOSUID | _NODEV, read_only=ro)
         plan.private = {"/tmp": "mode=1777", "/run": "mode=0755"}
@@ -206,16 +209,18 @@ def plan_view(config: IsolationConfig, *, writable_root: bool = False,
             access = 0
             for r in root_rules:
                 access |= int(r.access)
-            writes = bool(access & _WRITES) and writable_root and not ro
+            writes = bool(access & _WRITES) and "/" in named and not ro
             plan = ViewPlan(root="/", root_attr=_bind_attr("/", access, ro, writes), read_only=ro)
+            if not writes:  # as without a policy: the host's root read-only, these private
+                plan.private = {"/tmp": "mode=1777", "/run": "mode=0755"}
             if access & _WRITES and not writes and not ro:
                 plan.notes.append("a rule on / grants writing: the host's root stays read-only "
                                   "in the view (only --rw / makes it writable)")
         else:
             plan = ViewPlan(root="tmpfs", root_attr=_RDONLY | _NOSUID | _NODEV, read_only=ro)
-        _plan_rules(plan, [r for r in rules if r not in root_rules], ro)
+        _plan_rules(plan, [r for r in rules if r not in root_rules], ro, named)
     h = home if home is not None else os.environ.get("HOME")
-    if h and os.path.isabs(h) and os.path.normpath(h) != "/":
+    if plan.root == "tmpfs" and h and os.path.isabs(h) and os.path.normpath(h) != "/":
         h = _view_path(h)
         covered = any(_under(h, b.view) for b in plan.binds) or h in plan.private
         base_has_it = plan.root == "tmpfs" or os.path.isdir(h)
@@ -225,9 +230,10 @@ def plan_view(config: IsolationConfig, *, writable_root: bool = False,
     return plan
 
 
-def _plan_rules(plan: ViewPlan, rules: list[LandlockRule], ro: bool) -> None:
+def _plan_rules(plan: ViewPlan, rules: list[LandlockRule], ro: bool, named: set[str]) -> None:
     explicit_rw = {_view_path(r.path) for r in rules
-                   if not preset_private(r) and int(r.access) & _WRITES}
+                   if (not preset_private(r) or os.path.normpath(r.path) in named)
+                   and int(r.access) & _WRITES}
     merged: dict[str, int] = {}
     order: list[str] = []
     for r in sorted(rules, key=lambda r: _depth(os.path.normpath(r.path))):

@@ -1,0 +1,483 @@
+"""The filesystem view of a contained child (volt_enforce.view): attacks on the host's
+files under the CLI default and the contained library config, each against the same
+attack unsandboxed (the control, so that the test can fail); what a program sees in
+the view; siblings; cwd; real programs with a --rw work directory.
+
+Every attack targets a stand-in the test makes (a root-owned file in a directory it
+makes, a setuid copy of id(1) of its own, a unique name under /run and /var that it
+removes); no real system file is changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import pytest
+from kernelreq import need_landlock
+
+import volt_enforce
+from volt_enforce import IsolationConfig, LandlockAccess, LandlockRule, SeccompProfile
+from volt_enforce.view import plan_view, preset_private
+
+VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
+PY = sys.executable
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the view is built by root")
+
+_A = LandlockAccess
+
+
+def _library_config(*rw: str, ro: tuple[str, ...] = (), rwx: tuple[str, ...] = ()) -> IsolationConfig:
+    """The README's strongest library config (server preset, default seccomp, network
+    none), contained, with the test's directories and its Python."""
+    cfg = volt_enforce.default_isolation("/")
+    cfg.network = volt_enforce.NetworkConfig(mode=volt_enforce.NetworkMode.NONE)
+    cfg.private_users = False
+    cfg.resources = None
+    cfg.seccomp = SeccompProfile.DEFAULT
+    assert cfg.landlock is not None
+    for path in rw:
+        cfg.landlock.rules.append(LandlockRule(path=path, access=_A.READ_WRITE))
+    for path in ro:
+        cfg.landlock.rules.append(LandlockRule(path=path, access=_A.READ_ONLY))
+    for path in rwx:
+        cfg.landlock.rules.append(LandlockRule(path=path, access=_A.READ_WRITE | _A.EXECUTE))
+    for prefix in {sys.prefix, sys.base_prefix}:
+        cfg.landlock.rules.append(LandlockRule(path=prefix, access=_A.READ_EXEC))
+    return cfg
+
+
+def _cli(*cmd: str, opts: tuple[str, ...] = (), **kw: object) -> subprocess.CompletedProcess[str]:
+    pyopts: list[str] = []
+    for prefix in sorted({sys.prefix, sys.base_prefix}):
+        pyopts += ["--rox", prefix]
+    return subprocess.run([VOLT, "run", *opts, *pyopts, "--", *cmd], text=True,
+                          capture_output=True, timeout=120, **kw)  # type: ignore[call-overload]
+
+
+def _lib(cmd: list[str], cfg: IsolationConfig, **kw: object) -> subprocess.CompletedProcess[str]:
+    return volt_enforce.run(cmd, isolation=cfg, capture_output=True, text=True, timeout=120,
+                            **kw)
+
+
+def _plain(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory any uid may traverse (tmp_path's parents are root's 0700)."""
+    d = tempfile.mkdtemp(prefix="volt-view-", dir="/tmp")
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- attack 1: metadata of root-owned files the policy grants read-only, or not at all ---
+
+_META = r"""
+import errno, json, os, sys
+out = {}
+for path in sys.argv[1:]:
+    for name, call in (("chmod", lambda: os.chmod(path, 0o666)),
+                       ("chmod-setuid", lambda: os.chmod(path, 0o4755)),
+                       ("chown", lambda: os.chown(path, 1, 1)),
+                       ("touch", lambda: os.utime(path, (0, 0))),
+                       ("setxattr", lambda: os.setxattr(path, "user.volt", b"1")),
+                       ("setcap", lambda: os.setxattr(path, "security.capability",
+                            bytes.fromhex("0100000201000000000000000000000000000000")))):
+        try:
+            call()
+            out[path + " " + name] = "ok"
+        except OSError as exc:
+            out[path + " " + name] = errno.errorcode[exc.errno]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def standins(tmp_path):
+    """A root-owned file in a directory the test grants read-only, and one in a
+    directory it does not grant."""
+    granted, hidden = tmp_path / "granted", tmp_path / "hidden"
+    for d in (granted, hidden):
+        d.mkdir()
+        (d / "file").write_text("stand-in\n")
+        os.chown(d / "file", 0, 0)
+        os.chmod(d / "file", 0o644)
+    return str(granted), str(hidden)
+
+
+def _unchanged(path: str) -> None:
+    st = os.stat(path)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o644, 0, 0)
+    assert st.st_mtime > 0
+    assert "user.volt" not in os.listxattr(path)
+    assert "security.capability" not in os.listxattr(path)
+
+
+def _expect_denied(out: dict[str, str], granted: str, hidden: str) -> None:
+    assert len(out) == 12
+    for key, got in out.items():
+        want = "EROFS" if key.startswith(granted) else "ENOENT"
+        if key.endswith("chmod-setuid"):  # seccomp refuses the mode bits first
+            assert got in (want, "EPERM"), (key, out)
+        else:
+            assert got == want, (key, out)
+
+
+def test_metadata_control_changes_the_file(standins):
+    granted, hidden = standins
+    f = os.path.join(granted, "file")
+    out = json.loads(_plain([PY, "-c", _META, f]).stdout)
+    assert set(out.values()) == {"ok"}, out
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid, st.st_mtime) == (1, 1, 0)
+    assert "user.volt" in os.listxattr(f) and "security.capability" in os.listxattr(f)
+
+
+def test_metadata_from_the_cli_default(standins):
+    need_landlock()
+    granted, hidden = standins
+    files = [os.path.join(granted, "file"), os.path.join(hidden, "file")]
+    r = _cli(PY, "-c", _META, *files, opts=("--ro", granted))
+    assert r.returncode == 0, r.stderr
+    _expect_denied(json.loads(r.stdout), granted, hidden)
+    for f in files:
+        _unchanged(f)
+
+
+def test_metadata_from_the_library_default(standins):
+    need_landlock()
+    granted, hidden = standins
+    files = [os.path.join(granted, "file"), os.path.join(hidden, "file")]
+    r = _lib([PY, "-c", _META, *files], _library_config(ro=(granted,)))
+    assert r.returncode == 0, r.stderr
+    _expect_denied(json.loads(r.stdout), granted, hidden)
+    for f in files:
+        _unchanged(f)
+
+
+# ---- attack 2: a setuid-root executable in a writable directory ---------------------------
+
+_AS_NOBODY = "import os, sys; os.setgid(65534); os.setuid(65534); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+@pytest.fixture
+def setuid_id(shared_dir):
+    """A setuid-root copy of id(1) in a directory the child may write and execute in."""
+    target = os.path.join(shared_dir, "id")
+    shutil.copy2(shutil.which("id") or "/usr/bin/id", target)
+    os.chown(target, 0, 0)
+    os.chmod(target, 0o4755)
+    return shared_dir, target
+
+
+def test_setuid_control_runs_as_root(setuid_id):
+    _, target = setuid_id
+    r = _plain([PY, "-c", _AS_NOBODY, target, "-u"])
+    assert r.stdout.strip() == "0", r.stderr
+
+
+def test_setuid_from_the_cli_default(setuid_id):
+    need_landlock()
+    work, target = setuid_id
+    r = _cli(PY, "-c", _AS_NOBODY, target, "-u", opts=("--rw", work, "--rox", work))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "65534"
+
+
+def test_setuid_from_the_library_default(setuid_id):
+    need_landlock()
+    work, target = setuid_id
+    r = _lib([PY, "-c", _AS_NOBODY, target, "-u"], _library_config(rwx=(work,)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "65534"
+
+
+def test_writable_binds_are_nosuid_and_nodev(tmp_path):
+    work = str(tmp_path)
+    r = _lib([PY, "-c", "print(open('/proc/self/mountinfo').read())"], _library_config(work))
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.split()[4] == work)
+    opts = line.split()[5].split(",")
+    assert {"rw", "nosuid", "nodev", "noexec"} <= set(opts), line
+
+
+# ---- attack 3: writes under the preset's /run and /var -----------------------------------
+
+_WRITE = r"""
+import sys
+for path in sys.argv[1:]:
+    with open(path, "w") as f:
+        f.write("x")
+print("written")
+"""
+
+
+@pytest.fixture
+def system_names():
+    name = f"volt-view-test-{uuid.uuid4().hex}"
+    paths = [os.path.join("/run", name), os.path.join("/var", name)]
+    yield paths
+    for p in paths:
+        if os.path.lexists(p):
+            os.unlink(p)
+
+
+def test_system_dirs_control_reaches_the_host(system_names):
+    r = _plain([PY, "-c", _WRITE, *system_names])
+    assert r.stdout.strip() == "written", r.stderr
+    assert all(os.path.exists(p) for p in system_names)
+
+
+def test_system_dirs_from_the_cli_default(system_names):
+    need_landlock()
+    r = _cli(PY, "-c", _WRITE, *system_names)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "written"  # private: the write works, in the view
+    assert not any(os.path.lexists(p) for p in system_names)
+
+
+def test_system_dirs_from_the_library_default(system_names):
+    need_landlock()
+    r = _lib([PY, "-c", _WRITE, *system_names], _library_config())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "written"
+    assert not any(os.path.lexists(p) for p in system_names)
+
+
+def test_rw_names_a_host_system_dir_writable(tmp_path, system_names):
+    """Named by the caller (--rw /run), the host directory is bound writable."""
+    r = _cli(PY, "-c", _WRITE, system_names[0], opts=("--rw", "/run"))
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(system_names[0])
+
+
+# ---- attack 8: a binary written into a writable directory, run through ld.so -------------
+
+_LDSO = "/lib64/ld-linux-x86-64.so.2"
+_DROP = r"""
+import os, shutil, subprocess, sys
+work = sys.argv[1]
+b = os.path.join(work, "b")
+shutil.copyfile("/usr/bin/true", b)
+os.chmod(b, 0o755)
+for argv in ([b], [sys.argv[2], b]):
+    try:
+        print(subprocess.run(argv, capture_output=True).returncode)
+    except OSError as exc:
+        print(exc.errno)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(_LDSO), reason="an x86-64 glibc loader")
+def test_ldso_control_runs_the_binary(tmp_path):
+    r = _plain([PY, "-c", _DROP, str(tmp_path), _LDSO])
+    assert r.stdout.split() == ["0", "0"], r.stderr
+
+
+def _assert_not_run(out: str) -> None:
+    direct, via_loader = out.split()
+    assert direct == str(__import__("errno").EACCES)  # execve on a noexec mount
+    assert via_loader not in ("0",)  # ld.so cannot map it executable
+
+
+@pytest.mark.skipif(not os.path.exists(_LDSO), reason="an x86-64 glibc loader")
+def test_ldso_from_the_cli_default(tmp_path):
+    need_landlock()
+    r = _cli(PY, "-c", _DROP, str(tmp_path), _LDSO, opts=("--rw", str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    _assert_not_run(r.stdout)
+
+
+@pytest.mark.skipif(not os.path.exists(_LDSO), reason="an x86-64 glibc loader")
+def test_ldso_from_the_library_default(tmp_path):
+    need_landlock()
+    r = _lib([PY, "-c", _DROP, str(tmp_path), _LDSO], _library_config(str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    _assert_not_run(r.stdout)
+
+
+# ---- what a program sees ------------------------------------------------------------------
+
+
+def test_proc_ls_tmp_under_the_default(tmp_path):
+    need_landlock()
+    script = ("cat /proc/self/status | head -1; ls /; echo hi > /tmp/x && cat /tmp/x; "
+              "ls /home 2>&1; ls /dev")
+    r = _cli("sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Name:\tcat"
+    top = set(lines[1:lines.index("hi")])
+    assert {"usr", "etc", "tmp", "proc", "dev", "run", "var"} <= top
+    assert "home" not in top and "root" in top  # root: the private $HOME
+    assert "No such file or directory" in r.stdout
+    dev = set(lines[lines.index("hi") + 2:])
+    assert dev == {"fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+                   "stdout", "tty", "urandom", "zero"}
+
+
+_POOL = r"""
+import multiprocessing, sys
+def sq(x):
+    return x * x
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as p:
+        print(sum(p.map(sq, range(10))))
+    sem = multiprocessing.Semaphore(1)  # POSIX semaphore: /dev/shm
+    sem.acquire()
+    print("sem")
+"""
+
+
+def test_multiprocessing_pool_under_the_default():
+    need_landlock()
+    r = _cli(PY, "-c", _POOL)
+    assert (r.returncode, r.stdout.split()) == (0, ["285", "sem"]), r.stderr
+    r = _lib([PY, "-c", _POOL], _library_config())
+    assert (r.returncode, r.stdout.split()) == (0, ["285", "sem"]), r.stderr
+
+
+def test_home_is_private_empty_and_writable(tmp_path):
+    need_landlock()
+    home = os.environ.get("HOME", "/root")
+    marker = os.path.join(home, f"volt-{uuid.uuid4().hex}")
+    # only the granted paths that live below $HOME (this Python, perhaps) are there
+    granted = {os.path.relpath(p, home).split("/")[0] for p in (sys.prefix, sys.base_prefix)
+               if p.startswith(home.rstrip("/") + "/")}
+    r = _lib(["sh", "-c", f'ls -A "$HOME"; echo x > {marker} && cat {marker}'],
+             _library_config())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == sorted(granted) + ["x"]
+    assert not os.path.exists(marker)
+    ctl = _plain(["sh", "-c", f"echo x > {marker}"])
+    assert ctl.returncode == 0 and os.path.exists(marker)
+    os.unlink(marker)
+
+
+def test_siblings_do_not_see_each_other():
+    need_landlock()
+    with volt_enforce.Sandbox(_library_config()) as sb:
+        a = sb.popen(["sh", "-c", "echo a > /tmp/a; echo a > /dev/shm/a; echo ready; read x"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert a.stdout is not None
+            assert a.stdout.readline().strip() == "ready"
+            b = sb.run(["sh", "-c", "ls -A /tmp /dev/shm; cat /tmp/a 2>&1"],
+                       capture_output=True, text=True)
+        finally:
+            a.communicate("go\n", timeout=30)
+    assert "No such file or directory" in b.stdout
+    assert "a\n" not in b.stdout.replace("/tmp/a", "")
+    assert not os.path.exists("/dev/shm/a") or open("/dev/shm/a").read() != "a\n"
+
+
+def test_without_a_policy_the_host_root_is_read_only():
+    cfg = IsolationConfig()
+    work = tempfile.mkdtemp(prefix="volt-view-", dir="/var/tmp")  # /tmp is private
+    request_cleanup = shutil.rmtree
+    target = __import__("pathlib").Path(work) / "x"
+    r = _lib(["sh", "-c", f"ls / >/dev/null && touch {target}; echo y > /tmp/y && cat /tmp/y"],
+             cfg)
+    assert "Read-only file system" in r.stderr
+    assert r.stdout.strip() == "y"
+    assert not target.exists()
+    ctl = _lib(["sh", "-c", f"touch {target}"], cfg, contain=False)
+    assert ctl.returncode == 0 and target.exists()
+    request_cleanup(work)
+
+
+# ---- cwd ------------------------------------------------------------------------------------
+
+
+def test_relative_paths_after_the_pivot(tmp_path):
+    need_landlock()
+    (tmp_path / "f").write_text("inside\n")
+    r = _lib(["sh", "-c", "cat ./f; pwd; echo out > ./g"], _library_config(str(tmp_path)),
+             cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["inside", str(tmp_path)]
+    assert (tmp_path / "g").read_text() == "out\n"
+
+
+def test_cwd_outside_the_view_starts_in_root(tmp_path):
+    need_landlock()
+    cwd = tmp_path / "outside"
+    cwd.mkdir()
+    r = _cli("pwd", cwd=str(cwd))
+    assert (r.returncode, r.stdout) == (0, "/\n")
+    assert r.stderr == f"volt-enforce: the view lacks the working directory {cwd}: starting in /\n"
+    with volt_enforce.Sandbox(_library_config()) as sb:
+        p = sb.popen(["pwd"], cwd=str(cwd), stdout=subprocess.PIPE, text=True)
+        out, _ = p.communicate(timeout=30)
+    assert out == "/\n" and p.cwd_outside_view == str(cwd)
+
+
+# ---- the preset table survives JSON -----------------------------------------------------------
+
+
+def test_json_round_trip_keeps_the_private_dirs():
+    cfg = volt_enforce.default_isolation("/")
+    again = IsolationConfig.from_json(cfg.to_json())
+    assert again.landlock is not None and cfg.landlock is not None
+    assert [preset_private(r) for r in again.landlock.rules] == [
+        preset_private(r) for r in cfg.landlock.rules]
+    assert plan_view(again).to_dict() == plan_view(cfg).to_dict()
+    private = set(plan_view(again).to_dict()["private"])
+    assert {"/tmp", "/var", "/run"} <= private
+
+
+def test_a_rule_on_root_never_makes_it_writable():
+    cfg = IsolationConfig(landlock=volt_enforce.LandlockPolicy(
+        rules=[LandlockRule("/", _A.READ_WRITE | _A.EXECUTE)]))
+    assert plan_view(cfg).to_dict()["root_read_only"] is True
+    assert plan_view(cfg, named_writable=("/",)).to_dict()["root_read_only"] is False
+
+
+# ---- real programs with a --rw work directory ---------------------------------------------------
+
+
+def test_git_commit_in_a_work_dir(tmp_path):
+    need_landlock()
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    script = ("git init -q . && echo x > f && git add f && "
+              "git -c user.name=t -c user.email=t@t commit -qm m && git log --format=%s")
+    r = _cli("sh", "-c", script, opts=("--rw", str(tmp_path)), cwd=str(tmp_path))
+    assert (r.returncode, r.stdout) == (0, "m\n"), r.stderr
+
+
+def test_venv_and_pip_in_a_work_dir(tmp_path):
+    need_landlock()
+    script = f"{PY} -m venv ve && ve/bin/python -m pip --version"
+    r = _cli("sh", "-c", script, opts=("--rw", str(tmp_path)), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("pip ")
+
+
+# ---- the README's first command -------------------------------------------------------------------
+
+
+def test_readme_first_command_prints_what_the_readme_says(tmp_path):
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md")).read()
+    block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
+    first = block.splitlines()[0]
+    demo = first.split("volt-enforce run", 1)[1]
+    shown = readme.split("prints:\n\n```text\n", 1)[1].split("```", 1)[0]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    r = subprocess.run(f"{VOLT} run{demo}", shell=True, capture_output=True, text=True,
+                       cwd=outside, timeout=120)
+    host = open("/etc/hostname").read().strip()
+    want = shown.replace("HOSTNAME", host).replace("DIR", str(outside))
+    assert sorted((r.stdout + r.stderr).splitlines()) == sorted(want.splitlines())
