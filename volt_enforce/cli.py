@@ -544,7 +544,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
     with out:
-        text = compile_plan(cfg, best_effort=bool(args.best_effort))
+        text = compile_plan(cfg, best_effort=bool(args.best_effort), contain=args.contain)
         try:
             out.write(text.encode())
         except OSError as exc:

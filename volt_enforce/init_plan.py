@@ -60,17 +60,20 @@ def _hex(text: str) -> str:
 
 
 def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
-                 cgroup_dirs: Sequence[CgroupDirectory] | None = None) -> str:
+                 cgroup_dirs: Sequence[CgroupDirectory] | None = None,
+                 contain: bool = True) -> str:
     """The plan text for ``config`` (or its ``Compiled``) on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
     writes and joins; by default ``cgroup_directories`` derives it from the
     compiled limit plan for this host's layout, named after a hash of the rest
-    of the plan (so running one plan again reuses its cgroups).
+    of the plan (so running one plan again reuses its cgroups). ``contain``
+    False: no session, IPC/UTS namespaces or contained capability drops (as
+    ``--no-contain``); volt-init builds no filesystem view either way.
     """
     if isinstance(config, Compiled):
         return _plan_text(config, cgroup_dirs)
-    with compile_config(config, best_effort=best_effort) as compiled:
+    with compile_config(config, best_effort=best_effort, contain=contain) as compiled:
         return _plan_text(compiled, cgroup_dirs)
 
 
