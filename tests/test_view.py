@@ -481,3 +481,92 @@ def test_readme_first_command_prints_what_the_readme_says(tmp_path):
     host = open("/etc/hostname").read().strip()
     want = shown.replace("HOSTNAME", host).replace("DIR", str(outside))
     assert sorted((r.stdout + r.stderr).splitlines()) == sorted(want.splitlines())
+
+
+# ---- another rootfs ----------------------------------------------------------------------------
+
+_BUSYBOX = shutil.which("busybox")
+
+
+def _rootfs(base, *, with_mount_points: bool) -> str:
+    """A tiny container rootfs: a static busybox, its links, an /etc of its own."""
+    root = base / "rootfs"
+    for d in ("usr/bin", "etc", "tmp", "var", "run", "app", "lib"):
+        (root / d).mkdir(parents=True)
+    if with_mount_points:
+        (root / "dev").mkdir()
+        (root / "proc").mkdir()
+    assert _BUSYBOX is not None
+    shutil.copy2(_BUSYBOX, root / "usr/bin/busybox")
+    for tool in ("sh", "cat", "ls", "touch", "grep"):
+        os.symlink("busybox", root / "usr/bin" / tool)
+    os.symlink("usr/bin", root / "bin")
+    os.symlink("usr/bin", root / "sbin")
+    (root / "etc/os-release").write_text("ID=volt-test-rootfs\n")
+    return str(root)
+
+
+def _rootfs_config(root: str, **kw: object) -> IsolationConfig:
+    cfg = volt_enforce.default_isolation(root)
+    cfg.private_users = False
+    cfg.resources = None
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _tree(root: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, n), root)
+                  for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+@pytest.mark.skipif(_BUSYBOX is None, reason="a static busybox for the test's rootfs")
+@pytest.mark.parametrize("mount_points", [True, False], ids=["with-mount-points", "bare"])
+def test_rootfs_is_the_childs_root(tmp_path, mount_points):
+    need_landlock()
+    root = _rootfs(tmp_path, with_mount_points=mount_points)
+    before = _tree(root)
+    cfg = _rootfs_config(root)
+    assert cfg.rootfs == root and cfg.to_json() == cfg.replace(rootfs=None).to_json()
+    script = "cat /etc/os-release; ls /; echo x > /app/f; echo y > /tmp/t; cat /proc/self/status | grep -c Name"
+    r = _lib(["/bin/sh", "-c", script], cfg)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ID=volt-test-rootfs"  # the rootfs's own /etc, its own /bin/sh
+    assert {"usr", "etc", "app", "tmp", "dev", "proc"} <= set(lines[1:-1])
+    assert lines[-1] == "1"
+    assert (tmp_path / "rootfs/app/f").read_text() == "x\n"  # the container's /app
+    assert not (tmp_path / "rootfs/tmp/t").exists()  # its /tmp is private per child
+    after = _tree(root)
+    assert after == sorted(before + ["app/f"])  # no directory was made inside it
+    assert os.path.exists("/etc/os-release") and "volt-test-rootfs" not in open("/etc/os-release").read()
+
+
+@pytest.mark.skipif(_BUSYBOX is None, reason="a static busybox for the test's rootfs")
+def test_rootfs_read_only_fs_makes_the_root_read_only(tmp_path):
+    need_landlock()
+    root = _rootfs(tmp_path, with_mount_points=True)
+    cfg = _rootfs_config(root, read_only_fs=True)
+    r = _lib(["/bin/sh", "-c", "cat /proc/self/mountinfo; touch /app/f"], cfg)
+    assert r.returncode != 0
+    root_line = next(ln for ln in r.stdout.splitlines() if ln.split()[4] == "/")
+    assert "ro" in root_line.split()[5].split(","), root_line
+    assert "Read-only file system" in r.stderr
+    assert not (tmp_path / "rootfs/app/f").exists()
+    ctl = _lib(["/bin/sh", "-c", "touch /app/f"], _rootfs_config(root))
+    assert ctl.returncode == 0 and (tmp_path / "rootfs/app/f").exists()
+
+
+@pytest.mark.skipif(_BUSYBOX is None, reason="a static busybox for the test's rootfs")
+def test_rootfs_from_the_cli(tmp_path):
+    need_landlock()
+    root = _rootfs(tmp_path, with_mount_points=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run([VOLT, "run", "--rootfs", root, "--rw", str(work), "--", "/bin/sh", "-c",
+                        f"cat /etc/os-release; echo w > {work}/f"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "ID=volt-test-rootfs\n"
+    assert (work / "f").read_text() == "w\n"  # a host path beyond the rootfs, bound
+    assert "work" not in os.listdir(root) and "tmp" in os.listdir(root)

@@ -98,7 +98,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", choices=["server", "desktop", "none"],
                    help="Landlock preset (default: server, unless --config gives one)")
     g.add_argument("--rootfs", metavar="DIR", type=_text,
-                   help="root of the preset's paths (default: /)")
+                   help="root of the preset's paths, which a contained child is pivoted "
+                        "into (default: /, the host's)")
     g.add_argument("--ro", action="append", default=[], metavar="PATH", type=_text,
                    help="allow reading PATH (repeatable)")
     g.add_argument("--rw", action="append", default=[], metavar="PATH", type=_text,
@@ -304,8 +305,9 @@ def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     # the host paths named writable: bound writable in the view (only --rw / makes
     # the host root writable, never a rule on / alone)
     named = tuple(os.path.abspath(p) for p in getattr(args, "rw", []))
+    rootfs = _rootfs(args) if getattr(args, "rootfs", None) is not None else None
     return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain,
-                   named_writable=named)
+                   named_writable=named, rootfs=rootfs)
 
 
 def _command(args: argparse.Namespace) -> list[str]:

@@ -231,6 +231,7 @@ def compile_config(
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
     named_writable: tuple[str, ...] = (),
+    rootfs: str | None = None,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
@@ -296,7 +297,8 @@ def compile_config(
         from .landlock import effective_abi
         from .view import plan_view, preset_scopes
 
-        view = plan_view(config, named_writable=named_writable)
+        root = rootfs if rootfs is not None else (config.rootfs or "/")
+        view = plan_view(config, named_writable=named_writable, rootfs=root)
         view_scopes, scope_note = preset_scopes(config, effective_abi(landlock_abi))
         if scope_note:
             notes.append(scope_note)

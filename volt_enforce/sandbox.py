@@ -67,7 +67,8 @@ def _inputs_digest(config: IsolationConfig) -> str:
         return "unreadable"  # compiling it says what is wrong
 
 
-def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = True) -> Sandbox:
+def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = True,
+              rootfs: str | None = None) -> Sandbox:
     """A prepared Sandbox for a config without resource limits, from a small LRU
     cache keyed by the config's content (and the content of the files it names).
 
@@ -78,7 +79,8 @@ def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = T
     from . import landlock
 
     try:
-        presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
+        presets = (tuple(r.preset for r in config.landlock.rules) if config.landlock else (),
+                   rootfs, config.rootfs)
         ident = (id(config), abi, landlock.effective_abi(abi), contain)
         digest = _inputs_digest(config)
         # fast path: the same object as last time, unchanged (compared with a copy)
@@ -95,7 +97,7 @@ def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = T
         if hit is not None and not hit._closed:
             _PREPARED.move_to_end(key)
     if hit is None or hit._closed:
-        hit = Sandbox(config, landlock_abi=abi, contain=contain)
+        hit = Sandbox(config, landlock_abi=abi, contain=contain, rootfs=rootfs)
         with _PREPARED_LOCK:
             _PREPARED[key] = hit
             while len(_PREPARED) > _PREPARED_MAX:
@@ -148,6 +150,7 @@ class Sandbox:
         landlock_abi: int | None = None,
         share_compiled: bool = False,
         named_writable: tuple[str, ...] = (),
+        rootfs: str | None = None,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -162,6 +165,7 @@ class Sandbox:
         self.view: View | None = None
         self._own_view = False
         self._named_writable = tuple(named_writable)
+        self._rootfs = rootfs
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled)
@@ -189,13 +193,13 @@ class Sandbox:
         if share_compiled:
             # the ruleset and filter of an identical config without limits, kept open by it
             base = config.replace(resources=None) if config.resources is not None else config
-            self._base = _prepared(base, landlock_abi, contain)
+            self._base = _prepared(base, landlock_abi, contain, self._rootfs)
             ruleset, filt = self._base.compiled.ruleset, self._base.compiled.seccomp
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
                               landlock_abi=landlock_abi,
                               ruleset=ruleset, seccomp_filter=filt,
-                              named_writable=self._named_writable)
+                              named_writable=self._named_writable, rootfs=self._rootfs)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
                undo: contextlib.ExitStack) -> None:
@@ -415,7 +419,8 @@ class Popen(SandboxedPopen):
     """
 
     def __init__(self, args: Any, *, isolation: IsolationConfig | None = None,
-                 sandbox: Sandbox | None = None, contain: bool = True, **kwargs: Any) -> None:
+                 sandbox: Sandbox | None = None, contain: bool = True, rootfs: str | None = None,
+                 **kwargs: Any) -> None:
         if kwargs.get("preexec_fn") is not None:
             raise ValueError("volt_enforce.Popen runs no Python in the child: "
                              "use subprocess.Popen(preexec_fn=sandbox.preexec) instead")
@@ -423,14 +428,16 @@ class Popen(SandboxedPopen):
             raise ValueError("pass isolation= or sandbox=, not both")
         own = sandbox is None
         if sandbox is None and _limitless(isolation):
-            sandbox, own = _prepared(isolation or IsolationConfig(), contain=contain), False
+            sandbox, own = _prepared(isolation or IsolationConfig(), contain=contain,
+                                     rootfs=rootfs), False
         if sandbox is None:
-            sandbox = Sandbox(isolation, share_compiled=True, contain=contain)
+            sandbox = Sandbox(isolation, share_compiled=True, contain=contain, rootfs=rootfs)
         super().__init__(args, sandbox=sandbox, own_sandbox=own, **kwargs)
 
 
 def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox | None = None,
-        contain: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        contain: bool = True, rootfs: str | None = None,
+        **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """``subprocess.run`` with the child sandboxed (C spawn path).
 
     Returns a ``CompletedProcess`` with two more attributes: ``report`` (the
@@ -443,9 +450,9 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
             raise ValueError("pass isolation= or sandbox=, not both")
         return run_in(args, sandbox=sandbox, **kwargs)
     if _limitless(isolation):  # nothing per child to set up or tear down: reuse
-        return run_in(args, sandbox=_prepared(isolation or IsolationConfig(), contain=contain),
-                      **kwargs)
-    with Sandbox(isolation, share_compiled=True, contain=contain) as sb:
+        return run_in(args, sandbox=_prepared(isolation or IsolationConfig(), contain=contain,
+                                              rootfs=rootfs), **kwargs)
+    with Sandbox(isolation, share_compiled=True, contain=contain, rootfs=rootfs) as sb:
         return run_in(args, sandbox=sb, with_stats=True, **kwargs)
 
 

@@ -148,6 +148,21 @@ class ViewPlan:
     read_only: bool = False
     notes: list[str] = field(default_factory=list)
     scratch: str = "/tmp"
+    #: the host directory the view's "/" shows (another rootfs), "/" for the host's
+    rootfs: str = "/"
+
+    def to_view(self, host_path: str) -> str:
+        """Where a host path is in the view (a path inside another rootfs moves to /)."""
+        if self.rootfs != "/" and _under(host_path, self.rootfs):
+            rel = os.path.relpath(host_path, self.rootfs)
+            return "/" if rel == "." else "/" + rel
+        return host_path
+
+    def in_base(self, view_path: str) -> bool:
+        """Whether the root mount itself holds ``view_path`` (no directory is made in it)."""
+        if self.root == "tmpfs":
+            return False
+        return os.path.isdir(os.path.join(self.root, view_path.lstrip("/")))
 
     def writable_dirs(self) -> list[str]:
         """View paths where the view lets a child write (for Landlock's extras)."""
@@ -168,6 +183,7 @@ class ViewPlan:
                        "exec": not b.attr & _NOEXEC} for b in self.binds],
             "symlinks": [{"path": p, "target": t} for p, t in self.symlinks],
             "private": sorted(self.private) + ([self.home] if self.home else []),
+            "rootfs": self.rootfs,
             "notes": list(self.notes),
         }
 
@@ -184,16 +200,24 @@ def _bind_attr(path: str, access: int, read_only: bool, writable_ok: bool = True
 
 
 def plan_view(config: IsolationConfig, *, named_writable: tuple[str, ...] = (),
-              home: str | None = None) -> ViewPlan:
+              home: str | None = None, rootfs: str = "/") -> ViewPlan:
     """The view for ``config`` on the host's root (see the module doc).
 
     ``named_writable``: host paths the caller named writable (the CLI's ``--rw``):
     bound writable even where a preset rule would make them private, and ``/``
     among them makes the host root writable (a rule on ``/`` alone never does).
     ``home``: the private $HOME (default: this process's $HOME).
+    ``rootfs``: another root directory for the child (the seed's container): see
+    ``_plan_rootfs``.
     """
     if not isinstance(config, IsolationConfig):
         raise PolicyError("isolation", config, "is not an IsolationConfig")
+    if not isinstance(rootfs, str) or not os.path.isabs(rootfs):
+        raise PolicyError("rootfs", rootfs, "is not an absolute path")
+    if os.path.normpath(rootfs) != "/":
+        plan = _plan_rootfs(config, os.path.realpath(rootfs), named_writable)
+        _check_slots(plan)
+        return plan
     ro = config.read_only_fs
     policy = config.landlock
     named = {os.path.normpath(p) for p in named_writable}
@@ -275,6 +299,89 @@ def _plan_rules(plan: ViewPlan, rules: list[LandlockRule], ro: bool, named: set[
         plan.binds.append(_Bind(host=view, view=view, attr=attr, writable=not attr & _RDONLY))
 
 
+def _plan_rootfs(config: IsolationConfig, rootfs: str, named_writable: tuple[str, ...]) -> ViewPlan:
+    """The view of a child pivoted into ``rootfs`` (the seed's container):
+
+    * "/" is ``rootfs`` bound (nosuid, nodev, noexec; read-only under ReadOnlyFS),
+      and each rule's path inside it bound at its place with its own rights;
+      /tmp and /run of the presets are private per child, as on the host;
+    * a path the policy grants outside ``rootfs``, and /dev and /proc when
+      ``rootfs`` lacks them, need mount points: then "/" is a tmpfs holding
+      ``rootfs``'s entries (bound, links copied) and those mount points, so that
+      no directory is ever made inside ``rootfs``.
+    """
+    if not os.path.isdir(rootfs):
+        raise PolicyError("rootfs", rootfs, "is not a directory")
+    ro = config.read_only_fs
+    root_attr = _NOSUID | _NODEV | _NOEXEC | (_RDONLY if ro else 0)
+    plan = ViewPlan(root=rootfs, root_attr=root_attr, read_only=ro, rootfs=rootfs)
+    rules = list(config.landlock.rules) if config.landlock is not None else []
+    outside: list[str] = []
+    inside: list[LandlockRule] = []
+    for r in rules:
+        path = os.path.normpath(r.path)
+        if _under(path, rootfs):
+            inside.append(r)
+        elif os.path.lexists(path):
+            outside.append(path)
+    tops = {"dev", "proc"} | {p.strip("/").split("/")[0] for p in outside} - {"tmp", "run"}
+    private_tops = {"tmp", "run"}  # made private below, when the preset grants them
+    for p in outside:
+        top = p.strip("/").split("/")[0]
+        if top in private_tops:
+            continue
+        if os.path.lexists(os.path.join(rootfs, top)) and not os.path.exists(
+                os.path.join(rootfs, p.lstrip("/"))):
+            raise PolicyError("Landlock.Rules", p, f"cannot be placed in the view: {rootfs} has "
+                              f"/{top} but not {p} (no directory is made inside the rootfs)")
+    if any(not os.path.isdir(os.path.join(rootfs, t)) for t in tops):
+        plan.root = "tmpfs"
+        plan.root_attr = _RDONLY | _NOSUID | _NODEV
+        plan.notes.append(f"{rootfs} lacks mount points the view needs: its entries are bound "
+                          "on a tmpfs over the root")
+        for name in sorted(os.listdir(rootfs)):
+            host = os.path.join(rootfs, name)
+            if os.path.islink(host):
+                plan.symlinks.append(("/" + name, os.readlink(host)))
+            elif os.path.isdir(host) or os.path.isfile(host):
+                plan.binds.append(_Bind(host=host, view="/" + name, attr=root_attr,
+                                        writable=not root_attr & _RDONLY))
+    preset_tmp = {os.path.join(rootfs, n): v for n, v in (("tmp", "mode=1777"),
+                                                           ("run", "mode=0755"))}
+    merged: dict[str, int] = {}
+    for r in sorted(inside, key=lambda r: _depth(os.path.normpath(r.path))):
+        path = os.path.normpath(r.path)
+        if path == rootfs or not os.path.lexists(path) or os.path.islink(path):
+            continue  # the root itself, or a link that is there as it is
+        view = plan.to_view(path)
+        if view in ("/proc", "/dev") or _under(view, "/proc"):
+            continue
+        if (path in preset_tmp and int(r.access) & _WRITES and not ro
+                and path not in named_writable and (os.path.basename(path), int(r.access))
+                in {(n, int(a)) for n, a in _SERVER + _DESKTOP}):
+            plan.private[view] = preset_tmp[path]
+            continue
+        merged[path] = merged.get(path, 0) | int(r.access)
+    for path in outside:
+        for r in rules:
+            if os.path.normpath(r.path) == path:
+                merged[path] = merged.get(path, 0) | int(r.access)
+    for path, access in merged.items():
+        view = plan.to_view(path)
+        attr = _bind_attr(view, access, ro)
+        plan.binds = [b for b in plan.binds if b.view != view]
+        plan.binds.append(_Bind(host=path, view=view, attr=attr, writable=not attr & _RDONLY))
+    plan.binds.sort(key=lambda b: (_depth(b.view), b.view))
+    if plan.root != "tmpfs":
+        nested = {b.view for b in _nested(plan)}
+        for b in plan.binds:
+            if b.view not in nested and not os.path.lexists(os.path.join(rootfs, b.view[1:])):
+                raise PolicyError("Landlock.Rules", b.host, f"cannot be placed in the view: "
+                                  f"{rootfs} lacks {b.view} (no directory is made inside the "
+                                  "rootfs)")
+    return plan
+
+
 def _check_slots(plan: ViewPlan) -> None:
     n = len(plan.binds) + len(_DEVICES) + 1
     if n > _MAX_SLOTS:
@@ -295,6 +402,30 @@ class _Op:
     mode: int = 0
     attr: int = 0
     data: str | None = None
+
+
+_STASH = "dev/.volt-binds"
+
+
+def _privates(plan: ViewPlan) -> dict[str, tuple[int, str]]:
+    """The directories each child mounts a tmpfs of its own on: attr, options."""
+    privates: dict[str, tuple[int, str]] = {}
+    for path, data in plan.private.items():
+        attr = _NOSUID | _NODEV | (0 if path in plan.private_exec else _NOEXEC)
+        privates[path] = (attr, data)
+    if plan.home:
+        privates[plan.home] = (_NOSUID | _NODEV | _NOEXEC, "mode=0700")
+    privates["/dev/shm"] = (_NOSUID | _NODEV | _NOEXEC, "mode=1777")
+    return privates
+
+
+def _nested(plan: ViewPlan) -> list[_Bind]:
+    """Binds below a private directory: the template keeps them in a stash under its
+    /dev (the same directories with the same rights, so nothing more is reachable),
+    and each child puts them back on top of its own tmpfs. No mount point is made
+    in a directory of the host's or of the rootfs for them."""
+    privates = _privates(plan)
+    return [b for b in plan.binds if any(_under(b.view, p) and b.view != p for p in privates)]
 
 
 def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
@@ -327,15 +458,21 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
             slot += 1
     add(_Op(lib.VE_VOP_ROOT, plan.scratch, slot=root_slot, data="mode=0755"),
         "the view's root")
-    if plan.root != "tmpfs":
+    if plan.root == "/":
         for sub in ("proc", "dev", "run"):
             add(_Op(lib.VE_VOP_UMOUNT, sub), f"hiding the host's /{sub}")
+    nested = {b.view: i for i, b in enumerate(_nested(plan))}
     for b, s in zip(plan.binds, bind_slots, strict=True):
-        add(_Op(lib.VE_VOP_ATTACH, _rel(b.view), slot=s), f"binding {b.host}")
+        if b.view not in nested:
+            add(_Op(lib.VE_VOP_ATTACH, _rel(b.view), slot=s), f"binding {b.host}")
     for path, target in plan.symlinks:
         add(_Op(lib.VE_VOP_SYMLINK, _rel(path), data=target), f"the link {path}")
     add(_Op(lib.VE_VOP_TMPFS, "dev", attr=_NOSUID | _NOEXEC, data="mode=0755,size=64k"),
         "the view's /dev")
+    for b, s in zip(plan.binds, bind_slots, strict=True):
+        if b.view in nested:
+            add(_Op(lib.VE_VOP_ATTACH, f"{_STASH}/{nested[b.view]}", slot=s),
+                f"binding {b.host} (kept for each child's private directory)")
     for name, s in dev_slots:
         add(_Op(lib.VE_VOP_ATTACH, "dev/" + name, slot=s), f"binding /dev/{name}")
     for name, target in _DEV_LINKS:
@@ -346,8 +483,11 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     # a full procfs stays visible under each child's own (a user namespace needs one)
     add(_Op(lib.VE_VOP_PROC, "proc"), "the template's /proc")
     for path in sorted(plan.private) + ([plan.home] if plan.home else []):
-        if plan.root == "tmpfs" or not os.path.isdir(path):
+        if plan.root == "tmpfs":
             add(_Op(lib.VE_VOP_MKDIR, _rel(path)), f"the mount point {path}")
+        elif not plan.in_base(path):
+            raise PolicyError("view", path, f"has no mount point in {plan.root} (no directory "
+                              "is made there)")
     add(_Op(lib.VE_VOP_PIVOT, "."), "pivot_root into the view")
     if plan.root == "tmpfs":
         add(_Op(lib.VE_VOP_SETATTR, "/", attr=plan.root_attr), "making the root read-only")
@@ -357,20 +497,13 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
 def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     """Each child's own mounts: private tmpfs, /dev/shm, devpts, /proc; binds that
     sit below a private directory are cloned first and put back on top."""
-    privates: dict[str, tuple[int, str]] = {}
-    for path, data in plan.private.items():
-        attr = _NOSUID | _NODEV | (0 if path in plan.private_exec else _NOEXEC)
-        privates[path] = (attr, data)
-    if plan.home:
-        privates[plan.home] = (_NOSUID | _NODEV | _NOEXEC, "mode=0700")
-    privates["/dev/shm"] = (_NOSUID | _NODEV | _NOEXEC, "mode=1777")
-    nested = [b for b in plan.binds
-              if any(_under(b.view, p) and b.view != p for p in privates)]
+    privates = _privates(plan)
+    nested = _nested(plan)
     ops: list[_Op] = []
     what: list[str] = []
     slots = {}
     for i, b in enumerate(nested):
-        ops.append(_Op(lib.VE_VOP_CLONE, _rel(b.view), slot=i, recursive=True))
+        ops.append(_Op(lib.VE_VOP_CLONE, f"{_STASH}/{i}", slot=i, recursive=True))
         what.append(f"keeping {b.view} above the private directory")
         slots[b.view] = i
     items: list[tuple[str, str]] = [(p, "private") for p in privates]
@@ -465,7 +598,7 @@ class View:
         extra = int(WRITABLE_EXTRA) & handled
         rules: list[tuple[str, int, int]] = []
         for r in rep.rules:
-            path = _rule_view_path(r.path)
+            path = self.plan.to_view(_rule_view_path(r.path))
             access = int(r.access)
             if r.kind == "directory" and access & int(_A.WRITE_FILE) and any(
                     _under(path, w) for w in writable):
@@ -478,7 +611,7 @@ class View:
             pts = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR | _A.IOCTL_DEV) & handled
             rules.append(("/dev/pts", pts, 0))
         # listing the view's own directories shows only what the policy grants
-        listing = ["/dev"] + (["/"] if self.plan.root == "tmpfs" else [])
+        listing = ["/dev"] + (["/"] if self.plan.root != "/" else [])
         rules += [(path, int(_A.READ_DIR) & handled, 0) for path in listing]
         rules = [r for r in rules if r[1] or r[2]]
         arr = ffi.new("struct ve_view_rule[]", max(len(rules), 1))
