@@ -304,7 +304,9 @@ def test_rootfs_moves_the_preset(tmp_path):
               f"(echo x > {root}/etc/new) 2>/dev/null && echo root-etc-write; "
               f"(echo x > {root}/tmp/new) && echo root-tmp-write; "
               f"cat /etc/hostname >/dev/null 2>&1 && echo host-etc-read")
-    cp = ve("run", "--profile", "server", "--rootfs", str(root), *SYSTEM_ROX, "--",
+    # the host view (--no-contain): the preset's paths move into the rootfs; contained, the
+    # child is pivoted into it instead (tests/test_view.py)
+    cp = ve("run", "--no-contain", "--profile", "server", "--rootfs", str(root), *SYSTEM_ROX, "--",
             "sh", "-c", script)
     assert cp.stdout.split() == ["root-etc-read", "root-tmp-write"], cp.stderr
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -150,6 +151,27 @@ class ViewPlan:
     scratch: str = "/tmp"
     #: the host directory the view's "/" shows (another rootfs), "/" for the host's
     rootfs: str = "/"
+    #: each child mounts a procfs of its own (for a PID namespace of its own); without
+    #: one the template's procfs shows the same processes, so none is mounted
+    fresh_proc: bool = False
+
+    def host_inode_path(self, view_path: str) -> str | None:
+        """The host path with the same inode as ``view_path`` when the template binds
+        it (so the parent may open it once), else None (a child's own mount)."""
+        privates = set(_privates(self))
+        if any(_under(view_path, p) for p in privates | {"/proc", "/dev/pts"}):
+            return None
+        if _under(view_path, "/dev"):
+            name = view_path[len("/dev/"):]
+            return view_path if name in _DEVICES else None
+        nested = {b.view for b in _nested(self)}
+        for b in sorted(self.binds, key=lambda b: -_depth(b.view)):
+            if _under(view_path, b.view) and b.view not in nested:
+                rel = os.path.relpath(view_path, b.view)
+                return b.host if rel == "." else os.path.join(b.host, rel)
+        if self.root != "tmpfs" and view_path != "/":
+            return os.path.join(self.root, view_path.lstrip("/"))
+        return None
 
     def to_view(self, host_path: str) -> str:
         """Where a host path is in the view (a path inside another rootfs moves to /)."""
@@ -508,7 +530,7 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         slots[b.view] = i
     items: list[tuple[str, str]] = [(p, "private") for p in privates]
     items += [(b.view, "bind") for b in nested]
-    items += [("/dev/pts", "devpts"), ("/proc", "proc")]
+    items += [("/dev/pts", "devpts")] + ([("/proc", "proc")] if plan.fresh_proc else [])
     for path, kind in sorted(items, key=lambda it: (_depth(it[0]), it[0])):
         if kind == "private":
             attr, data = privates[path]
@@ -585,6 +607,7 @@ class View:
         c.n_ops = self._ops.n
         self._keep: list[Any] = []
         self._rule_paths: list[str] = []
+        self._rule_fds: list[int] = []
         if ruleset is not None and ruleset.fd >= 0:
             self._landlock(c, ruleset, scopes)
         self.c = c
@@ -614,11 +637,23 @@ class View:
         listing = ["/dev"] + (["/"] if self.plan.root != "/" else [])
         rules += [(path, int(_A.READ_DIR) & handled, 0) for path in listing]
         rules = [r for r in rules if r[1] or r[2]]
+        dir_only = int(DIR_ONLY_RIGHTS)
         arr = ffi.new("struct ve_view_rule[]", max(len(rules), 1))
         for i, (path, access, flags) in enumerate(rules):
             b = ffi.new("char[]", os.fsencode(path))
             self._keep.append(b)
-            arr[i].path, arr[i].access, arr[i].flags = b, access, flags
+            arr[i].path, arr[i].access, arr[i].flags, arr[i].fd = b, access, flags, -1
+            host = self.plan.host_inode_path(path)
+            if host is None:
+                continue  # the child's own mount: opened inside its view
+            try:  # the same inode in every child's view: opened once, here
+                fd = os.open(host, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue  # the child looks it up, and skips it if absent
+            self._rule_fds.append(fd)
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                arr[i].access = access & ~dir_only
+            arr[i].fd = fd
         ports = ffi.new("struct ve_view_port[]", max(len(rep.ports), 1))
         for i, p in enumerate(rep.ports):
             ports[i].access, ports[i].port = int(p.access), p.port
@@ -653,6 +688,14 @@ class View:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+        fds, self._rule_fds = getattr(self, "_rule_fds", []), []
+        for f in fds:
+            os.close(f)
+
+    @property
+    def open_fds(self) -> int:
+        """The fds this view holds: the template and the rules' paths."""
+        return (1 if self._fd >= 0 else 0) + len(self._rule_fds)
 
     def __del__(self) -> None:
         try:
