@@ -570,3 +570,103 @@ def test_rootfs_from_the_cli(tmp_path):
     assert r.stdout == "ID=volt-test-rootfs\n"
     assert (work / "f").read_text() == "w\n"  # a host path beyond the rootfs, bound
     assert "work" not in os.listdir(root) and "tmp" in os.listdir(root)
+
+
+# ---- writable means writable; scopes; hard links ----------------------------------------------
+
+_ORDINARY = r"""
+import errno, os, socket, sys
+work = sys.argv[1]
+out = []
+def attempt(name, fn):
+    try:
+        fn()
+        out.append(name + "=ok")
+    except OSError as exc:
+        out.append(name + "=" + errno.errorcode[exc.errno])
+attempt("mkdir", lambda: os.mkdir(os.path.join(work, "d")))
+attempt("file", lambda: open(os.path.join(work, "d", "f"), "w").close())
+attempt("rename", lambda: os.rename(os.path.join(work, "d", "f"), os.path.join(work, "g")))
+attempt("symlink", lambda: os.symlink("g", os.path.join(work, "l")))
+attempt("fifo", lambda: os.mkfifo(os.path.join(work, "p")))
+attempt("socket", lambda: socket.socket(socket.AF_UNIX).bind(os.path.join(work, "s")))
+attempt("truncate", lambda: os.truncate(os.path.join(work, "g"), 0))
+attempt("unlink", lambda: os.unlink(os.path.join(work, "g")))
+print(" ".join(out))
+"""
+
+
+def test_writable_means_writable(tmp_path):
+    need_landlock(3)
+    work = tmp_path / "w"
+    work.mkdir()
+    cfg = _library_config(str(work))
+    r = _lib([PY, "-c", _ORDINARY, str(work)], cfg)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [f"{n}=ok" for n in ("mkdir", "file", "rename", "symlink",
+                                                     "fifo", "socket", "truncate", "unlink")]
+    # the seed's READ_WRITE on the host's view: no symlink, fifo, socket, rename
+    shutil.rmtree(work)
+    work.mkdir()
+    ctl = _lib([PY, "-c", _ORDINARY, str(work)], cfg, contain=False)
+    assert "symlink=EACCES" in ctl.stdout.split() and "fifo=EACCES" in ctl.stdout.split()
+    assert cfg.landlock is not None
+    assert [r.access for r in cfg.landlock.rules if r.path == str(work)] == [_A.READ_WRITE]
+    assert '"Access":' + str(int(_A.READ_WRITE)) in cfg.to_json()  # the JSON keeps its value
+
+
+def test_hard_links_across_binds_fail(tmp_path):
+    need_landlock()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "f").write_text("x")
+    script = f"import os\ntry:\n    os.link('{a}/f', '{b}/f'); print('linked')\nexcept OSError as e:\n    print(e.errno)"
+    r = _lib([PY, "-c", script], _library_config(str(a), str(b)))
+    assert r.stdout.strip() == str(__import__("errno").EXDEV), r.stderr
+    assert _plain([PY, "-c", script]).stdout.strip() == "linked"
+
+
+_SCOPES = r"""
+import errno, os, socket, sys
+pid, name = int(sys.argv[1]), sys.argv[2]
+try:
+    os.kill(pid, 0); print("signal=ok")
+except OSError as exc:
+    print("signal=" + errno.errorcode[exc.errno])
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("\0" + name); print("abstract=ok")
+except OSError as exc:
+    print("abstract=" + errno.errorcode[exc.errno])
+"""
+
+
+def test_presets_are_scoped(tmp_path):
+    """Signals and abstract UNIX sockets do not reach a process of the test's own."""
+    need_landlock(6)
+    name = f"volt-view-{uuid.uuid4().hex}"
+    listener = socket_listener(name)
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        ctl = _plain([PY, "-c", _SCOPES, str(victim.pid), name])
+        assert ctl.stdout.split() == ["signal=ok", "abstract=ok"]
+        # network none would keep the abstract socket out by itself: the host's network
+        cfg = _library_config()
+        cfg.network = None
+        r = _lib([PY, "-c", _SCOPES, str(victim.pid), name], cfg)
+        assert r.stdout.split() == ["signal=EPERM", "abstract=EPERM"], r.stderr
+        assert any("scopes" in n for n in r.report.notes)
+    finally:
+        victim.kill()
+        victim.wait()
+        listener.close()
+
+
+def socket_listener(name: str):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    s.bind("\0" + name)
+    s.listen(4)
+    return s
