@@ -670,3 +670,27 @@ def socket_listener(name: str):
     s.bind("\0" + name)
     s.listen(4)
     return s
+
+
+# ---- volt-init: a process restricting itself enters the view too -------------------------------
+
+
+def test_volt_init_enters_the_view(standins, system_names, tmp_path):
+    need_landlock()
+    granted, hidden = standins
+    plan = tmp_path / "plan"
+    c = subprocess.run([VOLT, "compile", "--ro", granted, "-o", str(plan)], capture_output=True,
+                       text=True, timeout=60)
+    assert c.returncode == 0, c.stderr
+    init = os.path.join(os.path.dirname(sys.executable), "volt-init")
+    script = (f"chmod 666 {granted}/file; chmod 666 {hidden}/file; echo x > {system_names[0]}; "
+              f"echo y > {system_names[1]}; cat {system_names[0]} {system_names[1]}")
+    r = subprocess.run([init, str(plan), "--", "sh", "-c", script], capture_output=True,
+                       text=True, timeout=60, cwd="/")
+    # the granted file: a read-only bind; the other: absent
+    assert r.stderr.count("Read-only file system") == 1, r.stderr
+    assert r.stderr.count("No such file or directory") == 1, r.stderr
+    assert r.stdout.split() == ["x", "y"]  # private /run and /var: written in the view
+    _unchanged(os.path.join(granted, "file"))
+    _unchanged(os.path.join(hidden, "file"))
+    assert not any(os.path.lexists(p) for p in system_names)

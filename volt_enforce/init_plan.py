@@ -69,7 +69,7 @@ def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = Fals
     compiled limit plan for this host's layout, named after a hash of the rest
     of the plan (so running one plan again reuses its cgroups). ``contain``
     False: no session, IPC/UTS namespaces or contained capability drops (as
-    ``--no-contain``); volt-init builds no filesystem view either way.
+    ``--no-contain``): then no filesystem view either.
     """
     if isinstance(config, Compiled):
         return _plan_text(config, cgroup_dirs)
@@ -102,6 +102,11 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
             tail.append(f"path {int(rule.access):x} {dir_only:x} {_hex(rule.path)}")
         for port in rep.ports:
             tail.append(f"port {int(port.access):x} {port.port:x}")
+
+    if compiled.view is not None:  # the filesystem view, built and entered by volt-init
+        from .view import plan_records
+
+        tail += plan_records(compiled.view, ruleset, compiled.view_scopes)
 
     filt = compiled.seccomp
     if filt is not None and filt.instructions:

@@ -575,6 +575,61 @@ def _rule_view_path(path: str) -> str:
     return os.path.realpath(path) if os.path.lexists(path) else path
 
 
+def landlock_rules(plan: ViewPlan, ruleset: CompiledRuleset) -> list[tuple[str, int, int]]:
+    """The Landlock rules a child adds inside its view: (view path, access, flags).
+
+    The compiled ruleset's rules, moved to their place in the view; writable
+    directories get WRITABLE_EXTRA; the view's own /dev/shm, $HOME and devpts,
+    and listing the view's root and /dev."""
+    rep = ruleset.report
+    handled = int(rep.handled_fs)
+    writable = set(plan.writable_dirs())
+    extra = int(WRITABLE_EXTRA) & handled
+    rules: list[tuple[str, int, int]] = []
+    for r in rep.rules:
+        path = plan.to_view(_rule_view_path(r.path))
+        access = int(r.access)
+        if r.kind == "directory" and access & int(_A.WRITE_FILE) and any(
+                _under(path, w) for w in writable):
+            access |= extra
+        rules.append((path, access, lib.LANDLOCK_ADD_RULE_QUIET if r.quiet else 0))
+    if handled and not plan.read_only:
+        rw = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR) | extra
+        for path in (["/dev/shm"] + ([plan.home] if plan.home else [])):
+            rules.append((path, rw & handled, 0))
+        pts = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR | _A.IOCTL_DEV) & handled
+        rules.append(("/dev/pts", pts, 0))
+    # listing the view's own directories shows only what the policy grants
+    listing = ["/dev"] + (["/"] if plan.root != "/" else [])
+    rules += [(path, int(_A.READ_DIR) & handled, 0) for path in listing]
+    return [r for r in rules if r[1] or r[2]]
+
+
+def plan_records(plan: ViewPlan, ruleset: CompiledRuleset | None, scopes: int) -> list[str]:
+    """The view's records of a volt-init plan (csrc/init/volt_init.c)."""
+    from .landlock import DIR_ONLY_RIGHTS
+
+    def hx(text: str) -> str:
+        return os.fsencode(text).hex()
+
+    out = []
+    for where, (ops, _) in ((0, _template_ops(plan)), (1, _child_ops(plan))):
+        for o in ops:
+            rec = (f"view-op {where} {o.op:x} {o.slot + 1:x} {int(o.recursive):x} {o.mode:x} "
+                   f"{o.attr:x} {hx(o.path)}")
+            out.append(rec + (f" {hx(o.data)}" if o.data is not None else ""))
+    if ruleset is not None and ruleset.fd >= 0:
+        rep = ruleset.report
+        out.append(f"view-ll {int(rep.handled_fs):x} {int(rep.handled_net):x} "
+                   f"{int(rep.scopes) | scopes:x} {int(rep.quiet_access_fs):x} "
+                   f"{int(rep.quiet_access_net):x} {int(rep.quiet_scoped):x} "
+                   f"{int(DIR_ONLY_RIGHTS):x}")
+        out += [f"view-rule {access:x} {flags:x} {hx(path)}"
+                for path, access, flags in landlock_rules(plan, ruleset)]
+        out += [f"view-port {int(p.access):x} {p.port:x}" for p in rep.ports]
+    return out
+
+
 class View:
     """A prepared view: the template namespace (held by fd) and what a child
     does to enter it (``c``, a ``struct ve_view *`` for the child plan).
@@ -617,26 +672,7 @@ class View:
 
         rep = ruleset.report
         handled = int(rep.handled_fs)
-        writable = set(self.plan.writable_dirs())
-        extra = int(WRITABLE_EXTRA) & handled
-        rules: list[tuple[str, int, int]] = []
-        for r in rep.rules:
-            path = self.plan.to_view(_rule_view_path(r.path))
-            access = int(r.access)
-            if r.kind == "directory" and access & int(_A.WRITE_FILE) and any(
-                    _under(path, w) for w in writable):
-                access |= extra
-            rules.append((path, access, lib.LANDLOCK_ADD_RULE_QUIET if r.quiet else 0))
-        if handled and not self.plan.read_only:
-            rw = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR) | extra
-            for path in (["/dev/shm"] + ([self.plan.home] if self.plan.home else [])):
-                rules.append((path, rw & handled, 0))
-            pts = int(_A.READ_FILE | _A.WRITE_FILE | _A.READ_DIR | _A.IOCTL_DEV) & handled
-            rules.append(("/dev/pts", pts, 0))
-        # listing the view's own directories shows only what the policy grants
-        listing = ["/dev"] + (["/"] if self.plan.root != "/" else [])
-        rules += [(path, int(_A.READ_DIR) & handled, 0) for path in listing]
-        rules = [r for r in rules if r[1] or r[2]]
+        rules = landlock_rules(self.plan, ruleset)
         dir_only = int(DIR_ONLY_RIGHTS)
         arr = ffi.new("struct ve_view_rule[]", max(len(rules), 1))
         for i, (path, access, flags) in enumerate(rules):
