@@ -756,7 +756,8 @@ def preset_scopes(config: IsolationConfig, abi: int) -> tuple[int, str | None]:
     if abi < 6:
         return 0, (f"{name} preset: Landlock scopes (signal, abstract UNIX sockets) dropped "
                    f"(best effort): they need ABI 6, kernel has {abi}")
-    if not want & ~int(policy.scopes):
+    have = policy.scopes if isinstance(policy.scopes, int) else 0  # validated: a LandlockScope
+    if not want & ~int(have):
         return 0, None
     return want, (f"{name} preset: Landlock scopes signal and abstract UNIX socket added "
                   "(best effort)")
