@@ -186,14 +186,29 @@ static long run_op(const struct ve_view_op *o, int *slots)
 		if (symlink(o->data, o->path) < 0 && errno != EEXIST)
 			return -1;
 		return 0;
-	case VE_VOP_MKDIR:
-		return mkdir_p(o->path, o->mode ? o->mode : 0755);
+	case VE_VOP_MKDIR: {
+		/* the mode as given (1777 for a /tmp), whatever the caller's umask */
+		mode_t old = umask(0);
+		r = mkdir_p(o->path, o->mode ? o->mode : 0755);
+		int saved = errno;
+		umask(old);
+		errno = saved;
+		return r;
+	}
 	case VE_VOP_SETATTR:
 		return set_attr(AT_FDCWD, o->path, o->attr_set, o->recursive);
 	case VE_VOP_UMOUNT:
 		if (umount2(o->path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 			return -1;
 		return 0;
+	case VE_VOP_MKNOD: {
+		mode_t old = umask(0);
+		r = mknod(o->path, (mode_t)o->mode, (dev_t)o->attr_set);
+		int saved = errno;
+		umask(old);
+		errno = saved;
+		return r;
+	}
 	case VE_VOP_PIVOT:
 		/* the old root is stacked on "." and detached at once */
 		if (syscall(__NR_pivot_root, ".", ".") < 0)

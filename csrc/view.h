@@ -24,6 +24,7 @@ enum {
 	VE_VOP_SETATTR,   /* mount_setattr(path, attr_set[, AT_RECURSIVE]) */
 	VE_VOP_UMOUNT,    /* umount2(path, MNT_DETACH); not mounted is fine */
 	VE_VOP_PIVOT,     /* template: pivot_root(".", "."), detach the old root, chdir / */
+	VE_VOP_MKNOD,     /* a device node: mode (type and permissions), attr_set the dev_t */
 };
 
 #define VE_VIEW_MAX_SLOTS 64

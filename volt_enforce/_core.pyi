@@ -127,6 +127,7 @@ class _Lib:
     VE_VOP_CLONE: int
     VE_VOP_DEVPTS: int
     VE_VOP_MKDIR: int
+    VE_VOP_MKNOD: int
     VE_VOP_PIVOT: int
     VE_VOP_PROC: int
     VE_VOP_ROOT: int

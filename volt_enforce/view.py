@@ -162,8 +162,7 @@ class ViewPlan:
         if any(_under(view_path, p) for p in privates | {"/proc", "/dev/pts"}):
             return None
         if _under(view_path, "/dev"):
-            name = view_path[len("/dev/"):]
-            return view_path if name in _DEVICES else None
+            return None  # the template's own /dev
         nested = {b.view for b in _nested(self)}
         for b in sorted(self.binds, key=lambda b: -_depth(b.view)):
             if _under(view_path, b.view) and b.view not in nested:
@@ -427,6 +426,7 @@ class _Op:
 
 
 _STASH = "dev/.volt-binds"
+_PRIVATE = "dev/.volt-private"
 
 
 def _privates(plan: ViewPlan) -> dict[str, tuple[int, str]]:
@@ -471,13 +471,16 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
             f"binding {b.host}")
         bind_slots.append(slot)
         slot += 1
-    dev_slots = []
+    # the device nodes: made in the template's /dev (a mount each would be copied
+    # and torn down with every child), as the host's, on a read-only tmpfs
+    devs = []
     for name in _DEVICES:
-        if os.path.exists("/dev/" + name):
-            add(_Op(lib.VE_VOP_CLONE, "/dev/" + name, slot=slot,
-                    attr=_RDONLY | _NOSUID | _NOEXEC), f"binding /dev/{name}")
-            dev_slots.append((name, slot))
-            slot += 1
+        try:
+            st = os.stat("/dev/" + name)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode):
+            devs.append((name, stat.S_IFCHR | stat.S_IMODE(st.st_mode), st.st_rdev))
     add(_Op(lib.VE_VOP_ROOT, plan.scratch, slot=root_slot, data="mode=0755"),
         "the view's root")
     if plan.root == "/":
@@ -495,11 +498,11 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         if b.view in nested:
             add(_Op(lib.VE_VOP_ATTACH, f"{_STASH}/{nested[b.view]}", slot=s),
                 f"binding {b.host} (kept for each child's private directory)")
-    for name, s in dev_slots:
-        add(_Op(lib.VE_VOP_ATTACH, "dev/" + name, slot=s), f"binding /dev/{name}")
+    for name, mode, rdev in devs:
+        add(_Op(lib.VE_VOP_MKNOD, "dev/" + name, mode=mode, attr=rdev), f"/dev/{name}")
     for name, target in _DEV_LINKS:
         add(_Op(lib.VE_VOP_SYMLINK, "dev/" + name, data=target), f"the link /dev/{name}")
-    for d in ("dev/pts", "dev/shm"):
+    for d in ("dev/pts", "dev/shm", _PRIVATE):
         add(_Op(lib.VE_VOP_MKDIR, d), f"/{d}")
     add(_Op(lib.VE_VOP_SETATTR, "dev", attr=_RDONLY), "making /dev read-only")
     # a full procfs stays visible under each child's own (a user namespace needs one)
@@ -528,13 +531,25 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         ops.append(_Op(lib.VE_VOP_CLONE, f"{_STASH}/{i}", slot=i, recursive=True))
         what.append(f"keeping {b.view} above the private directory")
         slots[b.view] = i
+    # one tmpfs per child holds every private directory (a superblock costs more than
+    # a bind): a directory of it for each, bound at its place
+    ops.append(_Op(lib.VE_VOP_TMPFS, _PRIVATE, attr=_NOSUID | _NODEV, data="mode=0700"))
+    what.append("the child's private tmpfs")
+    private_slot = {}
+    for k, path in enumerate(sorted(privates)):
+        attr, data = privates[path]
+        mode = int(data.split("mode=", 1)[1].split(",")[0], 8)
+        ops.append(_Op(lib.VE_VOP_MKDIR, f"{_PRIVATE}/{k}", mode=mode))
+        slot = len(nested) + k
+        ops.append(_Op(lib.VE_VOP_CLONE, f"{_PRIVATE}/{k}", slot=slot, attr=attr))
+        what += [f"the private {path}", f"the private {path}"]
+        private_slot[path] = slot
     items: list[tuple[str, str]] = [(p, "private") for p in privates]
     items += [(b.view, "bind") for b in nested]
     items += [("/dev/pts", "devpts")] + ([("/proc", "proc")] if plan.fresh_proc else [])
     for path, kind in sorted(items, key=lambda it: (_depth(it[0]), it[0])):
         if kind == "private":
-            attr, data = privates[path]
-            ops.append(_Op(lib.VE_VOP_TMPFS, _rel(path), attr=attr, data=data))
+            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=private_slot[path]))
             what.append(f"the private {path}")
             if path == "/var":
                 ops.append(_Op(lib.VE_VOP_SYMLINK, "var/tmp", data="/tmp"))
