@@ -694,3 +694,27 @@ def test_volt_init_enters_the_view(standins, system_names, tmp_path):
     _unchanged(os.path.join(granted, "file"))
     _unchanged(os.path.join(hidden, "file"))
     assert not any(os.path.lexists(p) for p in system_names)
+
+
+# ---- failing closed ---------------------------------------------------------------------------
+
+
+def test_a_failed_view_never_runs_the_target(tmp_path):
+    need_landlock()
+    marker = tmp_path / "ran"
+    with volt_enforce.Sandbox(_library_config(str(tmp_path))) as sb:
+        assert sb.view is not None
+        sb.view.c.ns_fd = 1 << 20  # not an fd: setns fails in the child
+        with pytest.raises(volt_enforce.EnforcementError) as ei:
+            sb.run(["sh", "-c", f"touch {marker}"])
+    assert ei.value.step == "view" and ei.value.errno == __import__("errno").EBADF
+    assert not marker.exists()
+
+
+def test_bad_rootfs_is_refused_naming_it(tmp_path):
+    missing = str(tmp_path / "nope")
+    with pytest.raises(volt_enforce.PolicyError) as ei:
+        volt_enforce.Sandbox(IsolationConfig(), rootfs=missing)
+    assert ei.value.field == "rootfs" and missing in str(ei.value)
+    with pytest.raises(volt_enforce.PolicyError):
+        volt_enforce.Sandbox(IsolationConfig(), rootfs="relative/dir")

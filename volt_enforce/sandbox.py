@@ -295,6 +295,9 @@ class Sandbox:
             if self._report_r < 0:
                 r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
                 self._report_r, self._report_w = r, w
+            note = "preexec: the forked child made no PID namespace (it keeps its PID)"
+            if self.contained and note not in self.report.notes:
+                self.report.notes.append(note)
         return self.plan.preexec_fn(self._report_w)
 
     @contextlib.contextmanager
