@@ -718,3 +718,20 @@ def test_bad_rootfs_is_refused_naming_it(tmp_path):
     assert ei.value.field == "rootfs" and missing in str(ei.value)
     with pytest.raises(volt_enforce.PolicyError):
         volt_enforce.Sandbox(IsolationConfig(), rootfs="relative/dir")
+
+
+def test_ptys_work_and_host_ttys_are_absent():
+    need_landlock()
+    script = ("import os, pty\n"
+              "m, s = pty.openpty()\n"
+              "os.write(m, b'hi\\n')\n"
+              "print(os.ttyname(s), os.read(s, 3))\n"
+              "print(sorted(os.listdir('/dev/pts')))\n"
+              "print([n for n in os.listdir('/dev') if n.startswith('tty') and n != 'tty'])\n")
+    r = _lib([PY, "-c", script], _library_config())
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "/dev/pts/0 b'hi\\n'"  # a devpts of its own: its first pty
+    assert lines[1] == "['0', 'ptmx']" and lines[2] == "[]"
+    host_ttys = [n for n in os.listdir("/dev") if n.startswith("tty") and n != "tty"]
+    assert host_ttys  # the control: the host has them

@@ -148,7 +148,9 @@ class ViewPlan:
     home: str | None = None
     read_only: bool = False
     notes: list[str] = field(default_factory=list)
-    scratch: str = "/tmp"
+    #: where the template's root is attached before the pivot (in the helper's own
+    #: namespace only): any directory; its host content is not needed by then
+    scratch: str = field(default_factory=lambda: "/tmp" if os.path.isdir("/tmp") else "/dev")
     #: the host directory the view's "/" shows (another rootfs), "/" for the host's
     rootfs: str = "/"
     #: each child mounts a procfs of its own (for a PID namespace of its own); without
