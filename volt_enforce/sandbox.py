@@ -176,10 +176,19 @@ class Sandbox:
             if base is not None and base.plan == self.compiled.view:
                 self.view = base  # the identical config's template, kept open by it
             elif self.compiled.view is not None:  # the template: a namespace held by fd
-                self.view = View(self.compiled.view, self.compiled.ruleset,
-                                 self.compiled.view_scopes)
-                self._own_view = True
-                undo.callback(self.view.close)
+                try:
+                    self.view = View(self.compiled.view, self.compiled.ruleset,
+                                     self.compiled.view_scopes)
+                except EnforcementError as exc:
+                    if not self.compiled.best_effort:
+                        raise
+                    # reported, never silent: the host's filesystem, under Landlock's rules
+                    self.report.view = None
+                    self.report.notes.append(f"filesystem view dropped (best effort): {exc}; "
+                                             "the child sees the host's filesystem")
+                else:
+                    self._own_view = True
+                    undo.callback(self.view.close)
             self.plan = self._child_plan()
             undo.pop_all()
         self._closed = False

@@ -669,7 +669,8 @@ class View:
         if fd < 0:
             i = failed[0]
             about = what[i] if 0 <= i < len(what) else "a mount namespace"
-            raise EnforcementError(-fd, "view", f"preparing the view: {about}")
+            raise EnforcementError(-fd, "view", f"preparing the view: {about}"
+                                   + (f" ({view_errno_hint(-fd)})" if -fd == errno.EPERM else ""))
         self._fd = fd
         child_ops, self._child_what = _child_ops(plan)
         self._ops = _COps(child_ops)
@@ -782,7 +783,8 @@ def preset_scopes(config: IsolationConfig, abi: int) -> tuple[int, str | None]:
 
 def view_errno_hint(err: int) -> str:
     if err == errno.EPERM:
-        return "entering a mount namespace needs CAP_SYS_ADMIN (run as root)"
+        return ("a mount namespace needs CAP_SYS_ADMIN: run as root, or pass contain=False "
+                "(--no-contain), or best_effort=True to drop the view and say so")
     if err == errno.EINVAL:
         return "a threaded process cannot enter another mount namespace (apply_self)"
     return os.strerror(err)
