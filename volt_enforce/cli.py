@@ -29,6 +29,7 @@ from .model import (
     MissingPaths,
     NetworkConfig,
     NetworkMode,
+    PortForward,
     ResourceLimits,
     desktop_policy,
     server_policy,
@@ -78,6 +79,11 @@ EXAMPLES = {
   volt-init /plan -- /app/server
       the plan is compiled for this kernel and these cgroup paths; volt-init
       (C, no Python) applies it and execs; '$(volt-enforce init-path)' is its path""",
+    "net": """examples:
+  volt-enforce net up web --publish 8080:80 --dns 192.0.2.53
+  volt-enforce compile --profile server --network private --netns web -o /plan
+  volt-init /plan -- /app/server
+  volt-enforce net down web""",
     "init-path": """examples:
   cp "$(volt-enforce init-path)" rootfs/sbin/volt-init""",
 }
@@ -124,7 +130,21 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="maximum number of processes (and threads)")
     g.add_argument("--network", choices=["none", "host", "private"],
                    help="none: own namespace, loopback only, TCP denied; host: shared; "
-                        "private: own namespace (no veth is attached)")
+                        "private: own namespace with eth0 on a bridge (an address leased from "
+                        "its subnet, a default route via the bridge)")
+    g.add_argument("--bridge", metavar="NAME", type=_text,
+                   help="private network: the bridge (default voltbr0, made when missing with "
+                        "10.213.0.0/16, gateway 10.213.0.1)")
+    g.add_argument("--publish", action="append", default=None, type=_publish,
+                   metavar="HOST:CONTAINER[/udp]",
+                   help="private network: forward host port HOST to the sandbox's port "
+                        "CONTAINER, tcp (default) or udp (repeatable)")
+    g.add_argument("--dns", action="append", default=None, type=_text, metavar="IP",
+                   help="private network: a DNS server for the sandbox's /etc/resolv.conf "
+                        "(repeatable)")
+    g.add_argument("--outbound", action="store_true", default=None,
+                   help="private network: masquerade the sandbox's traffic out of the host "
+                        "(needs net.ipv4.ip_forward=1, never set here)")
     g.add_argument("--private-users", action="store_true",
                    help="run in a new user namespace (root inside maps to the caller)")
     g.add_argument("--read-only", action="store_true", help="no write access anywhere")
@@ -138,6 +158,22 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                         help="fail if anything requested cannot be enforced")
     g.add_argument("--ignore-missing", action="store_true",
                    help="skip (and report) rules whose path does not exist")
+
+
+def _publish(text: str) -> tuple[int, int, str]:
+    """--publish HOST:CONTAINER[/udp|/tcp]."""
+    spec, _, proto = text.partition("/")
+    host, sep, container = spec.partition(":")
+    try:
+        if not sep or proto not in ("", "tcp", "udp"):
+            raise ValueError
+        h, c = int(host), int(container)
+        if not (1 <= h <= 65535 and 1 <= c <= 65535):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:CONTAINER[/udp] with ports "
+                                         "1..65535") from None
+    return h, c, proto or "tcp"
 
 
 def _text(text: str) -> str:
@@ -290,6 +326,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
             net = cfg.network if cfg.network is not None else NetworkConfig()
             net.mode = NetworkMode(args.network)
             cfg.network = net
+        _private_network_options(args, cfg)
         if args.private_users:
             cfg.private_users = True
         if args.read_only:
@@ -547,11 +584,31 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
     with out:
-        text = compile_plan(cfg, best_effort=bool(args.best_effort), contain=args.contain)
+        text = compile_plan(cfg, best_effort=bool(args.best_effort), contain=args.contain,
+                            netns=args.netns)
         try:
             out.write(text.encode())
         except OSError as exc:
             raise CLIError(f"--output {args.output}: {exc.strerror}") from None
+    return 0
+
+
+def _cmd_net(args: argparse.Namespace) -> int:
+    from . import net
+
+    if args.action == "down":
+        if not net.net_down(args.name):
+            _error(f"network {args.name!r} was not up")
+            return EXIT_FAILURE
+        return 0
+    cfg = config_from_args(args)
+    network = cfg.network if cfg.network is not None else NetworkConfig(mode=NetworkMode.PRIVATE)
+    if network.effective_mode != NetworkMode.PRIVATE:
+        raise CLIError(f"net up: only a private network is pinned, not {network.effective_mode.value}")
+    up = net.net_up(args.name, network)
+    rep = up.report()
+    print(json.dumps(rep, indent=2) if args.json else
+          f"{args.name}: {rep['interface']} {rep['address']} via {rep['gateway']} on {rep['bridge']}")
     return 0
 
 
@@ -568,6 +625,29 @@ def _cmd_init_path(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 125
         self.exit(EXIT_FAILURE, f"{self.prog}: {message}\n")
+
+
+def _private_network_options(args: argparse.Namespace, cfg: IsolationConfig) -> None:
+    """--bridge, --publish, --dns, --outbound: options of a private network."""
+    given: dict[str, Any] = {
+        "--bridge": getattr(args, "bridge", None), "--publish": getattr(args, "publish", None),
+        "--dns": getattr(args, "dns", None), "--outbound": getattr(args, "outbound", None)}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return
+    net = cfg.network if cfg.network is not None else NetworkConfig(mode=NetworkMode.PRIVATE)
+    if net.effective_mode != NetworkMode.PRIVATE:
+        raise CLIError(f"{', '.join(given)}: only with a private network (--network private), "
+                       f"not {net.effective_mode.value}")
+    if "--bridge" in given:
+        net.bridge = given["--bridge"]
+    for h, c, proto in given.get("--publish", ()):
+        net.port_forwards.append(PortForward(host_port=h, container_port=c, protocol=proto))
+    if "--dns" in given:
+        net.dns = list(given["--dns"])
+    if given.get("--outbound"):
+        net.outbound = True
+    cfg.network = net
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -636,7 +716,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(comp)
     comp.add_argument("-o", "--output", required=True, metavar="FILE", type=_text,
                       help="the plan file")
+    comp.add_argument("--netns", metavar="NAME", type=_text,
+                      help="private network: the one 'volt-enforce net up NAME' made, which "
+                           "volt-init joins")
     comp.set_defaults(func=_cmd_compile)
+
+    net = sub.add_parser("net", help="private networks for volt-init: up NAME, down NAME",
+                         description="up: make the private network NAME (namespace, veth on the "
+                                     "bridge, leased address, forwards, resolv.conf) and pin it "
+                                     "on /run/volt-enforce/netns/NAME for volt-init to join "
+                                     "(compile --netns NAME); down: remove all of it.",
+                         epilog=EXAMPLES["net"], formatter_class=fmt)
+    net.add_argument("action", choices=["up", "down"])
+    net.add_argument("name", type=_text, help="the network's name")
+    _add_policy_options(net)
+    net.add_argument("--json", action="store_true", help="up: print the network as JSON")
+    net.set_defaults(func=_cmd_net)
 
     ip = sub.add_parser("init-path", help="print where the volt-init executable is",
                         epilog=EXAMPLES["init-path"], formatter_class=fmt)

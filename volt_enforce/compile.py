@@ -152,10 +152,20 @@ class Compiled:
         return self.compatibility == Compatibility.BEST_EFFORT
 
     @property
+    def private_network(self) -> bool:
+        """A network namespace prepared in the parent (volt_enforce.net), which the
+        child joins instead of unsharing one."""
+        net = self.config.network
+        return (Namespace.NETWORK in self.namespaces and net is not None
+                and net.effective_mode == NetworkMode.PRIVATE)
+
+    @property
     def unshare_flags(self) -> int:
+        """The namespaces the child unshares (a private network is joined instead)."""
         flags = 0
         for ns in self.namespaces:
-            flags |= ns.flag
+            if ns != Namespace.NETWORK or not self.private_network:
+                flags |= ns.flag
         return flags
 
     @property
@@ -208,8 +218,8 @@ def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: 
         notes.append(f"{ns.value} namespace dropped: {error}")
     if Namespace.NETWORK in out and mode == NetworkMode.PRIVATE:
         bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
-        notes.append(f"network private: own namespace with loopback only; "
-                     f"no veth was attached to bridge {bridge!r}")
+        notes.append(f"network private: a namespace prepared in the parent, with a veth on "
+                     f"bridge {bridge!r} (the address is leased when the sandbox is made)")
     return tuple(out)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .compile import Compiled, compile_config
-from .errors import EnforcementError, InstallationError
+from .errors import EnforcementError, InstallationError, PolicyError
 from .model import IsolationConfig, ResourceLimits
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _hex(text: str) -> str:
 
 def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
                  cgroup_dirs: Sequence[CgroupDirectory] | None = None,
-                 contain: bool = True) -> str:
+                 contain: bool = True, netns: str | None = None) -> str:
     """The plan text for ``config`` (or its ``Compiled``) on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
@@ -70,14 +70,49 @@ def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = Fals
     of the plan (so running one plan again reuses its cgroups). ``contain``
     False: no session, IPC/UTS namespaces or contained capability drops (as
     ``--no-contain``): then no filesystem view either.
+
+    ``netns``: for a private network, the name of the network that
+    ``volt-enforce net up NAME`` made and pinned; volt-init joins it (and binds
+    its resolv.conf), since it can make and clean up none itself.
     """
     if isinstance(config, Compiled):
-        return _plan_text(config, cgroup_dirs)
+        return _plan_text(config, cgroup_dirs, netns)
     with compile_config(config, best_effort=best_effort, contain=contain) as compiled:
-        return _plan_text(compiled, cgroup_dirs)
+        return _plan_text(compiled, cgroup_dirs, netns)
 
 
-def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None) -> str:
+def _network_lines(compiled: Compiled, netns: str | None,
+                   resolv_bind: list[tuple[str, str]] | None = None) -> list[str]:
+    """The plan's network records. ``resolv_bind``, when given (a filesystem view),
+    gets the resolv.conf bind (source, target) instead of a ``resolv`` record: the
+    view binds it, since the source is not inside the view."""
+    if not compiled.private_network:
+        if netns is not None:
+            raise PolicyError("netns", netns, "names a pinned private network, but the config's "
+                                              "network is not private")
+        return []
+    if netns is None:
+        raise PolicyError("netns", None, "a private network for volt-init is made beforehand by "
+                                         "'volt-enforce net up NAME': compile with --netns NAME")
+    from .net import dns, lease, pin
+
+    lines = [f"netns {_hex(pin.pin_path(netns))}"]
+    network = compiled.config.network
+    if network is not None and network.dns:
+        src = pin.resolv_path(netns)
+        # the flags of the mount that will hold the file (the run directory's, or /run's)
+        where = next(p for p in (os.path.dirname(src), lease.RUN_DIR, "/run", "/")
+                     if os.path.isdir(p))
+        if resolv_bind is not None:
+            resolv_bind.append((src, dns.bind_target()))
+        else:
+            lines.append(f"resolv {_hex(src)} {_hex(dns.bind_target())} "
+                         f"{dns.mount_flags(where):x}")
+    return lines
+
+
+def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None,
+               netns: str | None = None) -> str:
     from . import landlock
 
     head = [f"volt-plan {PLAN_VERSION}", f"nnp {1 if compiled.no_new_privs else 0}"]
@@ -87,6 +122,8 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
         body.append(f"caps {mask:x}")
     if compiled.new_session:
         body.append("session 1")
+    resolv_bind: list[tuple[str, str]] = []
+    body += _network_lines(compiled, netns, resolv_bind if compiled.view is not None else None)
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
 
@@ -106,7 +143,10 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
     if compiled.view is not None:  # the filesystem view, built and entered by volt-init
         from .view import plan_records
 
-        tail += plan_records(compiled.view, ruleset, compiled.view_scopes)
+        view = compiled.view
+        for src, dst in resolv_bind:
+            view = view.with_file_bind(src, "/etc/resolv.conf" if view.rootfs != "/" else dst)
+        tail += plan_records(view, ruleset, compiled.view_scopes)
 
     filt = compiled.seccomp
     if filt is not None and filt.instructions:

@@ -920,13 +920,16 @@ class NetworkConfig:
     """Network isolation settings (seed: NetworkConfig).
 
     ``mode=None`` is the Go zero value "", which the seed treats as a private
-    network on the default bridge.
+    network on the default bridge. ``outbound`` (new, JSON ``Outbound``, written
+    only when true): a private network's traffic leaves the host, masqueraded
+    (volt_enforce.net); off by default, the sandbox then reaches the host only.
     """
 
     mode: NetworkMode | str | None = None
     bridge: str = ""
     port_forwards: list[PortForward] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    outbound: bool = False
 
     def __post_init__(self) -> None:
         self.port_forwards = _as_list("Network.PortForwards", self.port_forwards,
@@ -960,6 +963,7 @@ class NetworkConfig:
                 ipaddress.ip_address(server)
             except ValueError:
                 raise PolicyError(f"{prefix}.DNS[{i}]", server, "is not an IP address") from None
+        _check_type(f"{prefix}.Outbound", self.outbound, bool, "a boolean")
         self.mode = mode
 
     def nspawn_network_args(self) -> list[str]:
@@ -977,16 +981,19 @@ class NetworkConfig:
         return ["--network-bridge=voltbr0"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "Mode": str(self.mode) if self.mode is not None else "",
             "Bridge": self.bridge,
             "PortForwards": [p.to_dict() for p in self.port_forwards] or None,
             "DNS": list(self.dns) or None,
         }
+        if self.outbound:
+            d["Outbound"] = True
+        return d
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Network") -> NetworkConfig:
-        d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS"])
+        d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS", "Outbound"])
         pfs = d.get("PortForwards")
         if pfs is not None and not isinstance(pfs, list):
             raise PolicyError(f"{prefix}.PortForwards", pfs, "is not a list")
@@ -1000,7 +1007,7 @@ class NetworkConfig:
             raise PolicyError(f"{prefix}.Mode", mode, "is not a string")
         try:
             return cls(mode=mode or None, bridge=d.get("Bridge", ""), port_forwards=forwards,
-                       dns=dns or [])
+                       dns=dns or [], outbound=d.get("Outbound", False))
         except PolicyError as exc:
             raise _reprefix(exc, prefix, "Network") from None
 

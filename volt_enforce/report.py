@@ -30,6 +30,7 @@ class EnforcementReport:
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
     view: dict[str, Any] | None = None  # the filesystem view (volt_enforce.view), contained
+    network: dict[str, Any] | None = None  # the private network: address, routes, forwards
 
     @classmethod
     def of(cls, compiled: Compiled) -> EnforcementReport:
@@ -59,4 +60,5 @@ class EnforcementReport:
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
             "view": self.view,
+            "network": self.network,
         }

@@ -34,14 +34,15 @@ from ._core import lib
 from .child import ChildPlan, read_preexec_failure
 from .compile import Compiled, compile_config
 from .errors import EnforcementError, PolicyError
-from .model import Compatibility, IsolationConfig, SeccompProfile
+from .model import Compatibility, IsolationConfig, NetworkMode, SeccompProfile
 from .process import SandboxedPopen, run_in
 from .report import EnforcementReport
-from .view import View
+from .view import View, ViewPlan
 
 if TYPE_CHECKING:
     from .cgroups import Cgroup, CgroupStats
     from .landlock import CompiledRuleset
+    from .net import PrivateNetwork
     from .seccomp import SeccompFilter
 
 __all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache"]
@@ -97,7 +98,10 @@ def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = T
         if hit is not None and not hit._closed:
             _PREPARED.move_to_end(key)
     if hit is None or hit._closed:
-        hit = Sandbox(config, landlock_abi=abi, contain=contain, rootfs=rootfs)
+        # a private network's config is here only as the base that lends its ruleset
+        # and filter (run/Popen never reuse a sandbox with a network)
+        hit = Sandbox(config, landlock_abi=abi, contain=contain, rootfs=rootfs,
+                      _lend_only=_private(config))
         with _PREPARED_LOCK:
             _PREPARED[key] = hit
             while len(_PREPARED) > _PREPARED_MAX:
@@ -135,6 +139,11 @@ class Sandbox:
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
     it was first built.
+
+    A private network (``config.network``, mode private: volt_enforce.net) is
+    made here, once, for all the sandbox's children: its namespace (owned by
+    ``userns_fd`` when given), veth, lease, forwards and resolv.conf, all
+    removed by ``close()``.
     """
 
     def __init__(
@@ -151,6 +160,8 @@ class Sandbox:
         share_compiled: bool = False,
         named_writable: tuple[str, ...] = (),
         rootfs: str | None = None,
+        userns_fd: int | None = None,
+        _lend_only: bool = False,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -161,23 +172,28 @@ class Sandbox:
         self._lock = threading.Lock()
         self._report_r = self._report_w = -1
         self._base: Sandbox | None = None
+        self._lend_only = _lend_only
         self.cgroup: Cgroup | None = None
         self.view: View | None = None
         self._own_view = False
         self._named_writable = tuple(named_writable)
         self._rootfs = rootfs
+        self.network: PrivateNetwork | None = None
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
+            if self.compiled.private_network and not _lend_only:
+                self._attach_network(userns_fd, undo)
             base = self._base.view if self._base is not None else None
-            if base is not None and base.plan == self.compiled.view:
+            view_plan = self._view_plan()
+            if base is not None and base.plan == view_plan:
                 self.view = base  # the identical config's template, kept open by it
-            elif self.compiled.view is not None:  # the template: a namespace held by fd
+            elif view_plan is not None:  # the template: a namespace held by fd
                 try:
-                    self.view = View(self.compiled.view, self.compiled.ruleset,
+                    self.view = View(view_plan, self.compiled.ruleset,
                                      self.compiled.view_scopes)
                 except EnforcementError as exc:
                     if not self.compiled.best_effort:
@@ -228,6 +244,39 @@ class Sandbox:
         if self.cgroup is not None:
             self.report.cgroup = {"paths": dict(self.cgroup.paths), **self.cgroup.report}
 
+    def _attach_network(self, userns_fd: int | None, undo: contextlib.ExitStack) -> None:
+        from . import net
+
+        assert self.config.network is not None
+        self.network = net.attach(
+            self.config.network, userns_fd=userns_fd,
+            # root in a user namespace of the child's own may then bind port 80
+            unprivileged_ports=userns_fd is None and self.config.private_users)
+        undo.callback(self.network.close)
+        self.report.network = self.network.report()
+        self.report.notes = [n for n in self.report.notes if not n.startswith("network private:")]
+        self.report.notes.append(self.network.note())
+
+    def _view_plan(self) -> ViewPlan | None:
+        """The compiled view, with the private network's resolv.conf bound over the
+        host's (or its symlink's target) when there is one."""
+        plan = self.compiled.view
+        resolv = self._resolv()
+        if plan is None or resolv is None:
+            return plan
+        src, dst, _ = resolv
+        if plan.rootfs != "/":
+            dst = "/etc/resolv.conf"
+        return plan.with_file_bind(src, dst)
+
+    def _resolv(self) -> tuple[str, str, int] | None:
+        network = self.network
+        if network is None or not network.resolv_conf:
+            return None
+        from .net import dns
+
+        return (network.resolv_conf, dns.bind_target(), dns.mount_flags(network.resolv_conf))
+
     def _child_plan(self) -> ChildPlan:
         c = self.compiled
         cg = self.cgroup
@@ -251,6 +300,9 @@ class Sandbox:
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
             view=self.view,
+            net_fd=self.network.netns_fd if self.network is not None else -1,
+            # the view carries the private network's resolv.conf itself (_view_plan)
+            resolv=self._resolv() if self.view is None else None,
         )
 
     @property
@@ -271,9 +323,13 @@ class Sandbox:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("the sandbox is closed")
+        if self._lend_only:
+            raise ValueError("this sandbox only lends its compiled parts: it has no network")
 
     def spawn_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of volt_enforce.spawn.spawn for this sandbox."""
+        if self._lend_only:
+            raise ValueError("this sandbox only lends its compiled parts: it has no network")
         cg = self.cgroup
         return {
             "plan": self.plan,
@@ -351,6 +407,8 @@ class Sandbox:
             closers.append(self.view.close)
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
+        if self.network is not None:
+            closers.append(self.network.close)
         for closer in closers:
             try:
                 closer()
@@ -469,7 +527,16 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
 
 
 def _limitless(config: IsolationConfig | None) -> bool:
+    """Nothing per run to set up or tear down (no cgroup, no private network):
+    such a sandbox is reused from the prepared cache."""
+    if config is not None and _private(config):
+        return False
     return config is None or config.resources is None or config.resources.is_empty()
+
+
+def _private(config: IsolationConfig) -> bool:
+    net = config.network
+    return net is not None and net.effective_mode == NetworkMode.PRIVATE
 
 
 def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
@@ -486,6 +553,8 @@ def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
         sb.close()
         raise
     # the restriction is in force; the ruleset fd is no longer needed
+    if sb.network is not None:
+        sb.network.keep()  # we are in it now: it lives as long as this process
     sb.compiled.close()
     sb._closed = True
     sb._close_report_pipe()

@@ -174,6 +174,17 @@ class ViewPlan:
             return os.path.join(self.root, view_path.lstrip("/"))
         return None
 
+    def with_file_bind(self, host: str, view: str) -> ViewPlan:
+        """A copy that also binds the file ``host`` at ``view``, read-only (the
+        private network's resolv.conf)."""
+        import dataclasses
+
+        bind = _Bind(host=host, view=view, attr=_RDONLY | _NOSUID | _NODEV | _NOEXEC,
+                     writable=False)
+        binds = sorted([*(b for b in self.binds if b.view != view), bind],
+                       key=lambda b: (_depth(b.view), b.view))
+        return dataclasses.replace(self, binds=binds)
+
     def to_view(self, host_path: str) -> str:
         """Where a host path is in the view (a path inside another rootfs moves to /)."""
         if self.rootfs != "/" and _under(host_path, self.rootfs):
