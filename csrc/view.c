@@ -362,21 +362,6 @@ long ve_view_enter(const struct ve_view *v, int *ruleset_fd, int *index, int *cw
 	}
 	struct ve_landlock_path_rule out;
 	for (int i = 0; i < v->n_rules; i++) {
-		if (v->rules[i].fd >= 0) {
-			/* the parent masked the directory rights for this inode already */
-			struct ve_landlock_path_beneath_attr attr = {
-				.allowed_access = v->rules[i].access,
-				.parent_fd = v->rules[i].fd,
-			};
-			if (syscall(__NR_landlock_add_rule, fd, VE_LANDLOCK_RULE_PATH_BENEATH, &attr,
-				    v->rules[i].flags) < 0) {
-				r = -errno;
-				*index = 1000 + i;
-				close(fd);
-				return r;
-			}
-			continue;
-		}
 		r = ve_landlock_add_path_rule_flags(fd, v->rules[i].path, v->rules[i].access,
 						    v->dir_only, v->rules[i].flags, &out);
 		/* absent from the view: nothing there to allow */

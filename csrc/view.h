@@ -40,8 +40,7 @@ struct ve_view_op {
 };
 
 struct ve_view_rule {
-	int fd;           /* opened once by the parent (the same inode in the view), else -1 */
-	const char *path; /* in the view, opened by the child when fd is -1 */
+	const char *path; /* in the view, opened by the child */
 	uint64_t access;
 	uint32_t flags;   /* landlock_add_rule flags (QUIET) */
 };

@@ -510,6 +510,7 @@ def _rootfs_config(root: str, **kw: object) -> IsolationConfig:
     cfg = volt_enforce.default_isolation(root)
     cfg.private_users = False
     cfg.resources = None
+    cfg.network = volt_enforce.NetworkConfig(mode=volt_enforce.NetworkMode.NONE)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg

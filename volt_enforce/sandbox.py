@@ -267,6 +267,11 @@ class Sandbox:
         src, dst, _ = resolv
         if plan.rootfs != "/":
             dst = "/etc/resolv.conf"
+            if not os.path.isfile(os.path.join(plan.rootfs, "etc/resolv.conf")):
+                # nothing is made inside a rootfs: said, not silently skipped
+                self.report.notes.append(f"{plan.rootfs} has no etc/resolv.conf: the private "
+                                         "network's DNS servers are not bound into the view")
+                return plan
         return plan.with_file_bind(src, dst)
 
     def _resolv(self) -> tuple[str, str, int] | None:

@@ -149,30 +149,13 @@ class ViewPlan:
     read_only: bool = False
     notes: list[str] = field(default_factory=list)
     #: where the template's root is attached before the pivot (in the helper's own
-    #: namespace only): any directory; its host content is not needed by then
-    scratch: str = field(default_factory=lambda: "/tmp" if os.path.isdir("/tmp") else "/dev")
+    #: namespace only): what it hides is cloned first, and rules rarely grant /dev
+    scratch: str = "/dev"
     #: the host directory the view's "/" shows (another rootfs), "/" for the host's
     rootfs: str = "/"
     #: each child mounts a procfs of its own (for a PID namespace of its own); without
     #: one the template's procfs shows the same processes, so none is mounted
     fresh_proc: bool = False
-
-    def host_inode_path(self, view_path: str) -> str | None:
-        """The host path with the same inode as ``view_path`` when the template binds
-        it (so the parent may open it once), else None (a child's own mount)."""
-        privates = set(_privates(self))
-        if any(_under(view_path, p) for p in privates | {"/proc", "/dev/pts"}):
-            return None
-        if _under(view_path, "/dev"):
-            return None  # the template's own /dev
-        nested = {b.view for b in _nested(self)}
-        for b in sorted(self.binds, key=lambda b: -_depth(b.view)):
-            if _under(view_path, b.view) and b.view not in nested:
-                rel = os.path.relpath(view_path, b.view)
-                return b.host if rel == "." else os.path.join(b.host, rel)
-        if self.root != "tmpfs" and view_path != "/":
-            return os.path.join(self.root, view_path.lstrip("/"))
-        return None
 
     def with_file_bind(self, host: str, view: str) -> ViewPlan:
         """A copy that also binds the file ``host`` at ``view``, read-only (the
@@ -417,11 +400,11 @@ def _plan_rootfs(config: IsolationConfig, rootfs: str, named_writable: tuple[str
 
 
 def _check_slots(plan: ViewPlan) -> None:
-    n = len(plan.binds) + len(_DEVICES) + 1
-    if n > _MAX_SLOTS:
-        raise PolicyError("Landlock.Rules", len(plan.binds),
-                          f"is too many paths for the view ({_MAX_SLOTS - len(_DEVICES) - 1} "
-                          "at most)")
+    early = [b for b in plan.binds if _under(b.host, plan.scratch)]
+    if len(early) + 2 > _MAX_SLOTS:
+        raise PolicyError("Landlock.Rules", len(early),
+                          f"is too many paths below {plan.scratch} for the view "
+                          f"({_MAX_SLOTS - 2} at most)")
 
 
 # ---- the operations csrc/view.c runs --------------------------------------------------
@@ -472,18 +455,28 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         ops.append(op)
         what.append(about)
 
+    # Clones are taken before the root is attached at the scratch directory only for
+    # what that hides; everything else is cloned and attached in turn (one slot).
     slot = 0
     root_slot = -1
     if plan.root != "tmpfs":
         add(_Op(lib.VE_VOP_CLONE, plan.root, slot=slot, recursive=True, attr=plan.root_attr),
             f"binding {plan.root} as the root")
         root_slot, slot = slot, slot + 1
-    bind_slots = []
+    early: dict[str, int] = {}
     for b in plan.binds:
-        add(_Op(lib.VE_VOP_CLONE, b.host, slot=slot, recursive=True, attr=b.attr),
-            f"binding {b.host}")
-        bind_slots.append(slot)
-        slot += 1
+        if _under(b.host, plan.scratch):
+            add(_Op(lib.VE_VOP_CLONE, b.host, slot=slot, recursive=True, attr=b.attr),
+                f"binding {b.host}")
+            early[b.view] = slot
+            slot += 1
+    turn = slot  # the slot of a clone attached at once
+
+    def bind(b: _Bind, where: str, about: str) -> None:
+        if b.view not in early:
+            add(_Op(lib.VE_VOP_CLONE, b.host, slot=turn, recursive=True, attr=b.attr), about)
+        add(_Op(lib.VE_VOP_ATTACH, where, slot=early.get(b.view, turn)), about)
+
     # the device nodes: made in the template's /dev (a mount each would be copied
     # and torn down with every child), as the host's, on a read-only tmpfs
     devs = []
@@ -500,17 +493,17 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         for sub in ("proc", "dev", "run"):
             add(_Op(lib.VE_VOP_UMOUNT, sub), f"hiding the host's /{sub}")
     nested = {b.view: i for i, b in enumerate(_nested(plan))}
-    for b, s in zip(plan.binds, bind_slots, strict=True):
+    for b in plan.binds:
         if b.view not in nested:
-            add(_Op(lib.VE_VOP_ATTACH, _rel(b.view), slot=s), f"binding {b.host}")
+            bind(b, _rel(b.view), f"binding {b.host}")
     for path, target in plan.symlinks:
         add(_Op(lib.VE_VOP_SYMLINK, _rel(path), data=target), f"the link {path}")
     add(_Op(lib.VE_VOP_TMPFS, "dev", attr=_NOSUID | _NOEXEC, data="mode=0755,size=64k"),
         "the view's /dev")
-    for b, s in zip(plan.binds, bind_slots, strict=True):
+    for b in plan.binds:
         if b.view in nested:
-            add(_Op(lib.VE_VOP_ATTACH, f"{_STASH}/{nested[b.view]}", slot=s),
-                f"binding {b.host} (kept for each child's private directory)")
+            bind(b, f"{_STASH}/{nested[b.view]}",
+                 f"binding {b.host} (kept for each child's private directory)")
     for name, mode, rdev in devs:
         add(_Op(lib.VE_VOP_MKNOD, "dev/" + name, mode=mode, attr=rdev), f"/dev/{name}")
     for name, target in _DEV_LINKS:
@@ -539,37 +532,32 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     nested = _nested(plan)
     ops: list[_Op] = []
     what: list[str] = []
-    slots = {}
-    for i, b in enumerate(nested):
-        ops.append(_Op(lib.VE_VOP_CLONE, f"{_STASH}/{i}", slot=i, recursive=True))
-        what.append(f"keeping {b.view} above the private directory")
-        slots[b.view] = i
     # one tmpfs per child holds every private directory (a superblock costs more than
     # a bind): a directory of it for each, bound at its place
     ops.append(_Op(lib.VE_VOP_TMPFS, _PRIVATE, attr=_NOSUID | _NODEV, data="mode=0700"))
     what.append("the child's private tmpfs")
-    private_slot = {}
-    for k, path in enumerate(sorted(privates)):
-        attr, data = privates[path]
-        mode = int(data.split("mode=", 1)[1].split(",")[0], 8)
+    order = {path: k for k, path in enumerate(sorted(privates))}
+    for path, k in order.items():
+        mode = int(privates[path][1].split("mode=", 1)[1].split(",")[0], 8)
         ops.append(_Op(lib.VE_VOP_MKDIR, f"{_PRIVATE}/{k}", mode=mode))
-        slot = len(nested) + k
-        ops.append(_Op(lib.VE_VOP_CLONE, f"{_PRIVATE}/{k}", slot=slot, attr=attr))
-        what += [f"the private {path}", f"the private {path}"]
-        private_slot[path] = slot
+        what.append(f"the private {path}")
+    stash = {b.view: i for i, b in enumerate(nested)}
     items: list[tuple[str, str]] = [(p, "private") for p in privates]
     items += [(b.view, "bind") for b in nested]
     items += [("/dev/pts", "devpts")] + ([("/proc", "proc")] if plan.fresh_proc else [])
     for path, kind in sorted(items, key=lambda it: (_depth(it[0]), it[0])):
         if kind == "private":
-            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=private_slot[path]))
-            what.append(f"the private {path}")
+            ops.append(_Op(lib.VE_VOP_CLONE, f"{_PRIVATE}/{order[path]}", slot=0,
+                           attr=privates[path][0]))
+            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=0))
+            what += [f"the private {path}"] * 2
             if path == "/var":
                 ops.append(_Op(lib.VE_VOP_SYMLINK, "var/tmp", data="/tmp"))
                 what.append("the link /var/tmp")
         elif kind == "bind":
-            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=slots[path]))
-            what.append(f"binding {path}")
+            ops.append(_Op(lib.VE_VOP_CLONE, f"{_STASH}/{stash[path]}", slot=0, recursive=True))
+            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=0))
+            what += [f"binding {path} above the private directory"] * 2
         elif kind == "devpts":
             ops.append(_Op(lib.VE_VOP_DEVPTS, "dev/pts"))
             what.append("the private devpts")
@@ -691,7 +679,6 @@ class View:
         c.n_ops = self._ops.n
         self._keep: list[Any] = []
         self._rule_paths: list[str] = []
-        self._rule_fds: list[int] = []
         if ruleset is not None and ruleset.fd >= 0:
             self._landlock(c, ruleset, scopes)
         self.c = c
@@ -702,23 +689,11 @@ class View:
         rep = ruleset.report
         handled = int(rep.handled_fs)
         rules = landlock_rules(self.plan, ruleset)
-        dir_only = int(DIR_ONLY_RIGHTS)
         arr = ffi.new("struct ve_view_rule[]", max(len(rules), 1))
         for i, (path, access, flags) in enumerate(rules):
             b = ffi.new("char[]", os.fsencode(path))
             self._keep.append(b)
-            arr[i].path, arr[i].access, arr[i].flags, arr[i].fd = b, access, flags, -1
-            host = self.plan.host_inode_path(path)
-            if host is None:
-                continue  # the child's own mount: opened inside its view
-            try:  # the same inode in every child's view: opened once, here
-                fd = os.open(host, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue  # the child looks it up, and skips it if absent
-            self._rule_fds.append(fd)
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                arr[i].access = access & ~dir_only
-            arr[i].fd = fd
+            arr[i].path, arr[i].access, arr[i].flags = b, access, flags
         ports = ffi.new("struct ve_view_port[]", max(len(rep.ports), 1))
         for i, p in enumerate(rep.ports):
             ports[i].access, ports[i].port = int(p.access), p.port
@@ -753,14 +728,11 @@ class View:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
-        fds, self._rule_fds = getattr(self, "_rule_fds", []), []
-        for f in fds:
-            os.close(f)
 
     @property
     def open_fds(self) -> int:
-        """The fds this view holds: the template and the rules' paths."""
-        return (1 if self._fd >= 0 else 0) + len(self._rule_fds)
+        """The fds this view holds: the template's."""
+        return 1 if self._fd >= 0 else 0
 
     def __del__(self) -> None:
         try:

@@ -462,7 +462,7 @@ static void prepare_view(struct record *recs, size_t n, struct ve_plan *plan)
 			view.dir_only = num(f[7], ln);
 		} else if (!strcmp(f[0], "view-rule")) {
 			rules = grow(rules, n_rules, sizeof(*rules));
-			rules[n_rules++] = (struct ve_view_rule){ -1, f[3], num(f[1], ln),
+			rules[n_rules++] = (struct ve_view_rule){ f[3], num(f[1], ln),
 								  (uint32_t)num(f[2], ln) };
 		} else if (!strcmp(f[0], "view-port")) {
 			ports = grow(ports, n_ports, sizeof(*ports));
