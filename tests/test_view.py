@@ -770,3 +770,43 @@ def test_without_cap_sys_admin_the_view_fails_or_is_dropped_and_reported(tmp_pat
     assert not out.exists()
     with volt_enforce.Sandbox(IsolationConfig(), best_effort=True) as sb:  # the control
         assert sb.view is not None and sb.report.view is not None
+
+
+_MOUNTS = r"""
+import json
+out = []
+for line in open("/proc/self/mountinfo"):
+    f = line.split()
+    out.append([f[4], f[5].split(","), f[f.index("-") + 1]])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("policy", ["none", "server", "desktop"])
+def test_every_writable_mount_is_noexec_unless_execute_is_granted(policy, tmp_path):
+    """No way around noexec (attack 8) through a mount the view makes writable, its
+    own private tmpfs and stash included; nothing is setuid or device-capable but /dev."""
+    work = tmp_path / "w"
+    work.mkdir()
+    if policy == "none":
+        cfg = IsolationConfig()
+    else:
+        cfg = _library_config(str(work))
+        if policy == "desktop":
+            assert cfg.landlock is not None
+            cfg.landlock.rules = volt_enforce.desktop_policy("/").rules + cfg.landlock.rules[-3:]
+    r = _lib([PY, "-c", _MOUNTS], cfg)
+    assert r.returncode == 0, r.stderr
+    mounts = json.loads(r.stdout)
+    writable = [(path, opts) for path, opts, fstype in mounts if "rw" in opts]
+    assert writable, mounts
+    exec_ok = {"/home"} if policy == "desktop" else set()
+    for path, opts in writable:
+        assert "nosuid" in opts, (path, opts)
+        if path not in exec_ok:
+            assert "noexec" in opts, (path, opts)
+        if path != "/dev/pts":
+            assert "nodev" in opts, (path, opts)
+    # the control: the host has writable mounts that allow exec
+    host = [ln.split() for ln in open("/proc/self/mountinfo")]
+    assert any("rw" in f[5].split(",") and "noexec" not in f[5].split(",") for f in host)

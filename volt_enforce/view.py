@@ -534,9 +534,12 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     what: list[str] = []
     # one tmpfs per child holds every private directory (a superblock costs more than
     # a bind): a directory of it for each, bound at its place
-    ops.append(_Op(lib.VE_VOP_TMPFS, _PRIVATE, attr=_NOSUID | _NODEV, data="mode=0700"))
+    # (noexec, as its directories are: one the policy lets execute gets a tmpfs of its own)
+    ops.append(_Op(lib.VE_VOP_TMPFS, _PRIVATE, attr=_NOSUID | _NODEV | _NOEXEC,
+                   data="mode=0700"))
     what.append("the child's private tmpfs")
-    order = {path: k for k, path in enumerate(sorted(privates))}
+    own = {p for p, (attr, _) in privates.items() if not attr & _NOEXEC}
+    order = {path: k for k, path in enumerate(sorted(set(privates) - own))}
     for path, k in order.items():
         mode = int(privates[path][1].split("mode=", 1)[1].split(",")[0], 8)
         ops.append(_Op(lib.VE_VOP_MKDIR, f"{_PRIVATE}/{k}", mode=mode))
@@ -546,7 +549,11 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     items += [(b.view, "bind") for b in nested]
     items += [("/dev/pts", "devpts")] + ([("/proc", "proc")] if plan.fresh_proc else [])
     for path, kind in sorted(items, key=lambda it: (_depth(it[0]), it[0])):
-        if kind == "private":
+        if kind == "private" and path in own:
+            attr, data = privates[path]
+            ops.append(_Op(lib.VE_VOP_TMPFS, _rel(path), attr=attr, data=data))
+            what.append(f"the private {path}")
+        elif kind == "private":
             ops.append(_Op(lib.VE_VOP_CLONE, f"{_PRIVATE}/{order[path]}", slot=0,
                            attr=privates[path][0]))
             ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=0))
