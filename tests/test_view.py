@@ -810,3 +810,18 @@ def test_every_writable_mount_is_noexec_unless_execute_is_granted(policy, tmp_pa
     # the control: the host has writable mounts that allow exec
     host = [ln.split() for ln in open("/proc/self/mountinfo")]
     assert any("rw" in f[5].split(",") and "noexec" not in f[5].split(",") for f in host)
+
+
+def test_kernel_settings_are_read_only():
+    """A root child cannot change sysctls through /proc/sys. The stand-in is the
+    hostname, which the control writes in a UTS namespace of its own (the host's
+    stays as it is)."""
+    path = "/proc/sys/kernel/hostname"
+    script = f"import errno\ntry:\n    open({path!r}, 'w').write('volt-test'); print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])"
+    own_uts = "import ctypes; assert ctypes.CDLL(None).unshare(0x04000000) == 0\n"  # CLONE_NEWUTS
+    assert _plain([PY, "-c", own_uts + script]).stdout.strip() == "ok"  # the control
+    for cfg in (IsolationConfig(), _library_config()):
+        r = _lib([PY, "-c", script], cfg)
+        assert r.stdout.strip() in ("EROFS", "EACCES"), (r.stdout, r.stderr)
+    r = _lib([PY, "-c", script], IsolationConfig(seccomp=SeccompProfile.UNCONFINED))
+    assert r.stdout.strip() == "EROFS", r.stderr  # the view itself, no Landlock involved

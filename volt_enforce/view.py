@@ -25,6 +25,8 @@ What the view holds
   ``named_writable=("/",)``).
 * Without a filesystem policy the view is the host's root, read-only, with
   private /tmp, /run, /dev and /proc.
+* /proc/sys and /proc/sysrq-trigger are read-only (the kernel's settings stay the
+  host's to change).
 * Always: a minimal /dev (null, zero, full, random, urandom, tty; fd, stdin,
   stdout, stderr links; a private devpts with ptmx; a private /dev/shm), a
   fresh /proc and, where the root is not the host's, a private, empty, writable $HOME
@@ -513,6 +515,11 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     add(_Op(lib.VE_VOP_SETATTR, "dev", attr=_RDONLY), "making /dev read-only")
     # a full procfs stays visible under each child's own (a user namespace needs one)
     add(_Op(lib.VE_VOP_PROC, "proc"), "the template's /proc")
+    # the kernel's settings stay the host's to change, as under Docker
+    for sub in [p for p in ("proc/sys", "proc/sysrq-trigger") if os.path.exists("/" + p)]:
+        add(_Op(lib.VE_VOP_CLONE, sub, slot=turn, recursive=True,
+                attr=_RDONLY | _NOSUID | _NODEV | _NOEXEC), f"/{sub} read-only")
+        add(_Op(lib.VE_VOP_ATTACH, sub, slot=turn), f"/{sub} read-only")
     for path in sorted(plan.private) + ([plan.home] if plan.home else []):
         if plan.root == "tmpfs":
             add(_Op(lib.VE_VOP_MKDIR, _rel(path)), f"the mount point {path}")
