@@ -151,11 +151,17 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-contain", dest="contain", action="store_false",
                    help="trusted children only: no session, IPC or UTS namespace of their own, "
                         "and root keeps CAP_SETFCAP and CAP_SYS_ADMIN")
+    g.add_argument("--cap-add", action="append", default=[], metavar="CAP", type=_text,
+                   help="keep CAP too (repeatable; ALL: every capability)")
+    g.add_argument("--cap-drop", action="append", default=[], metavar="CAP", type=_text,
+                   help="do not keep CAP (repeatable; ALL: none but those added)")
     compat = g.add_mutually_exclusive_group()
     compat.add_argument("--best-effort", action="store_true",
                         help="drop what the kernel lacks and report it")
     compat.add_argument("--hard-requirement", action="store_true",
-                        help="fail if anything requested cannot be enforced")
+                        help="fail if anything requested cannot be enforced (default: fail "
+                             "only when a whole facility is missing, e.g. no Landlock at "
+                             "all, and warn about a part dropped)")
     g.add_argument("--ignore-missing", action="store_true",
                    help="skip (and report) rules whose path does not exist")
 
@@ -189,7 +195,8 @@ def _text(text: str) -> str:
 #: config_from_args for a Namespace built without this parser).
 _TEXT_OPTIONS = {"config": "--config", "rootfs": "--rootfs", "ro": "--ro", "rw": "--rw",
                  "rox": "--rox", "seccomp": "--seccomp", "memory": "--memory",
-                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus"}
+                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus",
+                 "cap_add": "--cap-add", "cap_drop": "--cap-drop"}
 
 
 def _check_text_options(args: argparse.Namespace) -> None:
@@ -219,6 +226,8 @@ def _add_command_options(p: argparse.ArgumentParser,
     """What run and exec share: the policy, the report file, the command."""
     _add_policy_options(p)
     p.add_argument("--report", metavar="FILE", type=_text, help="write the enforcement report as JSON")
+    p.add_argument("--no-warnings", dest="warnings", action="store_false",
+                   help="do not print a line on stderr for each restriction dropped")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     p.set_defaults(func=func)
 
@@ -331,10 +340,30 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
             cfg.private_users = True
         if args.read_only:
             cfg.read_only_fs = True
+        from .compile import capabilities_with
+
+        cfg.capabilities = capabilities_with(cfg, getattr(args, "cap_add", None) or (),
+                                             getattr(args, "cap_drop", None) or ())
         cfg.validate()
     except PolicyError as exc:
         raise CLIError(str(exc)) from None
     return cfg
+
+
+def _compatibility(args: argparse.Namespace, cfg: IsolationConfig) -> Compatibility:
+    """The one level for every facility: an option, else the config's own, else the
+    command's default (see compile.resolve_compatibility)."""
+    from .compile import resolve_compatibility
+
+    override = (Compatibility.BEST_EFFORT if args.best_effort else
+                Compatibility.HARD_REQUIREMENT if args.hard_requirement else None)
+    return resolve_compatibility(cfg, override)
+
+
+def _warn(args: argparse.Namespace, report: Any) -> None:
+    if getattr(args, "warnings", True):
+        for line in report.downgrades():
+            _error(f"warning: {line}")
 
 
 def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
@@ -344,7 +373,7 @@ def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     # the host root writable, never a rule on / alone)
     named = tuple(os.path.abspath(p) for p in getattr(args, "rw", []))
     rootfs = _rootfs(args) if getattr(args, "rootfs", None) is not None else None
-    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain,
+    return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
                    named_writable=named, rootfs=rootfs)
 
 
@@ -421,6 +450,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report_file = _open_report(args.report)
     try:
         with _sandbox(args, cfg) as sb, _Forwarder() as forwarder:
+            _warn(args, sb.report)
             try:
                 proc = sb.popen(cmd)
             except EnforcementError:
@@ -497,11 +527,12 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     try:
-        report = apply_self(cfg, best_effort=bool(args.best_effort), contain=args.contain)
+        report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain)
     except BaseException:
         if report_file is not None:
             report_file.discard()
         raise
+    _warn(args, report)
     if report_file is not None:
         report_file.write(report.to_dict())
     sys.stdout.flush()
@@ -574,7 +605,9 @@ def _emit(path: str | None, data: bytes) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    from .compile import compile_config
     from .init_plan import compile_plan
+    from .report import EnforcementReport
 
     cfg = config_from_args(args)
     # opened before compiling: a bad path is told before the work, and nothing is
@@ -583,9 +616,10 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         out = Output(args.output)
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
-    with out:
-        text = compile_plan(cfg, best_effort=bool(args.best_effort), contain=args.contain,
-                            netns=args.netns)
+    with out, compile_config(cfg, compatibility=_compatibility(args, cfg),
+                             contain=args.contain) as compiled:
+        _warn(args, EnforcementReport.of(compiled))
+        text = compile_plan(compiled, netns=args.netns)
         try:
             out.write(text.encode())
         except OSError as exc:
@@ -719,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--netns", metavar="NAME", type=_text,
                       help="private network: the one 'volt-enforce net up NAME' made, which "
                            "volt-init joins")
+    comp.add_argument("--no-warnings", dest="warnings", action="store_false",
+                      help="do not print a line on stderr for each restriction dropped")
     comp.set_defaults(func=_cmd_compile)
 
     net = sub.add_parser("net", help="private networks for volt-init: up NAME, down NAME",

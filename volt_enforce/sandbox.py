@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from .net import PrivateNetwork
     from .seccomp import SeccompFilter
 
-__all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache"]
+__all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache",
+           "thread_coverage"]
 
 
 _PREPARED: OrderedDict[tuple[Any, ...], Sandbox] = OrderedDict()
@@ -239,7 +240,7 @@ class Sandbox:
             from .cgroups import Cgroup
 
             self.cgroup = Cgroup.create(limits, parent=cgroup_parent,
-                                        best_effort=self.compiled.best_effort)
+                                        best_effort=self.compiled.cgroup_best_effort)
             undo.callback(self.cgroup.close)
         if self.cgroup is not None:
             self.report.cgroup = {"paths": dict(self.cgroup.paths), **self.cgroup.report}
@@ -392,9 +393,12 @@ class Sandbox:
     def apply_self(self, *, allow_threads: bool = False) -> EnforcementReport:
         """Restrict the calling process with this sandbox (init shims).
 
-        Landlock binds only the calling thread, so with other threads alive this
-        refuses unless ``allow_threads``; seccomp then synchronizes all threads.
-        The cgroup stays in place (removing it would kill this process).
+        With other threads alive, seccomp is synchronized to all of them (TSYNC),
+        but the capability sets, the bounding set, namespaces, no_new_privs
+        without a filter and Landlock without TSYNC reach only the calling
+        thread (``thread_coverage``): this then refuses, applying nothing, unless
+        ``allow_threads``, and the report's ``calling_thread_only`` lists those
+        steps. The cgroup stays in place (removing it would kill this process).
         """
         self._check_open()
         return _apply_plan_to_self(self, allow_threads)
@@ -450,6 +454,39 @@ class Sandbox:
                 self.close()
 
 
+def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
+    """For each step ``apply_self`` takes with this plan, whether it reaches every
+    thread of the process (True) or only the calling one (False).
+
+    The one place that decides it: joining a cgroup and a new session are
+    process-wide; namespaces (unshare, setns into a private network), the
+    capability sets and the bounding set are per thread; seccomp covers every
+    thread with SECCOMP_FILTER_FLAG_TSYNC among the plan's flags (apply_self sets
+    it whenever other threads are alive), and that TSYNC also sets no_new_privs
+    on each of them; Landlock covers them only with LANDLOCK_RESTRICT_SELF_TSYNC
+    among the plan's flags (ABI 8).
+    """
+    c = plan.c
+    synced_filter = bool(c.bpf_len) and bool(c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC)
+    steps: dict[str, bool] = {}
+    if c.n_procs_fds:
+        steps["cgroup"] = True
+    if c.unshare_flags or c.join_net:  # unshare and setns change the calling thread's
+        steps["namespaces"] = False
+    if c.new_session:
+        steps["session"] = True
+    if c.drop_caps:
+        steps["capabilities"] = False
+        steps["bounding set"] = False
+    if c.no_new_privs:
+        steps["no_new_privs"] = synced_filter
+    if c.landlock_fd >= 0 or c.landlock_flags:
+        steps["landlock"] = bool(c.landlock_flags & lib.LANDLOCK_RESTRICT_SELF_TSYNC)
+    if c.bpf_len:
+        steps["seccomp"] = synced_filter
+    return steps
+
+
 def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
@@ -460,15 +497,24 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
             "enter the filesystem view's mount namespace; pass contain=False to stay on the "
             "host's view")
     if threads > 1:
-        if sb.ruleset is not None and sb.ruleset.fd >= 0 and not allow_threads:
-            raise EnforcementError(
-                errno.EPERM, "landlock",
-                f"this process has {threads} threads and Landlock would restrict only the "
-                "calling one; pass allow_threads=True to accept that",
-            )
+        seccomp_flags = plan.c.seccomp_flags
         if sb.seccomp is not None and sb.seccomp.instructions:
             plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
+        partial = [step for step, every in thread_coverage(plan).items() if not every]
+        if partial and not allow_threads:
+            plan.c.seccomp_flags = seccomp_flags
+            raise EnforcementError(
+                errno.EPERM, partial[0],
+                f"this process has {threads} threads and {', '.join(partial)} would reach "
+                "only the calling one; nothing was applied (pass allow_threads=True to "
+                "accept that)",
+            )
+        sb.report.calling_thread_only = partial
+        if plan.c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC:
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
+        if partial:
+            sb.report.notes.append(f"{threads} threads: {', '.join(partial)} reached the "
+                                   "calling thread only (allow_threads=True)")
     if sb.cgroup is not None:
         sb.cgroup.detach()  # the process lives in it now: never remove it under us
     plan.apply()
