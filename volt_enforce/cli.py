@@ -460,7 +460,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
             outside = getattr(proc, "cwd_outside_view", None)
-            if outside is not None:
+            if outside is not None and getattr(args, "warnings", True):
                 _error(f"the view lacks the working directory {outside}: starting in /")
             rc = forwarder.wait(proc)
             report = sb.report.to_dict()

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._core import lib
+from ._core import ffi, lib
 from .child import ChildPlan, read_preexec_failure
 from .compile import Compiled, compile_config
 from .errors import EnforcementError, PolicyError
@@ -206,6 +206,9 @@ class Sandbox:
                 else:
                     self._own_view = True
                     undo.callback(self.view.close)
+            if self.view is not None and self.report.view is not None:
+                self.report.view = {**self.report.view,
+                                    "landlock_added": list(self.view.landlock_added)}
             self.plan = self._child_plan()
             undo.pop_all()
         self._closed = False
@@ -473,6 +476,8 @@ def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
         steps["cgroup"] = True
     if c.unshare_flags or c.join_net:  # unshare and setns change the calling thread's
         steps["namespaces"] = False
+    if c.view != ffi.NULL:  # a threaded process enters no mount namespace: not even its own
+        steps["view"] = False
     if c.new_session:
         steps["session"] = True
     if c.drop_caps:
@@ -490,12 +495,6 @@ def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
 def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
-    if threads > 1 and sb.view is not None:
-        raise EnforcementError(
-            errno.EINVAL, "view",
-            f"this process has {threads} threads, and only a single-threaded process can "
-            "enter the filesystem view's mount namespace; pass contain=False to stay on the "
-            "host's view")
     if threads > 1:
         seccomp_flags = plan.c.seccomp_flags
         if sb.seccomp is not None and sb.seccomp.instructions:
@@ -510,6 +509,14 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
                 "accept that)",
             )
         sb.report.calling_thread_only = partial
+        if "view" in partial:
+            # setns(CLONE_NEWNS) refuses a process whose threads share its filesystem
+            # context: the view is left out, and said so; Landlock on the host's view
+            plan.c.view = ffi.NULL
+            sb.report.view = None
+            sb.report.notes.append(f"{threads} threads: the filesystem view was not entered "
+                                   "(a threaded process cannot enter a mount namespace); "
+                                   "Landlock's rules apply on the host's view")
         if plan.c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC:
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
         if partial:

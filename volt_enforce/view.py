@@ -693,6 +693,9 @@ class View:
         c.n_ops = self._ops.n
         self._keep: list[Any] = []
         self._rule_paths: list[str] = []
+        #: the Landlock rules enforcement adds in the view (writable means writable,
+        #: the view's own directories), as the report lists rules
+        self.landlock_added: list[dict[str, Any]] = []
         if ruleset is not None and ruleset.fd >= 0:
             self._landlock(c, ruleset, scopes)
         self.c = c
@@ -713,6 +716,12 @@ class View:
             ports[i].access, ports[i].port = int(p.access), p.port
         self._keep += [arr, ports]
         self._rule_paths = [r[0] for r in rules]
+        from .landlock import _lower
+
+        # what enforcement grants beyond the compiled rules, for the report
+        compiled = {(self.plan.to_view(_rule_view_path(r.path)), int(r.access)) for r in rep.rules}
+        self.landlock_added = [{"path": path, "access": _lower(_A, access)}
+                               for path, access, _ in rules if (path, access) not in compiled]
         c.ll = 1
         c.handled_fs, c.handled_net = handled, int(rep.handled_net)
         c.scoped = int(rep.scopes) | scopes
