@@ -825,3 +825,22 @@ def test_kernel_settings_are_read_only():
         assert r.stdout.strip() in ("EROFS", "EACCES"), (r.stdout, r.stderr)
     r = _lib([PY, "-c", script], IsolationConfig(seccomp=SeccompProfile.UNCONFINED))
     assert r.stdout.strip() == "EROFS", r.stderr  # the view itself, no Landlock involved
+
+
+def test_exec_enters_the_view_in_place(tmp_path, system_names):
+    """volt-enforce exec: this process enters the view itself, then execs; the cwd line,
+    and a --rw directory written through (the control of the private /run)."""
+    need_landlock()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    work = tmp_path / "w"
+    work.mkdir()
+    pyopts = [a for p in sorted({sys.prefix, sys.base_prefix}) for a in ("--rox", p)]
+    r = subprocess.run([VOLT, "exec", "--rw", str(work), *pyopts, "--", "sh", "-c",
+                        f"pwd; echo x > {work}/f; echo y > {system_names[0]}; touch /usr/volt-x"],
+                       capture_output=True, text=True, timeout=60, cwd=outside)
+    assert r.stdout == "/\n"
+    assert f"the view lacks the working directory {outside}: starting in /" in r.stderr
+    assert "Read-only file system" in r.stderr
+    assert (work / "f").read_text() == "x\n"
+    assert not os.path.lexists(system_names[0]) and not os.path.exists("/usr/volt-x")

@@ -369,12 +369,16 @@ def _warn(args: argparse.Namespace, report: Any) -> None:
 def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
-    # the host paths named writable: bound writable in the view (only --rw / makes
-    # the host root writable, never a rule on / alone)
+    return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
+                   **_view_options(args))
+
+
+def _view_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The host paths named writable (bound writable in the view; only --rw / makes the
+    host root writable, never a rule on / alone) and the rootfs to pivot into."""
     named = tuple(os.path.abspath(p) for p in getattr(args, "rw", []))
     rootfs = _rootfs(args) if getattr(args, "rootfs", None) is not None else None
-    return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
-                   named_writable=named, rootfs=rootfs)
+    return {"named_writable": named, "rootfs": rootfs}
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -526,13 +530,18 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         return _not_run(cmd[0], status)
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
+    before = os.getcwd()
     try:
-        report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain)
+        report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
+                            **_view_options(args))
     except BaseException:
         if report_file is not None:
             report_file.discard()
         raise
     _warn(args, report)
+    if report.view is not None and before != "/" and os.getcwd() == "/" \
+            and getattr(args, "warnings", True):  # ve_view_enter went to / for want of it
+        _error(f"the view lacks the working directory {before}: starting in /")
     if report_file is not None:
         report_file.write(report.to_dict())
     sys.stdout.flush()
