@@ -844,3 +844,43 @@ def test_exec_enters_the_view_in_place(tmp_path, system_names):
     assert "Read-only file system" in r.stderr
     assert (work / "f").read_text() == "x\n"
     assert not os.path.lexists(system_names[0]) and not os.path.exists("/usr/volt-x")
+
+
+_CONNECT = r"""
+import errno, socket, sys
+out = []
+for path in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        out.append("ok")
+    except OSError as exc:
+        out.append(errno.errorcode[exc.errno])
+print(" ".join(out))
+"""
+
+
+def test_pathname_sockets_are_absent_unless_named(tmp_path):
+    """Attack 5: a daemon's socket (a listener of the test's own) is not in the view;
+    one named with --unix-socket / unix_sockets= is bound into it."""
+    import socket as _socket
+
+    need_landlock()
+    named, other = str(tmp_path / "named.sock"), str(tmp_path / "other.sock")
+    listeners = []
+    for path in (named, other):
+        s = _socket.socket(_socket.AF_UNIX)
+        s.bind(path)
+        s.listen(4)
+        listeners.append(s)
+    try:
+        assert _plain([PY, "-c", _CONNECT, named, other]).stdout.split() == ["ok", "ok"]
+        r = _cli(PY, "-c", _CONNECT, named, other, opts=("--unix-socket", named))
+        assert r.stdout.split() == ["ok", "ENOENT"], r.stderr
+        with volt_enforce.Sandbox(_library_config(), unix_sockets=[named],
+                                  best_effort=True) as sb:
+            r2 = sb.run([PY, "-c", _CONNECT, named, other], capture_output=True, text=True)
+        assert r2.stdout.split() == ["ok", "ENOENT"], r2.stderr
+    finally:
+        for s in listeners:
+            s.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -201,6 +201,9 @@ class Compiled:
     capabilities: tuple[str, ...] | None
     no_new_privs: bool
     contain: bool = True
+    #: Pathname UNIX sockets the ruleset lets the sandbox connect to (RESOLVE_UNIX,
+    #: --unix-socket): a filesystem view of its own binds these paths into it.
+    unix_sockets: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
@@ -316,6 +319,7 @@ def compile_config(
     seccomp_filter: SeccompFilter | None = None,
     named_writable: tuple[str, ...] = (),
     rootfs: str | None = None,
+    unix_sockets: Sequence[str] | None = None,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
@@ -327,6 +331,8 @@ def compile_config(
     ``Compatibility``). ``landlock_abi`` caps the Landlock ABI used. ``ruleset``
     and ``seccomp_filter`` lend an already compiled ruleset and filter of an
     identical config (a process-wide cache), which are then not built again.
+    ``unix_sockets``: pathname UNIX sockets the sandbox may connect to (see
+    ``landlock.compile``), kept on the result for the filesystem view.
 
     Raises PolicyError for an invalid config, CompatibilityError for a
     requirement this kernel cannot meet, EnforcementError when the kernel refused
@@ -385,14 +391,20 @@ def compile_config(
 
         root = rootfs if rootfs is not None else (config.rootfs or "/")
         view = plan_view(config, named_writable=named_writable, rootfs=root)
+        for sock in unix_sockets or ():  # a socket the child may connect to is in its view
+            if os.path.exists(sock):
+                view = view.with_file_bind(sock, view.to_view(sock))
         view_scopes, scope_note = preset_scopes(config, effective_abi(landlock_abi))
         if scope_note:
             notes.append(scope_note)
 
     # last: the only step that holds a resource
     borrowed = ruleset is not None
+    sockets = tuple(unix_sockets or ())
+    if borrowed and sockets:
+        raise PolicyError("unix_sockets", list(sockets), "cannot be added to a lent ruleset")
     if ruleset is None:
-        ruleset = landlock.compile_for(config, abi=landlock_abi)
+        ruleset = landlock.compile_for(config, abi=landlock_abi, unix_sockets=list(sockets))
     return Compiled(
         config=config,
         compatibility=compat,
@@ -403,6 +415,7 @@ def compile_config(
         capabilities=kept,
         no_new_privs=no_new_privs,
         contain=contain,
+        unix_sockets=sockets,
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,
