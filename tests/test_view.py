@@ -889,3 +889,32 @@ def test_pathname_sockets_are_absent_unless_named(tmp_path):
     finally:
         for s in listeners:
             s.close()
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_procfs_of_its_own_when_asked(fresh):
+    """Without a PID namespace of its own a child shares the template's procfs (it
+    shows the same processes); ``fresh_proc`` (for a PID namespace) mounts one per child."""
+    from volt_enforce.child import ChildPlan, spawn
+    from volt_enforce.view import View
+
+    plan = plan_view(IsolationConfig())
+    plan.fresh_proc = fresh
+    view = View(plan)
+    r, w = os.pipe()
+    try:
+        pid = spawn([PY, "-c", "print(open('/proc/self/mountinfo').read())"], stdout=w,
+                    plan=ChildPlan(view=view, no_new_privs=False))
+        os.close(w)
+        w = -1
+        with os.fdopen(r, closefd=True) as f:
+            r = -1
+            text = f.read()
+        os.waitpid(pid, 0)
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+        view.close()
+    procs = [ln for ln in text.splitlines() if ln.strip() and ln.split()[4] == "/proc"]
+    assert len(procs) == (2 if fresh else 1), procs
