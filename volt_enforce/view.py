@@ -788,9 +788,8 @@ def preset_scopes(config: IsolationConfig, abi: int) -> tuple[int, str | None]:
 
 
 def view_errno_hint(err: int) -> str:
+    """What to do about a template the kernel refused with ``err``."""
     if err == errno.EPERM:
         return ("a mount namespace needs CAP_SYS_ADMIN: run as root, or pass contain=False "
                 "(--no-contain), or best_effort=True to drop the view and say so")
-    if err == errno.EINVAL:
-        return "a threaded process cannot enter another mount namespace (apply_self)"
     return os.strerror(err)
