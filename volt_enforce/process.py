@@ -76,8 +76,10 @@ class SandboxedPopen(subprocess.Popen[Any]):
             executable = args[0]
         sys.audit("subprocess.Popen", executable, args, p["cwd"], p["env"])
         info: dict[str, Any] = {}
+        # a Sandbox chooses between its spawner and the direct path (spawner.py)
+        spawn_fn = getattr(self.sandbox, "spawn_child", None)
         try:
-            self.pid = spawn(
+            self.pid, self.spawn_path = (spawn_fn or _direct(self.sandbox))(
                 args,
                 executable=executable,
                 env=p["env"],
@@ -95,7 +97,6 @@ class SandboxedPopen(subprocess.Popen[Any]):
                 gid=p["gid"],
                 extra_groups=p["gids"],
                 info=info,
-                **self.sandbox.spawn_kwargs(),
             )
             self._child_created = True
             self.cwd_outside_view = info.get("cwd_outside_view")
@@ -108,6 +109,13 @@ class SandboxedPopen(subprocess.Popen[Any]):
         super()._handle_exitstatus(*a, **kw)  # type: ignore[misc]
         if self._own_sandbox:
             self.sandbox.close()
+
+
+def _direct(sandbox: SpawnTarget) -> Any:
+    def spawn_direct(args: Any, **kwargs: Any) -> tuple[int, str]:
+        return spawn(args, **kwargs, **sandbox.spawn_kwargs()), "direct"
+
+    return spawn_direct
 
 
 def run_in(args: Any, *, sandbox: SpawnTarget, with_stats: bool = False, input: Any = None,
