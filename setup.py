@@ -19,7 +19,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
 INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
-                "csrc/util.c", "csrc/users.c"]
+                "csrc/util.c", "csrc/users.c", "csrc/view.c"]
 #: PID 1 of a contained child's PID namespace (csrc/pidns.h): run from a sealed memfd on
 #: every contained spawn, so without the C library where it has system call stubs.
 PIDINIT_SOURCES = ["csrc/init/pidinit.c"]
@@ -29,7 +29,7 @@ PIDINIT_CFLAGS = (["-DVE_NOLIBC", "-ffreestanding", "-fno-stack-protector", "-fn
 PIDINIT_LDFLAGS = ["-nostdlib", "-no-pie"] if NOLIBC else []
 # the Sandbox's pre-restricted spawner (volt_enforce/spawner.py): the same core, static too
 SPAWNER_SOURCES = ["csrc/spawner/spawner.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
-                   "csrc/util.c"]
+                   "csrc/util.c", "csrc/view.c"]
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"]
 STATIC_LIBC_HINT = (
     "volt-init is linked statically (-static), with no dynamic fallback. If the linker cannot "

@@ -46,7 +46,7 @@ def _go(benchmark, fn, name: str, baseline=_plain, rounds: int = 200) -> None:
 
 
 def test_spawner_contain_false(benchmark):
-    with Sandbox(_config(), contain=False) as sb:
+    with Sandbox(_config(), contain=False, spawner=True) as sb:
         assert sb.report.spawn["path"] == "spawner"
         sb.run(TRUE)  # the spawner starts once, outside the rounds
         _go(benchmark, lambda: sb.run(TRUE),
@@ -80,7 +80,7 @@ def _threads(fn) -> None:
 
 def test_spawner_eight_threads(benchmark):
     """Per child, as a ratio: both sides start THREADS x PER_THREAD children a round."""
-    with Sandbox(_config(), contain=False) as sb:
+    with Sandbox(_config(), contain=False, spawner=True) as sb:
         _threads(lambda: sb.run(TRUE))  # the pool's spawners start outside the rounds
         _go(benchmark, lambda: _threads(lambda: sb.run(TRUE)),
             "8 threads: Sandbox(contain=False).run via the spawner, per child",

@@ -1,6 +1,7 @@
 #ifndef VE_SPAWN_H
 #define VE_SPAWN_H
 #include "enforce.h"
+#include "view.h"
 
 
 #define VE_MAX_PROCS_FDS 16
@@ -32,12 +33,14 @@ struct ve_plan {
 	uint32_t seccomp_flags;
 	int join_userns;   /* setns into userns_fd (prepared by the parent, users.c) */
 	int userns_fd;     /* instead of unshare(CLONE_NEWUSER) with uid_map/gid_map */
+	const struct ve_view *view; /* NULL: the caller's filesystem (csrc/view.c) */
 };
 
 struct ve_result {
 	int step;
 	int err;
 	int index;
+	int flags;  /* VE_RESULT_* (view.h) */
 };
 
 struct ve_spawn_args {

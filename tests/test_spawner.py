@@ -80,7 +80,7 @@ def outside():
 
 
 def _twins(cfg: IsolationConfig):
-    sp = Sandbox(cfg, contain=False)
+    sp = Sandbox(cfg, contain=False, spawner=True)
     direct = Sandbox(cfg, contain=False, spawner=False)
     assert sp.report.spawn["path"] == "spawner", sp.report.spawn
     assert direct.report.spawn == {"path": "direct", "reason": "spawner=False"}
@@ -162,31 +162,34 @@ def _probe(sb: Sandbox, work: str, outside: str, **kw) -> dict:
 
 
 def test_path_choice_and_report(work):
-    cfg = _config(work)
-    with Sandbox(cfg, contain=False) as sb:
-        assert sb.report.spawn["path"] == "spawner"
-        assert sb.report.to_dict()["spawn"]["path"] == "spawner"
-        assert sb.popen(["/bin/true"]).spawn_path == "spawner"
-    with Sandbox(cfg) as sb:  # contained: namespaces of each child's own
-        assert sb.report.spawn["path"] == "direct"
-        assert "contained" in sb.report.spawn["reason"]
-        p = sb.popen(["/bin/true"])
-        assert p.spawn_path == "direct" and p.wait() == 0
-    with Sandbox(IsolationConfig(seccomp="default"), contain=False) as sb:
-        assert sb.report.spawn["path"] == "direct"
-        assert "no Landlock ruleset" in sb.report.spawn["reason"]
-    limits = cfg.replace(resources=ResourceLimits(pids_max=64))
-    try:
-        sb = Sandbox(limits, contain=False)
-    except EnforcementError as exc:
-        pytest.skip(f"no pids controller here: {exc}")
-    with sb:
-        assert sb.report.spawn["path"] == "direct" and "cgroup" in sb.report.spawn["reason"]
-    # a per-child step in the plan itself keeps the direct path, whatever the config says
     from volt_enforce.child import ChildPlan
     from volt_enforce.compile import compile_config
     from volt_enforce.spawner import eligibility
 
+    cfg = _config(work)
+    with Sandbox(cfg, contain=False, spawner=True) as sb:
+        assert sb.report.spawn["path"] == "spawner"
+        assert sb.report.to_dict()["spawn"]["path"] == "spawner"
+        assert sb.popen(["/bin/true"]).spawn_path == "spawner"
+    with Sandbox(cfg, contain=False) as sb:  # opt-in: the default is the direct path
+        assert sb.report.spawn["path"] == "direct"
+        assert "not requested" in sb.report.spawn["reason"]
+        p = sb.popen(["/bin/true"])
+        assert p.spawn_path == "direct" and p.wait() == 0
+    with compile_config(cfg) as compiled:  # contained: namespaces of each child's own
+        assert "contained" in eligibility(compiled, None, ChildPlan(no_new_privs=True))
+    with compile_config(IsolationConfig(seccomp="default"), contain=False) as compiled:
+        assert "no Landlock ruleset" in eligibility(compiled, None, ChildPlan(no_new_privs=True))
+    with pytest.raises(PolicyError, match="spawner.*no Landlock ruleset"):
+        Sandbox(IsolationConfig(seccomp="default"), contain=False, spawner=True)
+    limits = cfg.replace(resources=ResourceLimits(pids_max=64))
+    try:
+        Sandbox(limits, contain=False).close()
+    except EnforcementError as exc:
+        pytest.skip(f"no pids controller here: {exc}")
+    with pytest.raises(PolicyError, match="spawner.*cgroup"):
+        Sandbox(limits, contain=False, spawner=True)
+    # a per-child step in the plan itself keeps the direct path, whatever the config says
     with compile_config(cfg, contain=False) as compiled:
         assert eligibility(compiled, None, ChildPlan(no_new_privs=True)) is None
         for step in (dict(new_session=True), dict(other_namespaces=0x08000000)):  # IPC
@@ -199,13 +202,14 @@ def test_path_choice_and_report(work):
 
 def test_per_call_fallback_and_forced_spawner(work):
     cfg = _config(work)
-    with Sandbox(cfg, contain=False) as sb:
-        p = sb.popen(["/bin/true"], close_fds=False)
-        assert p.wait() == 0 and p.spawn_path == "direct"
-        p = sb.popen(["/bin/true"], process_group=0)
-        assert p.wait() == 0 and p.spawn_path == "direct"
-        p = sb.popen(["/bin/true"], env={f"V{i}": "x" * 1000 for i in range(250)})  # > 1 message
-        assert p.wait() == 0 and p.spawn_path == "direct"
+    with Sandbox(cfg, contain=False, spawner=True) as sb:
+        # a call the spawner cannot serve is refused, never served with less
+        for kw in (dict(close_fds=False), dict(process_group=0),
+                   dict(env={f"V{i}": "x" * 1000 for i in range(250)})):  # > 1 message
+            with pytest.raises(ValueError, match="spawner=True"):
+                sb.popen(["/bin/true"], **kw)
+        p = sb.popen(["/bin/true"])
+        assert p.wait() == 0 and p.spawn_path == "spawner"
     with Sandbox(cfg, contain=False, spawner=True) as sb:
         assert sb.run(["/bin/true"]).returncode == 0
         with pytest.raises(ValueError, match="spawner=True.*close_fds"):
@@ -293,8 +297,9 @@ def test_caller_state_at_call_time(work, outside, tmp_path):
 def test_errors_match_the_direct_path(work, tmp_path):
     sp, direct = _twins(_config(work))
     with sp, direct:
-        for kw in ({"args": ["/bin/true"], "pass_fds": (1000,)},  # not open: direct's error
-                   {"args": ["/nonexistent/x"]}, {"args": ["no-such-command-volt"]},
+        with pytest.raises(ValueError, match="spawner=True"):  # not open: refused, not served
+            sp.run(["/bin/true"], pass_fds=(1000,))
+        for kw in ({"args": ["/nonexistent/x"]}, {"args": ["no-such-command-volt"]},
                    {"args": ["/bin/true"], "cwd": str(tmp_path / "absent")},
                    {"args": [str(tmp_path)]}):
             errs = []
@@ -313,7 +318,7 @@ def test_lowered_hard_limit_reaches_the_child(work):
 
     def child():
         old = resource.getrlimit(resource.RLIMIT_MSGQUEUE)
-        with Sandbox(_config(work), contain=False) as sb:
+        with Sandbox(_config(work), contain=False, spawner=True) as sb:
             sb.run(["/bin/true"])
             low = 4096 if old[1] == resource.RLIM_INFINITY else old[1] // 2
             resource.setrlimit(resource.RLIMIT_MSGQUEUE, (min(old[0], low), low))
@@ -402,7 +407,7 @@ def test_child_cannot_ptrace_the_spawner_nor_take_its_fds(work):
     # no seccomp filter and every capability (root): only the Landlock domain and
     # non-dumpability stand between the child and the spawner
     cfg = _config(work, seccomp="unconfined")
-    with Sandbox(cfg, contain=False) as sb:
+    with Sandbox(cfg, contain=False, spawner=True) as sb:
         assert sb.run(["/bin/true"]).returncode == 0
         (spawner,) = sb._spawners.pids()
         fds = os.listdir(f"/proc/{spawner}/fd")
@@ -450,7 +455,7 @@ def _restricted(sb: Sandbox, outside: str) -> None:
 
 
 def test_spawner_killed_between_requests_is_restarted(work, outside):
-    with Sandbox(_config(work), contain=False) as sb:
+    with Sandbox(_config(work), contain=False, spawner=True) as sb:
         _restricted(sb, outside)
         (first,) = sb._spawners.pids()
         os.kill(first, signal.SIGKILL)
@@ -466,7 +471,7 @@ def test_spawner_killed_between_requests_is_restarted(work, outside):
 
 
 def test_spawner_killed_during_a_request_fails_closed(work, outside):
-    with Sandbox(_config(work), contain=False) as sb:
+    with Sandbox(_config(work), contain=False, spawner=True) as sb:
         pool = sb._spawners
         _restricted(sb, outside)
         # the spawner stopped: the request waits unread, then it dies
@@ -488,7 +493,7 @@ def test_spawner_killed_during_a_request_fails_closed(work, outside):
         assert isinstance(box.get("exc"), EnforcementError) and box["exc"].step == "spawner"
         assert not os.path.exists(f"{work}/ran-1")
 
-    with Sandbox(_config(work), contain=False) as sb:
+    with Sandbox(_config(work), contain=False, spawner=True) as sb:
         pool = sb._spawners
         pool.stop_child = 1  # its children stop before exec: the spawner is mid-request
         box = {}
@@ -551,7 +556,7 @@ def test_failed_restriction_raises_as_on_the_direct_path(work):
 
 
 def test_exhausted_fds_is_an_error_then_recovers(work, outside):
-    with Sandbox(_config(work), contain=False) as sb:
+    with Sandbox(_config(work), contain=False, spawner=True) as sb:
         sb._spawners.nofile_limit = 12
         _restricted(sb, outside)
         fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(16)]
@@ -578,20 +583,23 @@ def test_apply_self_turns_the_spawner_off():
 
         volt_enforce.apply_self(IsolationConfig(seccomp="default"), contain=False)
         cfg = IsolationConfig(landlock=server_policy("/"), seccomp="default")
-        with Sandbox(cfg, contain=False) as sb:
-            return [sb.report.spawn, bool(spawner._DISABLED)]
+        try:
+            Sandbox(cfg, contain=False, spawner=True).close()
+        except volt_enforce.PolicyError as exc:
+            return [str(exc), bool(spawner._DISABLED)]
+        return ["served", bool(spawner._DISABLED)]
 
     status, reply = json_reply(child)
     assert os.waitstatus_to_exitcode(status) == 0, reply
-    spawn, disabled = reply["ok"]
-    assert disabled and spawn["path"] == "direct" and "apply_self" in spawn["reason"]
+    why, disabled = reply["ok"]
+    assert disabled and "apply_self" in why
 
 
 # ---- lifetime ------------------------------------------------------------------------
 
 
 def test_spawner_outlives_the_thread_and_exits_with_the_process(work):
-    with Sandbox(_config(work), contain=False) as sb:
+    with Sandbox(_config(work), contain=False, spawner=True) as sb:
         t = threading.Thread(target=lambda: sb.run(["/bin/true"]))
         t.start()
         t.join(30)
@@ -602,7 +610,7 @@ def test_spawner_outlives_the_thread_and_exits_with_the_process(work):
 
     code = (f"import os, sys; sys.path[:0] = {sys.path!r}\n"
             "from volt_enforce import *\n"
-            f"sb = Sandbox(IsolationConfig(landlock=server_policy('/'), seccomp='default'), contain=False)\n"
+            f"sb = Sandbox(IsolationConfig(landlock=server_policy('/'), seccomp='default'), contain=False, spawner=True)\n"
             "sb.run(['/bin/true'])\n"
             "print(sb._spawners.pids()[0], flush=True)\n"
             "os._exit(0)\n")
@@ -627,7 +635,7 @@ def test_eight_threads_two_hundred_spawns(work, outside):
     errors: list[BaseException] = []
     checked = [0]
     lock = threading.Lock()
-    with Sandbox(_config(work), contain=False) as sb:
+    with Sandbox(_config(work), contain=False, spawner=True) as sb:
         def worker():
             try:
                 for _ in range(200):

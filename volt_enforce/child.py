@@ -49,6 +49,7 @@ _CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_n
 _LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
 _EXEC, _CHDIR = step_number("exec"), step_number("chdir")
 _PID_INIT, _MEMFD_NOEXEC = step_number("pid_init"), step_number("memfd_noexec")
+_VIEW = step_number("view")
 _NETNS, _RESOLV = step_number("namespaces"), step_number("resolv_conf")
 _CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
 
@@ -95,6 +96,7 @@ class ChildPlan:
         pid_namespace: bool = False,
         memfd_noexec: int = 0,
         userns_fd: int = -1,
+        view: Any = None,
         net_fd: int = -1,
         resolv: tuple[str, str, int] | None = None,
     ) -> None:
@@ -150,6 +152,9 @@ class ChildPlan:
         c.bpf = self._bpf
         c.bpf_len = len(bpf) // 8
         c.seccomp_flags = seccomp_flags
+        #: the prepared filesystem view (volt_enforce.view.View), kept alive with the plan
+        self.view = view
+        c.view = view.c if view is not None else ffi.NULL
         self.c = c
         #: spawned children are PID 1 of a new PID namespace running volt-pidinit (pidns)
         self.pid_namespace = pid_namespace
@@ -190,6 +195,8 @@ class ChildPlan:
                     "own); nothing was installed")
         elif step == _LOOPBACK:
             detail = "lo"
+        elif step == _VIEW and self.view is not None:
+            detail = self.view.describe_failure(index)
         elif step == _NETNS and index == 1:
             detail = "setns into the private network's namespace"
         elif step == _RESOLV:
@@ -207,6 +214,7 @@ class ChildPlan:
         res = ffi.new("struct ve_result *")
         if lib.ve_apply(self.c, res) < 0:
             raise self.error(res.step, res.err, res.index)
+        self.cwd_outside_view = bool(res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW)
 
     # ---- subprocess's preexec_fn --------------------------------------------
 
@@ -349,12 +357,15 @@ def spawn(
     cgroup_procs_fd: int = -1,
     plan: ChildPlan | None = None,
     fate: list[Fate] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> int:
     """Start ``argv`` in a new process under ``plan`` and return its pid.
 
     The child is placed in the cgroup2 directory ``cgroup_fd`` by clone3 when
     the kernel allows (else it writes itself into ``cgroup_procs_fd``), applies
-    the plan, and execs. Errors raise in the caller after the child was reaped:
+    the plan, and execs. ``info``, when given, gets "cwd_outside_view" (the cwd)
+    when the plan's view lacks the cwd and the child started in its "/".
+    Errors raise in the caller after the child was reaped:
     ``EnforcementError`` for an enforcement step, ``OSError`` (FileNotFoundError,
     PermissionError, ...) for the exec, as subprocess does.
 
@@ -410,6 +421,10 @@ def spawn(
         if fate is not None:
             fate.append(launch.fate())
         launch.close()
+    if info is not None and res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW:
+        # the view lacks the cwd: the child started in "/" of its view
+        info["cwd_outside_view"] = os.path.abspath(os.fsdecode(cwd)) if cwd is not None \
+            else os.getcwd()
     return pid
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
     from .seccomp.policy import Rule
+    from .view import ViewPlan
 
 __all__ = [
     "Compiled",
@@ -210,6 +211,10 @@ class Compiled:
     pid_namespace: bool = False
     #: vm.memfd_noexec of that namespace (0: not set; pidns.memfd_noexec_level)
     memfd_noexec: int = 0
+    #: the filesystem view a contained child gets (volt_enforce.view), and the
+    #: Landlock scopes its ruleset adds at enforcement
+    view: ViewPlan | None = None
+    view_scopes: int = 0
 
     @property
     def new_session(self) -> bool:
@@ -352,6 +357,8 @@ def compile_config(
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
+    named_writable: tuple[str, ...] = (),
+    rootfs: str | None = None,
     unix_sockets: Sequence[str] | None = None,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
@@ -419,6 +426,24 @@ def compile_config(
         notes.append("contained without a user namespace: " +
                      ", ".join(f"CAP_{c}" for c in lost if c in CONTAINED_DROPS) + " dropped")
 
+    view, view_scopes = None, 0
+    if contain:
+        from .landlock import effective_abi
+        from .view import plan_view, preset_scopes
+
+        root = rootfs if rootfs is not None else (config.rootfs or "/")
+        view = plan_view(config, named_writable=named_writable, rootfs=root)
+        if pid_ns:  # each child mounts a procfs of its own PID namespace
+            import dataclasses
+
+            view = dataclasses.replace(view, fresh_proc=True)
+        for sock in unix_sockets or ():  # a socket the child may connect to is in its view
+            if os.path.exists(sock):
+                view = view.with_file_bind(sock, view.to_view(sock))
+        view_scopes, scope_note = preset_scopes(config, effective_abi(landlock_abi))
+        if scope_note:
+            notes.append(scope_note)
+
     # last: the only step that holds a resource
     borrowed = ruleset is not None
     sockets = tuple(unix_sockets or ())
@@ -442,6 +467,8 @@ def compile_config(
         ruleset_borrowed=borrowed,
         pid_namespace=pid_ns,
         memfd_noexec=memfd_level,
+        view=view,
+        view_scopes=view_scopes,
     )
 
 
