@@ -9,6 +9,7 @@ machine without a static C library cannot build it, and the build says so.
 """
 
 import os
+import platform
 import shlex
 import subprocess
 import sysconfig
@@ -18,7 +19,14 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
 INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
-                "csrc/util.c", "csrc/view.c"]
+                "csrc/util.c", "csrc/users.c", "csrc/view.c"]
+#: PID 1 of a contained child's PID namespace (csrc/pidns.h): run from a sealed memfd on
+#: every contained spawn, so without the C library where it has system call stubs.
+PIDINIT_SOURCES = ["csrc/init/pidinit.c"]
+NOLIBC = platform.machine() in ("x86_64", "aarch64")
+PIDINIT_CFLAGS = (["-DVE_NOLIBC", "-ffreestanding", "-fno-stack-protector", "-fno-pie"]
+                  if NOLIBC else [])
+PIDINIT_LDFLAGS = ["-nostdlib", "-no-pie"] if NOLIBC else []
 # the Sandbox's pre-restricted spawner (volt_enforce/spawner.py): the same core, static too
 SPAWNER_SOURCES = ["csrc/spawner/spawner.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
                    "csrc/util.c", "csrc/view.c"]
@@ -50,20 +58,21 @@ class BuildExtWithInit(build_ext):
 
     def build_volt_init(self):
         self.build_static("volt-init", INIT_SOURCES)
+        self.build_static("volt-pidinit", PIDINIT_SOURCES, PIDINIT_CFLAGS, PIDINIT_LDFLAGS)
 
-    def build_static(self, name, sources):
+    def build_static(self, name, sources, cflags=(), ldflags=()):
         obj_dir = os.path.join(self.build_temp, name.replace("-", "_"))
         os.makedirs(obj_dir, exist_ok=True)
         objects = []
         for src in sources:
             obj = os.path.join(obj_dir, os.path.basename(src)[:-2] + ".o")
-            _run([*_cc(), *CFLAGS, "-Icsrc", "-c", src, "-o", obj], CompileError)
+            _run([*_cc(), *CFLAGS, *cflags, "-Icsrc", "-c", src, "-o", obj], CompileError)
             objects.append(obj)
         package_dir = os.path.dirname(self.get_ext_fullpath("volt_enforce._core"))
         out_dir = os.path.join(package_dir, "_bin")
         os.makedirs(out_dir, exist_ok=True)
         # static and stripped; no dynamic fallback: a dynamic volt-init fails in images without libc
-        _run([*_cc(), "-static", "-s", *objects, "-o", os.path.join(out_dir, name)], LinkError,
+        _run([*_cc(), "-static", "-s", *ldflags, *objects, "-o", os.path.join(out_dir, name)], LinkError,
              STATIC_LIBC_HINT)
 
 

@@ -171,7 +171,10 @@ struct ve_landlock_net_port_attr { /* ABI 4 */
 	X(LANDLOCK, "landlock")                                            \
 	X(SECCOMP, "seccomp")                                              \
 	X(EXEC, "exec")                                                    \
-	X(CLONE, "clone")
+	X(CLONE, "clone")                                                  \
+	/* the contained spawn path (PID namespace, csrc/pidns.h) */        \
+	X(MEMFD_NOEXEC, "memfd_noexec")                                    \
+	X(PID_INIT, "pid_init")
 
 enum {
 #define VE_STEP_ENUM(id, name) VE_STEP_##id,

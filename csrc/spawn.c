@@ -27,6 +27,8 @@
 #include <linux/capability.h>
 #include <linux/close_range.h>
 
+extern char **environ;
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2) /* 5.11 */
 #endif
@@ -177,7 +179,7 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	 * namespace, which a child of a new user namespace could no longer join */
 	if (plan->join_net)
 		CHECK(VE_STEP_NETNS, syscall(SYS_setns, plan->net_fd, CLONE_NEWNET), 1);
-	if (plan->unshare_flags & CLONE_NEWUSER) {
+	if (!plan->join_userns && (plan->unshare_flags & CLONE_NEWUSER)) {
 		CHECK(VE_STEP_USERNS, syscall(SYS_unshare, CLONE_NEWUSER), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/setgroups", "deny"), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/uid_map", plan->uid_map), 1);
@@ -191,6 +193,15 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	if (plan->resolv_src[0]) {
 		int where = 0;
 		CHECK(VE_STEP_RESOLV, bind_resolv(plan, &where), where);
+	}
+	/* A prepared user namespace last: the namespaces and mounts above were made as
+	 * the caller, with paths its unprivileged root could not reach. The parent
+	 * wrote its maps; become its root (the caller's ids are unmapped there). */
+	if (plan->join_userns) {
+		CHECK(VE_STEP_USERNS, syscall(SYS_setns, plan->userns_fd, CLONE_NEWUSER), 0);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setgroups, 0, NULL), 3);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresgid, 0, 0, 0), 4);
+		CHECK(VE_STEP_UID_MAP, syscall(SYS_setresuid, 0, 0, 0), 5);
 	}
 
 	if (plan->drop_caps) {
@@ -244,6 +255,7 @@ struct child_ctx {
 	const sigset_t *old_mask;
 	int join_v2_procs;    /* clone3 was refused: join the v2 cgroup by writing */
 	int handlers_cleared; /* CLONE_CLEAR_SIGHAND reset the caught signals */
+	char *target_stack;   /* contained: the target's, VE_CHILD_STACK bytes */
 };
 
 static long dup_stdio(int fd, int target)
@@ -273,13 +285,84 @@ static long close_fds(const struct ve_spawn_args *a)
 	return syscall(__NR_close_range, lo, ~0U, CLOSE_RANGE_CLOEXEC);
 }
 
+/* The PATH search of os._execvpe: report the first error that is not
+ * ENOENT/ENOTDIR, else the last. Returns only on failure. */
+static void exec_target(const struct ve_spawn_args *a, struct ve_result *res)
+{
+	int saved = 0, idx = 0;
+	for (int i = 0; a->exec_paths[i]; i++) {
+		if (a->envp)
+			syscall(SYS_execve, a->exec_paths[i], a->argv, a->envp);
+		else
+			execv(a->exec_paths[i], a->argv);
+		if (saved == 0 && errno != ENOENT && errno != ENOTDIR) {
+			saved = errno;
+			idx = i;
+		}
+		if (saved == 0)
+			idx = i;
+	}
+	fail(res, VE_STEP_EXEC, saved ? saved : errno, idx);
+}
+
+/* The target of a contained child: the caller's signal mask, then the exec. */
+static int target_main(void *arg)
+{
+	struct child_ctx *c = arg;
+	const struct ve_plan *plan = c->plan;
+	long r;
+	if (sigprocmask(SIG_SETMASK, c->old_mask, NULL) < 0)
+		fail(c->res, VE_STEP_SIGNALS, errno, 0);
+	else if (plan && plan->bpf_len > 0 &&
+		 (r = ve_seccomp_load(plan->bpf, plan->bpf_len, plan->seccomp_flags)) < 0)
+		fail(c->res, VE_STEP_SECCOMP, (int)-r, 0); /* last, as in ve_apply */
+	else
+		exec_target(c->args, c->res);
+	syscall(SYS_exit_group, 127);
+	return 127;
+}
+
+/* Contained: the child is PID 1 of its PID namespace. It starts the target
+ * (vfork: it resumes once the target exec'd, or failed with the step in res),
+ * then execs the init, which reaps it. Returns only on failure. */
+static void become_init(struct child_ctx *c)
+{
+	const struct ve_spawn_args *a = c->args;
+	long t = clone(target_main, c->target_stack + VE_CHILD_STACK,
+		       CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+	if (t < 0) {
+		fail(c->res, VE_STEP_PID_INIT, errno, 0);
+		return;
+	}
+	if (c->res->step != VE_STEP_NONE)
+		return; /* exiting ends the namespace and reaps the target */
+	/* TARGET_PID in the init's argv, in decimal */
+	char digits[VE_PID_SLOT];
+	int n = 0;
+	do {
+		digits[n++] = (char)('0' + t % 10);
+		t /= 10;
+	} while (t > 0 && n < VE_PID_SLOT - 1);
+	for (int i = 0; i < n; i++)
+		a->init_pid_slot[i] = digits[n - 1 - i];
+	a->init_pid_slot[n] = '\0';
+	for (int i = 0; i < 2; i++) {
+		if (a->init_fds[i] >= 0 && fcntl(a->init_fds[i], F_SETFD, 0) < 0) {
+			fail(c->res, VE_STEP_PID_INIT, errno, 1 + i);
+			return;
+		}
+	}
+	syscall(SYS_execveat, a->init_fd, "", a->init_argv, a->envp ? a->envp : environ,
+		AT_EMPTY_PATH);
+	fail(c->res, VE_STEP_PID_INIT, errno, 3);
+}
+
 static int child_main(void *arg)
 {
 	struct child_ctx *c = arg;
 	const struct ve_spawn_args *a = c->args;
 	const struct ve_plan *plan = c->plan;
 	struct ve_result *res = c->res;
-	long r;
 
 	/* Handlers point into the parent's memory: reset every caught signal
 	 * (clone3's CLONE_CLEAR_SIGHAND did it already when it was used). */
@@ -300,9 +383,20 @@ static int child_main(void *arg)
 		if (cur.sa_handler != SIG_DFL || (cur.sa_flags & SA_SIGINFO))
 			sigaction(sig, &dfl, NULL);
 	}
-	if (sigprocmask(SIG_SETMASK, c->old_mask, NULL) < 0) {
+	/* contained: everything stays blocked until the init reads signals (a
+	 * signal from outside to a namespace's init without a handler is dropped) */
+	if (a->init_fd < 0 && sigprocmask(SIG_SETMASK, c->old_mask, NULL) < 0) {
 		fail(res, VE_STEP_SIGNALS, errno, 0);
 		goto out;
+	}
+
+	/* first: it needs CAP_SYS_ADMIN over the PID namespace's owner (the caller's) */
+	if (a->memfd_noexec > 0) {
+		char v[2] = { (char)('0' + (a->memfd_noexec & 3)), 0 };
+		if (ve_write_file("/proc/sys/vm/memfd_noexec", v) < 0) {
+			fail(res, VE_STEP_MEMFD_NOEXEC, errno, a->memfd_noexec);
+			goto out;
+		}
 	}
 
 	if (c->join_v2_procs && ve_write_all(a->cgroup_procs_fd, "0", 1) < 0) {
@@ -355,26 +449,21 @@ static int child_main(void *arg)
 		fail(res, VE_STEP_CLOSE_FDS, errno, 0);
 		goto out;
 	}
-	if (plan && ve_apply(plan, res) < 0)
+	if (plan && a->init_fd >= 0) {
+		/* contained: the seccomp filter is the target's alone (target_main), so
+		 * that a profile denying clone or execveat still leaves the init its own */
+		struct ve_plan own = *plan;
+		own.bpf_len = 0;
+		if (ve_apply(&own, res) < 0)
+			goto out;
+	} else if (plan && ve_apply(plan, res) < 0) {
 		goto out;
-
-	/* The PATH search of os._execvpe: report the first error that is not
-	 * ENOENT/ENOTDIR, else the last. */
-	int saved = 0, idx = 0;
-	for (int i = 0; a->exec_paths[i]; i++) {
-		if (a->envp)
-			r = syscall(SYS_execve, a->exec_paths[i], a->argv, a->envp);
-		else
-			r = execv(a->exec_paths[i], a->argv);
-		(void)r;
-		if (saved == 0 && errno != ENOENT && errno != ENOTDIR) {
-			saved = errno;
-			idx = i;
-		}
-		if (saved == 0)
-			idx = i;
 	}
-	fail(res, VE_STEP_EXEC, saved ? saved : errno, idx);
+
+	if (a->init_fd >= 0)
+		become_init(c);
+	else
+		exec_target(a, res);
 out:
 	syscall(SYS_exit_group, 127);
 	return 127;
@@ -430,7 +519,9 @@ int ve_spawn(const struct ve_spawn_args *args, const struct ve_plan *plan,
 	res->index = 0;
 	res->flags = 0;
 
-	void *stack = mmap(NULL, VE_CHILD_STACK, PROT_READ | PROT_WRITE,
+	/* a contained child needs a second stack, for its target */
+	size_t stack_size = args->init_fd >= 0 ? 2 * VE_CHILD_STACK : VE_CHILD_STACK;
+	void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 	if (stack == MAP_FAILED)
 		return fail(res, VE_STEP_CLONE, errno, 0);
@@ -439,13 +530,16 @@ int ve_spawn(const struct ve_spawn_args *args, const struct ve_plan *plan,
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 
-	struct child_ctx ctx = { args, plan, res, &old, 0, 0 };
+	struct child_ctx ctx = { args, plan, res, &old, 0, 0,
+				 (char *)stack + VE_CHILD_STACK };
 
 #if VE_HAVE_CLONE3
 	if (clone3_state >= 0) {
 		struct clone_args cl;
 		memset(&cl, 0, sizeof(cl));
 		cl.flags = CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND;
+		if (args->init_fd >= 0)
+			cl.flags |= CLONE_NEWPID;
 		cl.exit_signal = SIGCHLD;
 		cl.stack = (uint64_t)(uintptr_t)stack;
 		cl.stack_size = VE_CHILD_STACK;
@@ -462,7 +556,7 @@ int ve_spawn(const struct ve_spawn_args *args, const struct ve_plan *plan,
 				clone3_state = -1;
 			} else {
 				pthread_sigmask(SIG_SETMASK, &old, NULL);
-				munmap(stack, VE_CHILD_STACK);
+				munmap(stack, stack_size);
 				/* with a target cgroup, the kernel's refusal is about it */
 				if (args->cgroup_fd >= 0)
 					return fail(res, VE_STEP_CGROUP, err, -2);
@@ -478,19 +572,20 @@ int ve_spawn(const struct ve_spawn_args *args, const struct ve_plan *plan,
 			join_v2 = 1;
 			if (args->cgroup_procs_fd < 0) {
 				pthread_sigmask(SIG_SETMASK, &old, NULL);
-				munmap(stack, VE_CHILD_STACK);
+				munmap(stack, stack_size);
 				return fail(res, VE_STEP_CGROUP, EOPNOTSUPP, -1);
 			}
 		}
 		ctx.join_v2_procs = join_v2;
 		ctx.handlers_cleared = 0;
 		pid = clone(child_main, (char *)stack + VE_CHILD_STACK,
-			    CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
+			    CLONE_VM | CLONE_VFORK | SIGCHLD |
+			    (args->init_fd >= 0 ? CLONE_NEWPID : 0), &ctx);
 		if (pid < 0)
 			pid = -errno;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	munmap(stack, VE_CHILD_STACK);
+	munmap(stack, stack_size);
 	if (pid < 0)
 		return fail(res, VE_STEP_CLONE, (int)-pid, 0);
 	/* the child has exec'd or exited; a recorded step means it failed */

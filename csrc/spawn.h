@@ -5,6 +5,7 @@
 
 
 #define VE_MAX_PROCS_FDS 16
+#define VE_PID_SLOT 16
 
 /* Everything the child needs to restrict itself, prepared by the parent. */
 struct ve_plan {
@@ -30,6 +31,8 @@ struct ve_plan {
 	const void *bpf;   /* struct sock_filter[], precompiled */
 	uint32_t bpf_len;  /* instructions; 0: no filter */
 	uint32_t seccomp_flags;
+	int join_userns;   /* setns into userns_fd (prepared by the parent, users.c) */
+	int userns_fd;     /* instead of unshare(CLONE_NEWUSER) with uid_map/gid_map */
 	const struct ve_view *view; /* NULL: the caller's filesystem (csrc/view.c) */
 };
 
@@ -58,6 +61,14 @@ struct ve_spawn_args {
 	int n_groups;                  /* -1: keep */
 	int cgroup_fd;                 /* CLONE_INTO_CGROUP target, -1: none */
 	int cgroup_procs_fd;           /* fallback when clone3 is refused, -1: none */
+	/* Contained: the child is PID 1 of a new PID namespace; it starts the
+	 * target, then execs the init (csrc/init/pidinit.c) from this sealed memfd
+	 * with init_argv. -1: none. */
+	int init_fd;
+	char *const *init_argv;
+	char *init_pid_slot;           /* init_argv's TARGET_PID, VE_PID_SLOT bytes, filled in */
+	int init_fds[2];               /* the init inherits them (fate pipe, pidfd); -1: none */
+	int memfd_noexec;              /* vm.memfd_noexec of the new PID namespace; 0: leave */
 };
 
 int ve_apply(const struct ve_plan *plan, struct ve_result *res);

@@ -41,7 +41,7 @@ def attempt(fn):
         return errno.errorcode.get(e.errno, str(e.errno))
 st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
 out = {k: st[k].strip() for k in ("Seccomp", "NoNewPrivs", "CapEff", "CapBnd")}
-out["ns"] = {n: os.readlink("/proc/self/ns/" + n) for n in ("user", "net", "ipc", "uts")}
+out["ns"] = {n: os.readlink("/proc/self/ns/" + n) for n in ("user", "net", "ipc", "uts", "pid")}
 out["denied"] = attempt(lambda: os.listdir("/"))
 out["granted"] = attempt(lambda: open(sys.argv[1]).read())
 print(json.dumps(out))
@@ -98,10 +98,10 @@ def argv(o: dict, work) -> list[str]:
 
 
 def _host_ns() -> dict[str, str]:
-    return {n: os.readlink(f"/proc/self/ns/{n}") for n in ("user", "net", "ipc", "uts")}
+    return {n: os.readlink(f"/proc/self/ns/{n}") for n in ("user", "net", "ipc", "uts", "pid")}
 
 
-_NS = {"user": "user", "network": "net", "ipc": "ipc", "uts": "uts"}
+_NS = {"user": "user", "network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid"}
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,10 +12,12 @@ import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -234,9 +236,18 @@ def _refused(host: str, port: int) -> bool:
 
 @pytest.mark.parametrize("users", [False, True], ids=["host-root", "private-users"])
 def test_http_server_on_port_80_answers_through_its_forward(tmp_path, users):
+    served = str(tmp_path)
     if users:
         need_userns()
-    before, got, after = in_stand_in_host(_http, str(tmp_path), users)
+        # the user namespace's root is an unprivileged host uid: it cannot read below
+        # tmp_path's 0700 parents, so it serves a directory it can reach
+        served = tempfile.mkdtemp(prefix="volt-http-", dir="/tmp")
+        os.chmod(served, 0o755)
+    try:
+        before, got, after = in_stand_in_host(_http, served, users)
+    finally:
+        if served != str(tmp_path):
+            shutil.rmtree(served)
     assert before and after  # the control: nothing answers without the forward
     assert set(got.values()) == {"served from the sandbox\n"}, got
 
@@ -608,8 +619,9 @@ def test_spawn_failures_and_close_leave_nothing():
 _CRASHER = """
 import sys, time, volt_enforce as ve
 from volt_enforce import IsolationConfig, NetworkConfig, NetworkMode, PortForward
+# contain=False: a contained child would die with this process (its init watches it)
 sb = ve.Sandbox(IsolationConfig(network=NetworkConfig(mode=NetworkMode.PRIVATE, dns=["192.0.2.1"],
-                port_forwards=[PortForward(8080, 80)])))
+                port_forwards=[PortForward(8080, 80)])), contain=False)
 child = sb.popen(["sleep", "60"])  # keeps the namespace, so its veth, alive
 print(sb.network.report()["address"], child.pid, flush=True)
 time.sleep(60)
@@ -676,7 +688,14 @@ def _default_isolation_service(tmp: str):
 
 def test_default_isolation_service_is_reachable_through_its_forward(tmp_path):
     need_userns()
-    body, resolv, namespaces = in_stand_in_host(_default_isolation_service, str(tmp_path))
+    # the user namespace's root is an unprivileged host uid: it cannot read below
+    # tmp_path's 0700 parents, so it serves a directory it can reach
+    served = tempfile.mkdtemp(prefix="volt-http-", dir="/tmp")
+    os.chmod(served, 0o755)
+    try:
+        body, resolv, namespaces = in_stand_in_host(_default_isolation_service, served)
+    finally:
+        shutil.rmtree(served)
     assert body == "seed service\n"
     assert "nameserver 1.1.1.1\nnameserver 1.0.0.1\n" in resolv  # the seed's DNS servers
     assert "user" in namespaces and "network" in namespaces

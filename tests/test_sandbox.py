@@ -39,6 +39,7 @@ from volt_enforce import (
     server_policy,
 )
 from volt_enforce.child import ENFORCEMENT_STEPS
+from volt_enforce.errors import PolicyError
 from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 
 
@@ -119,13 +120,29 @@ def test_coreutils_and_python(work):
 def _default_isolation_run(work):
     cfg = default_isolation("/")
     cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
-    r = volt_enforce.run(
-        ["sh", "-c", "cat /proc/self/uid_map; cat /proc/net/dev | tail -n +3 | cut -d: -f1;"
-                     f"echo ok > {work}/x; cat /proc/self/status"],
-        isolation=cfg, capture_output=True, text=True,
-    )
+    # root inside is an unprivileged host uid: host root's 0755 work dir is refused,
+    # naming it (volt_enforce.users)
+    try:
+        volt_enforce.run(["true"], isolation=cfg)
+        refused = ""
+    except PolicyError as exc:
+        refused = str(exc)
+    work = tempfile.mkdtemp(prefix="volt-default-", dir="/tmp")
+    os.chmod(work, 0o1777)  # writable for anyone, as /tmp (and reachable: not below tmp_path)
+    cfg = default_isolation("/")
+    cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
+    try:
+        r = volt_enforce.run(
+            ["sh", "-c", "cat /proc/self/uid_map; cat /proc/net/dev | tail -n +3 | cut -d: -f1;"
+                         f"echo ok > {work}/x; cat /proc/self/status"],
+            isolation=cfg, capture_output=True, text=True,
+        )
+        x = os.path.join(work, "x")
+        written = (open(x).read(), os.stat(x).st_uid) if os.path.exists(x) else None
+    finally:
+        shutil.rmtree(work)
     return r.returncode, r.stdout, r.stderr, r.report.namespaces, r.report.cgroup is not None, \
-        r.report.network
+        r.report.network, refused, written
 
 
 def test_default_isolation_based_sandbox(work):
@@ -136,15 +153,17 @@ def test_default_isolation_based_sandbox(work):
     need_cgroup_v1("pids")
     from netns_host import in_stand_in_host
 
-    rc, out, err, namespaces, has_cgroup, network = in_stand_in_host(_default_isolation_run, work)
+    rc, out, err, namespaces, has_cgroup, network, refused, written = in_stand_in_host(
+        _default_isolation_run, work)
+    assert "host uid" in refused and work in refused
     assert rc == 0, err
     lines = out.split()
-    assert lines[:3] == ["0", str(os.geteuid()), "1"]  # root inside maps to us
+    assert lines[0] == "0" and int(lines[1]) > 0 and lines[2] == "65536"  # never host root
+    assert written == ["ok\n", int(lines[1])] or written == ("ok\n", int(lines[1]))
     assert "lo" in lines and "eth0" in lines  # own network namespace, on the bridge
     assert network["bridge"] == "voltbr0" and network["address"].startswith("10.213.")
     assert _status("Seccomp", out) == "2"
     assert _status("NoNewPrivs", out) == "1"
-    assert open(os.path.join(work, "x")).read() == "ok\n"
     assert "user" in namespaces and "network" in namespaces
     assert has_cgroup
 
@@ -379,6 +398,9 @@ def test_no_fd_or_cgroup_leak_after_1000_spawns(work):
     need_cgroup2()
     need_cgroup_v1("pids")
     volt_enforce.sandbox.clear_cache()
+    from volt_enforce import pidns
+
+    pidns.init_memfd(), pidns.parent_pidfd()  # made once per process, for every contained spawn
     before_fds, before_cg = _fds(), _volt_cgroups()
     cfg = _config(work, resources=ResourceLimits(pids_max=64))
     with Sandbox(cfg) as sb:

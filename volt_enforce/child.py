@@ -23,6 +23,7 @@ from typing import Any
 from ._core import ffi, lib
 from .errors import EnforcementError
 from .model import CAPABILITIES
+from .pidns import Fate, Launch
 
 __all__ = ["ChildPlan", "spawn", "STEPS", "ENFORCEMENT_STEPS", "step_number", "clone3_supported"]
 
@@ -47,6 +48,7 @@ def step_number(name: str) -> int:
 _CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_number("capabilities")
 _LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
 _EXEC, _CHDIR = step_number("exec"), step_number("chdir")
+_PID_INIT, _MEMFD_NOEXEC = step_number("pid_init"), step_number("memfd_noexec")
 _VIEW = step_number("view")
 _NETNS, _RESOLV = step_number("namespaces"), step_number("resolv_conf")
 _CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
@@ -91,6 +93,9 @@ class ChildPlan:
         bpf: bytes = b"",
         seccomp_flags: int = 0,
         seccomp_detail: str = "",
+        pid_namespace: bool = False,
+        memfd_noexec: int = 0,
+        userns_fd: int = -1,
         view: Any = None,
         net_fd: int = -1,
         resolv: tuple[str, str, int] | None = None,
@@ -107,7 +112,11 @@ class ChildPlan:
         for i, fd in enumerate(procs_fds):
             c.procs_fds[i] = fd
         flags = 0
-        if new_user_ns:
+        if userns_fd >= 0:  # prepared by the parent, maps written (volt_enforce.users)
+            flags |= lib.CLONE_NEWUSER
+            c.join_userns = 1
+            c.userns_fd = userns_fd
+        elif new_user_ns:
             flags |= lib.CLONE_NEWUSER
             lib.ve_format_id_map(c.uid_map, ffi.sizeof(c.uid_map), 0, os.geteuid(), 1)
             lib.ve_format_id_map(c.gid_map, ffi.sizeof(c.gid_map), 0, os.getegid(), 1)
@@ -147,6 +156,9 @@ class ChildPlan:
         self.view = view
         c.view = view.c if view is not None else ffi.NULL
         self.c = c
+        #: spawned children are PID 1 of a new PID namespace running volt-pidinit (pidns)
+        self.pid_namespace = pid_namespace
+        self.memfd_noexec = memfd_noexec
         self.cap_keep = None if cap_keep is None else tuple(cap_keep)
         self.details = _Details(tuple(procs_paths), landlock_detail, seccomp_detail,
                                 resolv[1] if resolv is not None else "")
@@ -168,7 +180,9 @@ class ChildPlan:
             paths = self.details.procs_paths
             detail = paths[index] if 0 <= index < len(paths) else None
         elif step == _UID_MAP:
-            detail = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map")[index]
+            detail = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map",
+                      "setgroups", "setresgid to the namespace's root",
+                      "setresuid to the namespace's root")[index]
         elif step == _CAPS and index >= 0:
             detail = f"dropping CAP_{_CAP_NAMES.get(index, index)}"
         elif step == _LANDLOCK:
@@ -342,6 +356,7 @@ def spawn(
     cgroup_fd: int = -1,
     cgroup_procs_fd: int = -1,
     plan: ChildPlan | None = None,
+    fate: list[Fate] | None = None,
     info: dict[str, Any] | None = None,
 ) -> int:
     """Start ``argv`` in a new process under ``plan`` and return its pid.
@@ -353,6 +368,11 @@ def spawn(
     Errors raise in the caller after the child was reaped:
     ``EnforcementError`` for an enforcement step, ``OSError`` (FileNotFoundError,
     PermissionError, ...) for the exec, as subprocess does.
+
+    A plan with ``pid_namespace`` makes the child PID 1 of a PID namespace, an
+    init that runs the target (volt_enforce.pidns); the pid returned is the
+    init's, and ``fate`` (a list) receives the ``Fate`` that turns the init's
+    wait status into the target's.
     """
     argv = list(argv)
     if not argv:
@@ -379,14 +399,28 @@ def spawn(
     a.n_groups = -1 if extra_groups is None else len(extra_groups)
     a.cgroup_fd = cgroup_fd
     a.cgroup_procs_fd = cgroup_procs_fd
+    a.init_fd = -1
+    a.init_fds = [-1, -1]
+    launch = None
+    if plan is not None and plan.pid_namespace:
+        launch = Launch(a, plan.memfd_noexec)
     res = ffi.new("struct ve_result *")
     pid = lib.ve_spawn(a, plan.c if plan is not None else ffi.NULL, res)
+    if launch is not None:
+        launch.spawned()
+        if pid < 0 or res.step != 0:
+            launch.close()
     if pid < 0 and res.step == 0:
         raise OSError(-pid, os.strerror(-pid))
+
     if res.step != 0:
         if pid > 0:
             _reap(pid)
         raise spawn_error(res.step, res.err, res.index, ca.exec_paths, executable, cwd, plan)
+    if launch is not None:
+        if fate is not None:
+            fate.append(launch.fate())
+        launch.close()
     if info is not None and res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW:
         # the view lacks the cwd: the child started in "/" of its view
         info["cwd_outside_view"] = os.path.abspath(os.fsdecode(cwd)) if cwd is not None \
@@ -405,6 +439,12 @@ def spawn_error(step: int, err: int, index: int, exec_paths: Sequence[bytes], ex
         return OSError(err, os.strerror(err), filename)
     if step == _CHDIR:
         return OSError(err, os.strerror(err), os.fsdecode(cwd) if cwd is not None else None)
+    if step == _PID_INIT:
+        what = ("starting the target", "fate pipe", "pidfd", "exec of volt-pidinit")[index % 4]
+        return EnforcementError(err, "pid_init", what)
+    if step == _MEMFD_NOEXEC:
+        return EnforcementError(err, "memfd_noexec",
+                                f"/proc/sys/vm/memfd_noexec = {index} in the PID namespace")
     if step == _CGROUP and index < 0:
         detail = ("cgroup2 placement by clone3(CLONE_INTO_CGROUP)" if index == -2
                   else "cgroup2 cgroup.procs (clone3 refused)")

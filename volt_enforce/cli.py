@@ -148,7 +148,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="private network: masquerade the sandbox's traffic out of the host "
                         "(needs net.ipv4.ip_forward=1, never set here)")
     g.add_argument("--private-users", action="store_true",
-                   help="run in a new user namespace (root inside maps to the caller)")
+                   help="run in a new user namespace: root inside is 65536 unprivileged "
+                   "host ids (root's /etc/subuid range, else from 0x70000000)")
     g.add_argument("--read-only", action="store_true", help="no write access anywhere")
     g.add_argument("--no-contain", dest="contain", action="store_false",
                    help="trusted children only: no session, IPC or UTS namespace of their own, "

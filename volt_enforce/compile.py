@@ -207,6 +207,10 @@ class Compiled:
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
+    #: spawned children are PID 1 of a PID namespace of their own, run by an init (pidns)
+    pid_namespace: bool = False
+    #: vm.memfd_noexec of that namespace (0: not set; pidns.memfd_noexec_level)
+    memfd_noexec: int = 0
     #: the filesystem view a contained child gets (volt_enforce.view), and the
     #: Landlock scopes its ruleset adds at enforcement
     view: ViewPlan | None = None
@@ -299,6 +303,42 @@ def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: 
     return tuple(out)
 
 
+def _pid_namespace(contain: bool, compatibility: Compatibility, unconfined: bool,
+                   notes: list[str], dropped: dict[str, str]) -> tuple[bool, int, tuple[Rule, ...]]:
+    """Whether spawned children get a PID namespace with an init, the
+    vm.memfd_noexec it gets, and the seccomp rules that stand in for that setting
+    below Linux 6.3 (memfd_create denied)."""
+    if not contain:
+        return False, 0, ()
+    from .pidns import current_memfd_noexec, memfd_noexec_level
+
+    err = namespace_errno(lib.CLONE_NEWPID)
+    if err:
+        error = os.strerror(err)
+        if compatibility != Compatibility.BEST_EFFORT:
+            raise EnforcementError(err, "pid_namespace", "not available: unshare(NEWPID) fails here")
+        dropped["pid"] = error
+        notes.append(f"pid namespace dropped: {error}")
+        return False, 0, ()
+    level = memfd_noexec_level()
+    if level:
+        inherited = current_memfd_noexec()
+        notes.append(f"vm.memfd_noexec = {max(level, inherited)} in the child's PID namespace: "
+                     + ("no memfd can be executed" if max(level, inherited) == 2 else
+                        "memfds are not executable unless created with MFD_EXEC"))
+        # a namespace starts with its parent's value and may not go below it
+        return True, (level if level > inherited else 0), ()
+    if unconfined:
+        notes.append("memfd execution NOT restricted: this kernel has no vm.memfd_noexec "
+                     "(6.3) and no seccomp filter denies memfd_create")
+        return True, 0, ()
+    from .seccomp.policy import Action, Rule
+
+    notes.append("memfd_create denied by the seccomp filter: this kernel has no "
+                 "vm.memfd_noexec (6.3)")
+    return True, 0, (Rule(("memfd_create",), Action.errno(errno.EPERM)),)
+
+
 def _has_port_rules(config: IsolationConfig) -> bool:
     """Whether the config restricts TCP ports (its policy's lists, or network none)."""
     policy = config.landlock
@@ -354,15 +394,18 @@ def compile_config(
     filt = seccomp_filter
     guard = _has_port_rules(config)
     unconfined = config.seccomp in (None, SeccompProfile.UNCONFINED, "unconfined")
+    # the namespaces first: they decide nothing irreversible, and the filter may depend on them
+    namespaces = _namespaces(config, compat, contain, notes, dropped)
+    pid_ns, memfd_level, memfd_rules = _pid_namespace(contain, compat, unconfined, notes, dropped)
     kept = kept_capabilities(config, contain)
     if filt is None and config.seccomp is not None:
         # an OCI profile's includes/excludes caps: the capabilities the child keeps
         oci_caps = kept if _is_oci_profile(config.seccomp) else None
-        extra: tuple[Rule, ...] = ()
+        extra: tuple[Rule, ...] = memfd_rules
         if guard and not unconfined:
             from .seccomp import profiles
 
-            extra = profiles.port_rule_guard()
+            extra = (*profiles.port_rule_guard(), *extra)
         filt = seccomp.compile(config.seccomp, extra_rules=extra, caps=oci_caps)
     if guard:
         # Landlock's TCP rules see plain TCP only (erratum 1 aside)
@@ -377,7 +420,6 @@ def compile_config(
 
         limits = plan_limits(config.resources)
 
-    namespaces = _namespaces(config, compat, contain, notes, dropped)
     base = kept_capabilities(config)
     lost = sorted(set(base if base is not None else CAPABILITIES) - set(kept or ()))
     if contain and kept is not None and base != kept and lost:
@@ -391,6 +433,10 @@ def compile_config(
 
         root = rootfs if rootfs is not None else (config.rootfs or "/")
         view = plan_view(config, named_writable=named_writable, rootfs=root)
+        if pid_ns:  # each child mounts a procfs of its own PID namespace
+            import dataclasses
+
+            view = dataclasses.replace(view, fresh_proc=True)
         for sock in unix_sockets or ():  # a socket the child may connect to is in its view
             if os.path.exists(sock):
                 view = view.with_file_bind(sock, view.to_view(sock))
@@ -419,6 +465,8 @@ def compile_config(
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,
+        pid_namespace=pid_ns,
+        memfd_noexec=memfd_level,
         view=view,
         view_scopes=view_scopes,
     )

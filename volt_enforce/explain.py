@@ -81,7 +81,8 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
         out["seccomp"] = None
     out["cgroup"] = _cgroup_part(compiled.limits, compiled.best_effort)
     ns = []
-    wanted = [(Namespace.USER, "root inside maps to the caller")] if config.private_users else []
+    wanted = ([(Namespace.USER, "root inside is an unprivileged range of host ids (users)")]
+              if config.private_users else [])
     mode = config.network.effective_mode if config.network is not None else None
     if mode in (NetworkMode.NONE, NetworkMode.PRIVATE):
         detail = "loopback only"

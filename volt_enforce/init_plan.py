@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
-from .compile import Compiled, compile_config
+from .compile import Compiled, Namespace, compile_config
 from .errors import EnforcementError, InstallationError, PolicyError
 from .model import IsolationConfig, ResourceLimits
 
@@ -130,6 +130,11 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
     body += _network_lines(compiled, netns, resolv_bind if compiled.view is not None else None)
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
+    if Namespace.USER in compiled.namespaces:
+        from .users import plan_idmap
+
+        ids = plan_idmap()
+        body.append(f"userns {ids.uid:x} {ids.gid:x} {ids.count:x}")
 
     tail: list[str] = []
     ruleset = compiled.ruleset

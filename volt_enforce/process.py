@@ -10,6 +10,7 @@ import sys
 from typing import Any, Protocol
 
 from .child import spawn
+from .pidns import Fate
 from .report import EnforcementReport
 
 __all__ = ["SandboxedPopen", "SpawnTarget", "run_in"]
@@ -46,6 +47,7 @@ class SandboxedPopen(subprocess.Popen[Any]):
             raise ValueError("process_group: a contained child starts a session of its own; "
                              "pass contain=False to keep it in a process group")
         self._own_sandbox = own_sandbox
+        self._fate: list[Fate] = []  # a contained child's: its init reports the target's end
         self.sandbox = sandbox
         #: the cwd, when the filesystem view lacks it and the child started in "/"
         self.cwd_outside_view: str | None = None
@@ -96,6 +98,7 @@ class SandboxedPopen(subprocess.Popen[Any]):
                 uid=p["uid"],
                 gid=p["gid"],
                 extra_groups=p["gids"],
+                fate=self._fate,
                 info=info,
             )
             self._child_created = True
@@ -105,8 +108,10 @@ class SandboxedPopen(subprocess.Popen[Any]):
             close(p["p2cread"], p["p2cwrite"], p["c2pread"], p["c2pwrite"],
                                  p["errread"], p["errwrite"])
 
-    def _handle_exitstatus(self, *a: Any, **kw: Any) -> None:
-        super()._handle_exitstatus(*a, **kw)  # type: ignore[misc]
+    def _handle_exitstatus(self, sts: int, *a: Any, **kw: Any) -> None:
+        if self._fate:
+            sts = self._fate.pop().wait_status(sts)
+        super()._handle_exitstatus(sts, *a, **kw)  # type: ignore[misc]
         if self._own_sandbox:
             self.sandbox.close()
 

@@ -48,7 +48,8 @@ class EnforcementReport:
         return cls(
             landlock=compiled.ruleset.report if compiled.ruleset is not None else None,
             seccomp_filter=compiled.seccomp,
-            namespaces=[ns.value for ns in compiled.namespaces],
+            namespaces=[ns.value for ns in compiled.namespaces]
+            + (["pid"] if compiled.pid_namespace else []),
             capabilities=None if compiled.capabilities is None else list(compiled.capabilities),
             no_new_privs=compiled.no_new_privs,
             notes=list(compiled.notes) + (compiled.view.notes if compiled.view else []),

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import ffi, lib
 from .child import ChildPlan, read_preexec_failure
-from .compile import Compiled, compile_config
+from .compile import Compiled, Namespace, compile_config
 from .errors import EnforcementError, PolicyError
 from .model import Compatibility, IsolationConfig, NetworkMode, SeccompProfile
 from .process import SandboxedPopen, run_in
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .net import PrivateNetwork
     from .seccomp import SeccompFilter
     from .spawner import SpawnerPool
+    from .users import Allocation, IdMap
 
 __all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache",
            "thread_coverage"]
@@ -183,6 +184,8 @@ class Sandbox:
         self._base: Sandbox | None = None
         self._lend_only = _lend_only
         self.cgroup: Cgroup | None = None
+        self._ids: Allocation | None = None
+        self._userns_fd = -1
         self.view: View | None = None
         self._own_view = False
         self._named_writable = tuple(named_writable)
@@ -198,7 +201,12 @@ class Sandbox:
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
+            if not _lend_only:
+                self._prepare_users(undo)
             if self.compiled.private_network and not _lend_only:
+                # owned by the sandbox's user namespace where it has one
+                if userns_fd is None and self._userns_fd >= 0:
+                    userns_fd = self._userns_fd
                 self._attach_network(userns_fd, undo)
             base = self._base.view if self._base is not None else None
             view_plan = self._view_plan()
@@ -262,6 +270,30 @@ class Sandbox:
         if self.cgroup is not None:
             self.report.cgroup = {"paths": dict(self.cgroup.paths), **self.cgroup.report}
 
+    def _prepare_users(self, undo: contextlib.ExitStack) -> None:
+        """The user namespace, once per Sandbox: a range of host ids of its own
+        (volt_enforce.users), maps written here; children setns into it."""
+        if Namespace.USER not in self.compiled.namespaces:
+            return
+        if os.geteuid() != 0:
+            # an unprivileged caller can map only itself: the child maps root to it
+            self.report.notes.append(f"user namespace: root is the caller, host uid "
+                                     f"{os.geteuid()} (only root can map a range)")
+            return
+        from . import users
+
+        self._ids = users.allocate()
+        undo.callback(self._ids.release)
+        idmap = self._ids.idmap
+        users.check_writable(self.config, idmap, self.compiled.capabilities)
+        self._userns_fd = users.open_userns(idmap)
+        undo.callback(os.close, self._userns_fd)
+        self.report.notes.append(idmap.describe())
+
+    @property
+    def idmap(self) -> IdMap | None:
+        """The host ids the children's root and users are, with a user namespace."""
+        return self._ids.idmap if self._ids is not None else None
     def _attach_network(self, userns_fd: int | None, undo: contextlib.ExitStack) -> None:
         from . import net
 
@@ -322,6 +354,9 @@ class Sandbox:
             seccomp_flags=filt.flags if filt is not None else 0,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
+            pid_namespace=c.pid_namespace,
+            memfd_noexec=c.memfd_noexec,
+            userns_fd=self._userns_fd,
             view=self.view,
             net_fd=self.network.netns_fd if self.network is not None else -1,
             # the view carries the private network's resolv.conf itself (_view_plan)
@@ -427,9 +462,8 @@ class Sandbox:
             if self._report_r < 0:
                 r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
                 self._report_r, self._report_w = r, w
-            note = "preexec: the forked child made no PID namespace (it keeps its PID)"
-            if self.contained and note not in self.report.notes:
-                self.report.notes.append(note)
+        if self.compiled.pid_namespace and _PREEXEC_NOTE not in self.report.notes:
+            self.report.notes.append(_PREEXEC_NOTE)
         return self.plan.preexec_fn(self._report_w)
 
     @contextlib.contextmanager
@@ -480,6 +514,8 @@ class Sandbox:
             closers.insert(0, self._spawners.close)
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
+        if self._userns_fd >= 0:
+            closers.append(self._close_userns)
         if self.network is not None:
             closers.append(self.network.close)
         for closer in closers:
@@ -490,6 +526,13 @@ class Sandbox:
         self._close_report_pipe()
         if errors:
             raise errors[0]
+
+    def _close_userns(self) -> None:
+        os.close(self._userns_fd)
+        self._userns_fd = -1
+        if self._ids is not None:
+            self._ids.release()
+            self._ids = None
 
     def _close_report_pipe(self) -> None:
         for fd in (self._report_r, self._report_w):
@@ -600,12 +643,25 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     # spawner may stand in for this process
     disable_for_process("apply_self restricted this process: its threads may differ")
     plan.apply()
-    if sb.contained:
-        sb.report.notes.append("restricting itself, this process made no PID namespace "
-                               "(it keeps its PID)")
+    if sb.compiled.pid_namespace:
+        _no_pid_namespace(sb.report)
     if getattr(plan, "cwd_outside_view", False):
         sb.report.notes.append("the view lacks the working directory: now in /")
     return sb.report
+
+
+_PREEXEC_NOTE = ("children started through preexec get no PID namespace (nor its "
+                 "vm.memfd_noexec): a process restricting itself stays in its own")
+
+
+def _no_pid_namespace(report: EnforcementReport) -> None:
+    """A process restricting itself stays in its PID namespace (and so does the
+    program it execs): the report says so, for apply_self, preexec and volt-init."""
+    if "pid" in report.namespaces:
+        report.namespaces.remove("pid")
+    report.notes = [n for n in report.notes if "memfd" not in n]
+    report.notes.append("no PID namespace was made: a process restricting itself stays in "
+                        "its own (and vm.memfd_noexec is not set)")
 
 
 # ---- subprocess-shaped API ------------------------------------------------------
@@ -691,4 +747,7 @@ def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
     sb.compiled.close()
     sb._closed = True
     sb._close_report_pipe()
+    if sb._userns_fd >= 0:  # this process is in the range now: it stays its until exit
+        os.close(sb._userns_fd)
+        sb._userns_fd, sb._ids = -1, None
     return report

@@ -578,6 +578,12 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         else:
             ops.append(_Op(lib.VE_VOP_PROC, "proc"))
             what.append("the child's /proc")
+            # its kernel settings read-only too, as the template's
+            for sub in [p for p in ("proc/sys", "proc/sysrq-trigger") if os.path.exists("/" + p)]:
+                ops.append(_Op(lib.VE_VOP_CLONE, sub, slot=0, recursive=True,
+                               attr=_RDONLY | _NOSUID | _NODEV | _NOEXEC))
+                ops.append(_Op(lib.VE_VOP_ATTACH, sub, slot=0))
+                what += [f"/{sub} read-only"] * 2
     return ops, what
 
 

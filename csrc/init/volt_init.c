@@ -17,6 +17,9 @@
  *   session 0|1                       a new session (or give the terminal up)
  *   unshare FLAGS_HEX                 CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC |
  *                                     CLONE_NEWUTS
+ *   userns UID_HEX GID_HEX COUNT_HEX  the user namespace maps 0.. to these host ids:
+ *                                     made by this process (a holder, csrc/users.c),
+ *                                     which then joins it as its root
  *   netns PATH                        join the pinned private network PATH
  *                                     ('volt-enforce net up NAME' made it)
  *   resolv SRC DST FLAGS_HEX          bind SRC read-only over DST in a mount
@@ -54,6 +57,7 @@
  */
 #include "../spawn.h" /* first: enforce.h defines _GNU_SOURCE */
 #include "../landlock.h"
+#include "../users.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +221,7 @@ static int well_formed(const struct record *r)
 {
 	static const struct { const char *name; int nf; } kinds[] = {
 		{ "end", 1 }, { "nnp", 2 }, { "caps", 2 }, { "unshare", 2 }, { "session", 2 },
+		{ "userns", 4 },
 		{ "cgroup-dir", 2 }, { "cgroup-join", 2 },
 		{ "landlock", 5 }, { "path", 4 }, { "port", 3 }, { "seccomp", 3 },
 		{ "view-ll", 8 }, { "view-rule", 4 }, { "view-port", 3 },
@@ -400,6 +405,17 @@ static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 		} else if (!strcmp(f[0], "unshare")) {
 			once(&seen, 4, f[0], ln);
 			set_unshare(plan, num(f[1], ln), ln);
+		} else if (!strcmp(f[0], "userns")) {
+			once(&seen, 64, f[0], ln);
+			uint64_t uid = num(f[1], ln), gid = num(f[2], ln), count = num(f[3], ln);
+			if (uid == 0 || gid == 0 || count == 0 || uid + count > 1ULL << 32 ||
+			    gid + count > 1ULL << 32)
+				die_at("bad userns ids in plan at", ln);
+			ve_format_id_map(plan->uid_map, sizeof(plan->uid_map), 0, (uint32_t)uid,
+					 (uint32_t)count);
+			ve_format_id_map(plan->gid_map, sizeof(plan->gid_map), 0, (uint32_t)gid,
+					 (uint32_t)count);
+			plan->join_userns = 1; /* the namespace itself is made after the cgroups */
 		} else if (!strcmp(f[0], "landlock")) {
 			once(&seen, 8, f[0], ln);
 			int quiet = recs[k].nf == 8;
@@ -602,6 +618,12 @@ int main(int argc, char **argv)
 	prepare_view(recs, n, &plan);
 	setup_cgroups(recs, n, &plan);
 	free(recs);
+	if (plan.join_userns) {
+		int step = 0;
+		plan.userns_fd = ve_userns_open(plan.uid_map, plan.gid_map, &step);
+		if (plan.userns_fd < 0)
+			die(125, "user namespace: cannot prepare it", NULL, -plan.userns_fd);
+	}
 
 	struct ve_result res = { 0, 0, 0, 0 };
 	if (ve_apply(&plan, &res) < 0)
