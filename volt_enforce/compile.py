@@ -135,6 +135,15 @@ class Compiled:
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
+    #: Ask the kernel to log denials (SECCOMP_FILTER_FLAG_LOG; the Landlock logging
+    #: flags are the policy's): what ``volt-enforce run --why`` reads back from audit.
+    log_denials: bool = False
+
+    @property
+    def seccomp_flags(self) -> int:
+        """The flags of the seccomp load: the profile's own, and LOG for log_denials."""
+        flags = self.seccomp.flags if self.seccomp is not None else 0
+        return flags | (lib.SECCOMP_FILTER_FLAG_LOG if self.log_denials else 0)
 
     @property
     def new_session(self) -> bool:
@@ -225,6 +234,7 @@ def compile_config(
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
+    log_denials: bool = False,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
@@ -236,6 +246,9 @@ def compile_config(
     ``Compatibility``). ``landlock_abi`` caps the Landlock ABI used. ``ruleset``
     and ``seccomp_filter`` lend an already compiled ruleset and filter of an
     identical config (a process-wide cache), which are then not built again.
+    ``log_denials`` loads the seccomp filter with SECCOMP_FILTER_FLAG_LOG, so that
+    audit records every action but ALLOW (the policy's Landlock logging flags say
+    the same for Landlock).
 
     Raises PolicyError for an invalid config, CompatibilityError for a
     requirement this kernel cannot meet, EnforcementError when the kernel refused
@@ -302,6 +315,7 @@ def compile_config(
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,
+        log_denials=bool(log_denials),
     )
 
 

@@ -131,7 +131,8 @@ class Sandbox:
     ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
-    it was first built.
+    it was first built. ``log_denials`` has the kernel log the seccomp filter's
+    denials to audit (SECCOMP_FILTER_FLAG_LOG; see volt_enforce.audit).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
+        log_denials: bool = False,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -159,7 +161,7 @@ class Sandbox:
         self.cgroup: Cgroup | None = None
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
-                                          contain, landlock_abi, share_compiled)
+                                          contain, landlock_abi, share_compiled, log_denials)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
@@ -171,7 +173,8 @@ class Sandbox:
 
     def _compile(self, config: IsolationConfig, best_effort: bool | None,
                  compatibility: Compatibility | None, no_new_privs: bool, contain: bool,
-                 landlock_abi: int | None, share_compiled: bool) -> Compiled:
+                 landlock_abi: int | None, share_compiled: bool,
+                 log_denials: bool = False) -> Compiled:
         ruleset = filt = None
         if share_compiled:
             # the ruleset and filter of an identical config without limits, kept open by it
@@ -181,7 +184,7 @@ class Sandbox:
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
                               landlock_abi=landlock_abi,
-                              ruleset=ruleset, seccomp_filter=filt)
+                              ruleset=ruleset, seccomp_filter=filt, log_denials=log_denials)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
                undo: contextlib.ExitStack) -> None:
@@ -219,8 +222,8 @@ class Sandbox:
             landlock_detail=(f"ruleset of {len(ruleset.report.rules)} rules"
                              if ruleset is not None else ""),
             bpf=filt.bpf if filt is not None else b"",
-            # the profile's OCI flags (LOG, SPEC_ALLOW)
-            seccomp_flags=filt.flags if filt is not None else 0,
+            # the profile's OCI flags (LOG, SPEC_ALLOW), LOG for log_denials
+            seccomp_flags=c.seccomp_flags,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
         )

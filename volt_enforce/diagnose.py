@@ -1,0 +1,295 @@
+"""Say why: what the sandbox lets a child do with a path, and which option allows more.
+
+No kernel help is needed: the rights a child has on a path are read off the compiled
+ruleset (the rules as added, masked to this kernel) the way Landlock combines them,
+a directory rule granting its rights to everything beneath it and a file rule to that
+file. ``diagnose_exec`` follows what an exec opens (the file, a ``#!`` interpreter, the
+ELF interpreter, the script its interpreter reads) and names the first right missing,
+who denies it (the filesystem view, when the sandbox has one, or Landlock) and the
+option that grants it. ``explain_path`` tells, for any path, each right and why.
+
+The filesystem view (a mount namespace holding only what the policy grants) is asked
+through ``Compiled.view`` when a sandbox has one: an object with ``visible(path) ->
+bool``. A path absent from the view is reported as such; Landlock logs nothing there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .model import LandlockAccess, LandlockPolicy
+
+if TYPE_CHECKING:
+    from .compile import Compiled
+    from .report import EnforcementReport
+
+__all__ = [
+    "Diagnosis",
+    "PolicyRights",
+    "access_names",
+    "diagnose_exec",
+    "explain_path",
+    "format_path_explanation",
+    "option_for",
+]
+
+_A = LandlockAccess
+_SINGLE = [m for m in _A if m.value and m.value & (m.value - 1) == 0]
+_ALL = 0
+for _m in _SINGLE:
+    _ALL |= _m.value
+#: What makes a path writable for "never make a writable file executable".
+WRITE_RIGHTS = _A.WRITE_FILE | _A.MAKE_REG
+
+
+def access_names(access: int) -> list[str]:
+    """The single rights of a mask, lower case (``["read_file", "execute"]``)."""
+    return [m.name.lower() for m in _SINGLE if access & m.value and m.name is not None]
+
+
+class View(Protocol):
+    """What diagnosis asks of a sandbox's filesystem view."""
+
+    def visible(self, path: str) -> bool: ...
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or top == "/" or path.startswith(top.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class PolicyRights:
+    """Rights by path, as Landlock decides them: ``handled`` rights are denied unless
+    a rule on the path or on a directory above it grants them; the rest are free.
+
+    ``rules`` are (resolved path, rights, is a directory, source). ``dropped`` maps a
+    right this kernel cannot enforce (so it is free) to the reason."""
+
+    handled: int
+    rules: tuple[tuple[str, int, bool, str], ...]
+    dropped: tuple[tuple[int, str], ...] = ()
+
+    @classmethod
+    def of_policy(cls, policy: LandlockPolicy) -> PolicyRights:
+        """From a model policy, before compiling (every right handled, runtime rules in)."""
+        from .landlock import RUNTIME_RULES
+
+        pairs: list[tuple[str, int, str]] = [(r.path, int(r.access), "policy") for r in policy.rules]
+        if policy.runtime:
+            pairs += [(p, int(a), "runtime") for p, a in RUNTIME_RULES]
+        return cls(int(_A.all()), _resolved(pairs))
+
+    @classmethod
+    def of_compiled(cls, compiled: Compiled | EnforcementReport) -> PolicyRights:
+        """From a compiled sandbox (or its report): the rules as the kernel got them."""
+        from .compile import Compiled
+
+        if isinstance(compiled, Compiled):
+            report = compiled.ruleset.report if compiled.ruleset is not None else None
+        else:
+            report = compiled.landlock
+        if report is None or not report.handled_fs:
+            dropped = tuple((int(m), "no Landlock filesystem restriction") for m in _SINGLE)
+            return cls(0, (), dropped if report is None else ())
+        from .landlock import fs_rights_for_abi
+
+        pairs = [(r.path, int(r.access), r.source) for r in report.rules]
+        dropped = []
+        for d in (*report.dropped, *report.best_effort):
+            bit = getattr(_A, d.name, None) if d.kind == "fs" else None
+            if bit is not None:
+                dropped.append((int(bit), f"dropped on this kernel: {d.reason}"))
+        known = int(fs_rights_for_abi(report.abi))
+        for m in _SINGLE:
+            if not known & m.value and all(b != m.value for b, _ in dropped):
+                dropped.append((m.value, f"not enforced on this kernel: Landlock ABI {report.abi} "
+                                         "lacks it"))
+        return cls(int(report.handled_fs), _resolved(pairs), tuple(dropped))
+
+    def granting(self, path: str) -> list[tuple[str, int, str]]:
+        """The rules that give ``path`` (resolved) rights: (rule path, rights, source)."""
+        out = []
+        for rpath, access, is_dir, source in self.rules:
+            if (is_dir and _under(path, rpath)) or (not is_dir and path == rpath):
+                out.append((rpath, access, source))
+        return out
+
+    def granted(self, path: str) -> int:
+        """The rights a child has on ``path`` (a resolved path)."""
+        g = _ALL & ~self.handled
+        for _p, access, _s in self.granting(path):
+            g |= access
+        return g
+
+    def writable(self, path: str) -> bool:
+        return bool(self.granted(path) & WRITE_RIGHTS)
+
+    def writable_beneath(self, directory: str) -> bool:
+        """Whether a write right is granted somewhere strictly below ``directory``."""
+        return any(access & WRITE_RIGHTS and rpath != directory and _under(rpath, directory)
+                   for rpath, access, _d, _s in self.rules)
+
+
+def _resolved(pairs: Iterable[tuple[str, int, str]]) -> tuple[tuple[str, int, bool, str], ...]:
+    out = []
+    for path, access, source in pairs:
+        real = os.path.realpath(path)  # the rule is on what the path named when added
+        out.append((real, access, os.path.isdir(real), source))
+    return tuple(out)
+
+
+# ---- the option that grants a right ---------------------------------------------------
+
+#: Rights that no CLI option grants: a --config rule must name them.
+_CONFIG_ONLY = _A.MAKE_CHAR | _A.MAKE_BLOCK | _A.IOCTL_DEV
+
+
+def option_for(path: str, access: int) -> str:
+    """The CLI option that grants ``access`` on ``path``: on its directory, since a
+    program usually needs its neighbours too (``--rox /srv/x`` for /srv/x/run.sh)."""
+    target = path if os.path.isdir(path) else os.path.dirname(path) or "/"
+    if access & _CONFIG_ONLY:
+        names = "|".join(n.upper() for n in access_names(access & _CONFIG_ONLY))
+        return f"a --config rule granting {names} on {target} (no option grants it)"
+    if access & _A.EXECUTE:
+        return f"--rox {target}"
+    if access & ~(_A.READ_FILE | _A.READ_DIR):
+        return f"--rw {target}"
+    return f"--ro {target}"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The first right an exec lacked: on ``path`` (what the kernel or the interpreter
+    opens, ``role`` says which), ``access`` (a right's name), ``denied_by``
+    ("view" or "landlock") and the ``option`` that grants it."""
+
+    path: str
+    role: str
+    access: str
+    denied_by: str
+    option: str
+
+    def message(self) -> str:
+        if self.denied_by == "view":
+            what = "not in the sandbox's view"
+        else:
+            what = f"Landlock denies {self.access} (no rule grants it)"
+        role = "" if self.role == "the executable" else f" ({self.role})"
+        real = os.path.realpath(self.path)
+        shown = self.path if real == os.path.abspath(self.path) else f"{self.path} (-> {real})"
+        return f"{shown}{role}: {what}; allow it with {self.option}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "role": self.role, "access": self.access,
+                "denied_by": self.denied_by, "option": self.option, "message": self.message()}
+
+
+def _view(compiled: Any) -> View | None:
+    view = getattr(compiled, "view", None)
+    return view if view is not None and hasattr(view, "visible") else None
+
+
+def _shebang(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
+
+
+def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosis | None:
+    """Why executing ``path`` in ``compiled``'s sandbox fails, if the sandbox is why.
+
+    Follows what the exec opens, in the kernel's order: the file (execute), a script's
+    interpreter (execute, up to four levels as binfmt_script), the ELF interpreter
+    (execute), then the script itself, read by its interpreter (read_file). Returns
+    the first right that neither the view nor Landlock gives, or None."""
+    rights = PolicyRights.of_compiled(compiled)
+    view = _view(compiled)
+    steps: list[tuple[str, int, str]] = []
+    scripts: list[str] = []
+    current, role = path, "the executable"
+    for _ in range(5):
+        steps.append((current, int(_A.EXECUTE), role))
+        interp = _shebang(current)
+        if interp is not None:
+            scripts.append(current)
+            current, role = interp, f"the interpreter of {current}"
+            continue
+        from .autorules import read_elf
+
+        elf = read_elf(current)
+        if elf is not None and elf.interp:
+            steps.append((elf.interp, int(_A.EXECUTE), f"the ELF interpreter of {current}"))
+        break
+    steps += [(s, int(_A.READ_FILE), "read by its interpreter") for s in reversed(scripts)]
+    for p, need, why in steps:
+        real = os.path.realpath(p)
+        if view is not None and not view.visible(real):
+            return Diagnosis(p, why, access_names(need)[0], "view", option_for(real, need))
+        if not rights.granted(real) & need:
+            return Diagnosis(p, why, access_names(need)[0], "landlock", option_for(real, need))
+    return None
+
+
+# ---- explain --path ---------------------------------------------------------------------
+
+def explain_path(compiled: Compiled | EnforcementReport, path: str) -> dict[str, Any]:
+    """What the sandbox lets a child do with ``path``, right by right, and why: the rule
+    that grants it, the view that hides the path, a right this kernel does not
+    enforce, or no rule at all."""
+    rights = PolicyRights.of_compiled(compiled)
+    real = os.path.realpath(path)
+    is_dir = os.path.isdir(real)
+    view = _view(compiled)
+    out: dict[str, Any] = {"path": path, "resolved": real, "exists": os.path.exists(real),
+                           "kind": "directory" if is_dir else "file", "rights": []}
+    if view is not None and not view.visible(real):
+        out["view"] = "absent: the child sees no such path (ENOENT)"
+    granting = rights.granting(real)
+    dropped = dict(rights.dropped)
+    for m in _SINGLE:
+        bit = int(m)
+        entry: dict[str, Any] = {"right": access_names(bit)[0]}
+        dir_only = bit & int(_A.READ_DIR | _A.REMOVE_DIR | _A.REMOVE_FILE | _A.MAKE_CHAR
+                             | _A.MAKE_DIR | _A.MAKE_REG | _A.MAKE_SOCK | _A.MAKE_FIFO
+                             | _A.MAKE_BLOCK | _A.MAKE_SYM | _A.REFER)
+        if dir_only and not is_dir:
+            continue  # a directory's right: says nothing about a file
+        by = [(p, s) for p, a, s in granting if a & bit]
+        if "view" in out:
+            entry.update(allowed=False, why="not in the sandbox's view",
+                         option=option_for(real, bit))
+        elif not rights.handled & bit:
+            entry.update(allowed=True, why=dropped.get(bit, "not restricted by Landlock here"))
+            if bit in dropped:
+                entry["dropped"] = True
+        elif by:
+            p, s = by[0]
+            entry.update(allowed=True, why=f"rule {p}" + ("" if s == "policy" else f" ({s})"))
+        else:
+            entry.update(allowed=False, why="no rule grants it", option=option_for(real, bit))
+        out["rights"].append(entry)
+    return out
+
+
+def format_path_explanation(info: dict[str, Any]) -> str:
+    """``explain_path``'s dict as lines for people."""
+    head = info["path"] + (f" (-> {info['resolved']})" if info["resolved"] != info["path"] else "")
+    lines = [f"{head}: {info['kind']}" + ("" if info["exists"] else ", does not exist")]
+    if info.get("view"):
+        lines.append(f"  view: {info['view']}")
+    width = max((len(r["right"]) for r in info["rights"]), default=0)
+    for r in info["rights"]:
+        verdict = "allowed" if r["allowed"] else "denied "
+        opt = f"; allow it with {r['option']}" if r.get("option") else ""
+        lines.append(f"  {r['right']:<{width}}  {verdict}  {r['why']}{opt}")
+    return "\n".join(lines)
