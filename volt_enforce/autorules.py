@@ -99,8 +99,8 @@ class ElfInfo:
 
 
 def _read_at(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
-    if offset < 0 or size < 0:
-        raise ElfError(f"{what}: negative offset or size")
+    if offset < 0 or size < 0 or offset + size > 1 << 48:
+        raise ElfError(f"{what}: offset {offset} or size {size} is out of range")
     f.seek(offset)
     data = f.read(size)
     if len(data) != size:
@@ -187,6 +187,8 @@ def parse_elf(f: BinaryIO) -> ElfInfo | None:
     strsz = tags.get(DT_STRSZ, _MAX_STR)
     if strsz > _MAX_STRTAB:
         raise ElfError(f"DT_STRSZ {strsz} is beyond {_MAX_STRTAB}")
+    if strtab > 1 << 48:
+        raise ElfError(f"DT_STRTAB offset {strtab} is out of range")
     f.seek(strtab)
     strings = f.read(strsz)
     needed: list[str] = []

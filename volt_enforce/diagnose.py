@@ -208,17 +208,19 @@ def _shebang(path: str) -> str | None:
 def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosis | None:
     """Why executing ``path`` in ``compiled``'s sandbox fails, if the sandbox is why.
 
-    Follows what the exec opens, in the kernel's order: the file (execute), a script's
-    interpreter (execute, up to four levels as binfmt_script), the ELF interpreter
-    (execute), then the script itself, read by its interpreter (read_file). Returns
-    the first right that neither the view nor Landlock gives, or None."""
+    Follows what the exec opens, in the kernel's order: the file, a script's
+    interpreter (up to four levels, as binfmt_script), the ELF interpreter, each opened
+    for execution (Landlock checks EXECUTE and, since the kernel opens it for reading,
+    READ_FILE), then the script itself, read by its interpreter. Returns the first
+    right that neither the view nor Landlock gives, or None."""
     rights = PolicyRights.of_compiled(compiled)
     view = _view(compiled)
     steps: list[tuple[str, int, str]] = []
     scripts: list[str] = []
     current, role = path, "the executable"
+    run = int(_A.EXECUTE | _A.READ_FILE)
     for _ in range(5):
-        steps.append((current, int(_A.EXECUTE), role))
+        steps.append((current, run, role))
         interp = _shebang(current)
         if interp is not None:
             scripts.append(current)
@@ -228,15 +230,16 @@ def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosi
 
         elf = read_elf(current)
         if elf is not None and elf.interp:
-            steps.append((elf.interp, int(_A.EXECUTE), f"the ELF interpreter of {current}"))
+            steps.append((elf.interp, run, f"the ELF interpreter of {current}"))
         break
     steps += [(s, int(_A.READ_FILE), "read by its interpreter") for s in reversed(scripts)]
     for p, need, why in steps:
         real = os.path.realpath(p)
         if view is not None and not view.visible(real):
             return Diagnosis(p, why, access_names(need)[0], "view", option_for(real, need))
-        if not rights.granted(real) & need:
-            return Diagnosis(p, why, access_names(need)[0], "landlock", option_for(real, need))
+        missing = need & ~rights.granted(real)
+        if missing:
+            return Diagnosis(p, why, access_names(missing)[0], "landlock", option_for(real, missing))
     return None
 
 

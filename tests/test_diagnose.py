@@ -1,0 +1,251 @@
+"""Say why: the diagnosis of a failed exec and ``explain --path``, each checked against
+what the kernel really does (the exec fails as diagnosed, and runs once the named
+option is given), and the CLI's messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from types import SimpleNamespace
+
+import pytest
+from kernelreq import need_landlock
+
+import volt_enforce
+from volt_enforce.compile import compiled
+from volt_enforce.diagnose import PolicyRights, diagnose_exec, explain_path, option_for
+from volt_enforce.model import (
+    IsolationConfig,
+    LandlockAccess,
+    LandlockPolicy,
+    LandlockRule,
+    server_policy,
+)
+
+A = LandlockAccess
+VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
+SYSTEM = [LandlockRule(p, A.READ_EXEC) for p in ("/usr", "/lib", "/lib64", "/bin", "/etc")
+          if os.path.exists(p)]
+
+
+@pytest.fixture
+def outside():
+    """A fresh directory that no rule of the server preset covers."""
+    rights = PolicyRights.of_policy(server_policy("/"))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for base in ("/opt", "/srv", "/root", "/mnt", repo):
+        if os.path.isdir(base) and os.access(base, os.W_OK) and not rights.granted(
+                os.path.realpath(base)) & A.READ_FILE:
+            d = tempfile.mkdtemp(prefix="volt-why-", dir=base)
+            yield os.path.realpath(d)
+            shutil.rmtree(d, ignore_errors=True)
+            return
+    pytest.fail("no writable directory outside the server preset to test in")
+
+
+def script(directory: str, name: str = "run.sh", interp: str = "/bin/sh",
+           body: str = "echo hello from the script") -> str:
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(f"#!{interp}\n{body}\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([VOLT, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+# ---- rights by path: pure logic ------------------------------------------------------------
+
+def test_rights_accumulate_down_directories_and_a_file_rule_covers_only_its_file(tmp_path):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    f = d / "sub" / "f"
+    f.write_text("x")
+    other = tmp_path / "other"
+    other.write_text("y")
+    rights = PolicyRights.of_policy(LandlockPolicy(
+        rules=[LandlockRule(str(d), A.READ_ONLY), LandlockRule(str(d / "sub"), A.EXECUTE),
+               LandlockRule(str(other), A.READ_FILE)], runtime=False))
+    handled = A.all()  # RESOLVE_UNIX, which enforcement handles on its own, is not
+    assert rights.granted(str(f)) & handled == A.READ_ONLY | A.EXECUTE
+    assert rights.granted(str(d)) & handled == A.READ_ONLY
+    assert rights.granted(str(other)) & handled == A.READ_FILE
+    assert rights.granted(str(tmp_path)) & handled == 0
+    assert not rights.writable(str(f))
+
+
+def test_option_names_the_directory_and_the_right_kind():
+    assert option_for("/srv/x/run.sh", A.EXECUTE) == "--rox /srv/x"
+    assert option_for("/srv/x/data", A.READ_FILE) == "--ro /srv/x"
+    assert option_for("/srv/x/data", A.WRITE_FILE) == "--rw /srv/x"
+    assert "--config" in option_for("/dev/x", A.IOCTL_DEV)
+
+
+def test_a_path_absent_from_the_view_is_said_so(tmp_path):
+    exe = script(str(tmp_path))
+
+    class View:
+        def visible(self, path: str) -> bool:
+            return not path.startswith(os.path.realpath(str(tmp_path)))
+
+    with compiled(IsolationConfig(landlock=server_policy("/"))) as c:
+        fake = SimpleNamespace(landlock=c.ruleset.report, view=View())
+        diag = diagnose_exec(fake, exe)  # type: ignore[arg-type]
+    assert diag is not None and diag.denied_by == "view"
+    assert diag.message() == (f"{exe}: not in the sandbox's view; allow it with "
+                              f"--rox {os.path.realpath(str(tmp_path))}")
+
+
+# ---- diagnosis against the kernel -----------------------------------------------------------
+
+def _spawn(argv: list[str], policy: LandlockPolicy) -> subprocess.CompletedProcess[str]:
+    return volt_enforce.run(argv, isolation=IsolationConfig(landlock=policy),
+                            capture_output=True, text=True, timeout=60)
+
+
+def _with_option(policy: LandlockPolicy, option: str) -> LandlockPolicy:
+    flag, path = option.split(" ", 1)
+    access = {"--rox": A.READ_EXEC, "--ro": A.READ_ONLY, "--rw": A.READ_WRITE}[flag]
+    return LandlockPolicy(rules=[*policy.rules, LandlockRule(path, access)])
+
+
+@pytest.mark.parametrize("case", ["script", "interpreter", "elf_interpreter", "unreadable_script"])
+def test_diagnosis_names_what_the_kernel_denies_and_the_option_fixes_it(outside, case):
+    need_landlock()
+    writable = os.path.join(outside, "work")
+    tools = os.path.join(outside, "tools")
+    os.makedirs(writable)
+    os.makedirs(tools)
+    base = [*SYSTEM, LandlockRule(writable, A.READ_WRITE)]
+    if case == "script":  # a script in a writable directory: no execute there
+        target, role, access = script(writable), "the executable", "execute"
+    elif case == "interpreter":  # a script whose #! interpreter lies outside the policy
+        interp = os.path.join(tools, "mysh")
+        shutil.copy("/bin/sh", interp)
+        target = script(writable, interp=interp)
+        base.append(LandlockRule(target, A.READ_FILE | A.EXECUTE))
+        role, access = f"the interpreter of {target}", "execute"
+    elif case == "elf_interpreter":  # a program whose PT_INTERP is a loader outside
+        ld = os.path.join(tools, "ld.so")
+        shutil.copy(os.path.realpath("/lib64/ld-linux-x86-64.so.2"), ld)
+        exe = os.path.join(outside, "prog")
+        _build_with_interp(exe, ld)
+        target = exe
+        base.append(LandlockRule(exe, A.READ_FILE | A.EXECUTE))
+        role, access = f"the ELF interpreter of {exe}", "execute"
+    else:  # executable but not readable: the kernel opens it for reading too
+        scripts = os.path.join(outside, "x")
+        os.makedirs(scripts)
+        target = script(scripts)
+        base.append(LandlockRule(scripts, A.EXECUTE))
+        role, access = "the executable", "read_file"
+    policy = LandlockPolicy(rules=base)
+    with compiled(IsolationConfig(landlock=policy)) as c:
+        diag = diagnose_exec(c, target)
+    assert diag is not None, case
+    assert (diag.role, diag.access, diag.denied_by) == (role, access, "landlock")
+    # the kernel agrees: it fails as diagnosed ...
+    with pytest.raises(PermissionError):
+        _spawn([target], policy)
+    # ... and runs once the option is given
+    fixed = _with_option(policy, diag.option)
+    with compiled(IsolationConfig(landlock=fixed)) as c:
+        assert diagnose_exec(c, target) is None
+    r = _spawn([target], fixed)
+    assert r.returncode == 0, (case, diag.option, r.stderr)
+
+
+def _build_with_interp(dst: str, interp: str) -> None:
+    """A C program whose PT_INTERP names ``interp``, built by gcc."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    assert cc is not None, "the test suite needs a C compiler (the C core is built with one)"
+    src = dst + ".c"
+    with open(src, "w") as f:
+        f.write("int main(void) { return 0; }\n")
+    subprocess.run([cc, "-o", dst, src, f"-Wl,--dynamic-linker={interp}"], check=True)
+
+
+def test_explain_path_tells_each_right_and_its_rule(tmp_path):
+    with compiled(IsolationConfig(landlock=server_policy("/"))) as c:
+        info = explain_path(c, "/usr/bin")
+        tmp = explain_path(c, "/tmp")
+    rights = {r["right"]: r for r in info["rights"]}
+    assert rights["execute"]["allowed"] and rights["execute"]["why"] == "rule /usr (preset)"
+    assert not rights["write_file"]["allowed"] and rights["write_file"]["option"] == "--rw /usr/bin"
+    trights = {r["right"]: r for r in tmp["rights"]}
+    assert not trights["execute"]["allowed"] and trights["execute"]["option"] == "--rox /tmp"
+
+
+# ---- the CLI -------------------------------------------------------------------------------
+
+def test_cli_script_in_the_writable_work_dir_fails_naming_the_option_and_runs_given_it(tmp_path):
+    need_landlock()
+    work = tmp_path / "work"
+    work.mkdir()
+    exe = script(str(work))
+    assert subprocess.run([exe], capture_output=True).returncode == 0  # control
+    r = cli("run", "--rw", str(work), "--", exe)
+    assert r.returncode == 126
+    real = os.path.realpath(str(work))
+    assert f"Landlock denies execute (no rule grants it); allow it with --rox {real}" in r.stderr
+    r = cli("run", "--rw", str(work), "--rox", str(work), "--", exe)
+    assert r.returncode == 0 and r.stdout == "hello from the script\n", r.stderr
+
+
+def test_cli_script_outside_the_policy_runs_with_its_added_rule_and_not_without(outside):
+    need_landlock()
+    exe = script(outside)
+    r = cli("run", "--", exe)
+    assert r.returncode == 0 and r.stdout == "hello from the script\n", r.stderr
+    assert f"added --rox {exe} for the executable" in r.stderr
+    r = cli("run", "--no-auto-rules", "--", exe)
+    assert r.returncode == 126
+    assert f"{exe}: Landlock denies execute (no rule grants it); allow it with --rox {outside}" \
+        in r.stderr
+    r = cli("run", "--no-auto-rules", "--rox", outside, "--", exe)
+    assert r.returncode == 0 and r.stdout == "hello from the script\n", r.stderr
+
+
+def test_cli_a_program_exiting_126_itself_gets_no_diagnosis():
+    need_landlock()
+    r = cli("run", "--", "sh", "-c", "exit 126")
+    assert r.returncode == 126 and "Landlock" not in r.stderr and "allow it" not in r.stderr
+
+
+def test_cli_explain_path_json_and_text(outside):
+    r = cli("explain", "--path", outside, "--path", "/usr/bin/env", "--json")
+    assert r.returncode == 0, r.stderr
+    infos = json.loads(r.stdout)
+    assert [i["path"] for i in infos] == [outside, "/usr/bin/env"]
+    ex = {x["right"]: x for x in infos[0]["rights"]}["execute"]
+    assert not ex["allowed"] and ex["option"] == f"--rox {outside}"
+    r = cli("explain", "--path", "/usr/bin/env")
+    assert r.returncode == 0 and "execute" in r.stdout and "rule /usr (preset)" in r.stdout
+
+
+def test_cli_venv_python_runs_with_its_added_rules_reported(outside):
+    """The interpreter CI uses may live outside /usr (pyenv, uv); a venv of it, outside
+    every rule, runs under the defaults with the rules that made it run reported."""
+    need_landlock()
+    ve = os.path.join(outside, "ve")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", ve], check=True, timeout=120)
+    py = os.path.join(ve, "bin", "python")
+    code = "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix]))"
+    r = cli("run", "--", py, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0] == ve
+    assert f"added --rox {ve} for the Python prefix" in r.stderr
+    r = cli("run", "--report", os.path.join(outside, "report.json"), "--", py, "-c", "pass")
+    assert r.returncode == 0, r.stderr
+    report = json.load(open(os.path.join(outside, "report.json")))
+    assert any(x["path"] == ve for x in report["auto_rules"]["rules"])
+    r = cli("run", "--no-auto-rules", "--", py, "-c", code)
+    assert r.returncode != 0 and "allow it with" in r.stderr
+    assert stat.S_ISDIR(os.stat(ve).st_mode)
