@@ -13,8 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from kernelreq import need_landlock
 
 from volt_enforce.autorules import (

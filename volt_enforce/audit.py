@@ -278,7 +278,7 @@ class DenialWatch:
         watch = cls()
         policy = config.landlock
         if policy is not None:
-            policy.logging = LandlockLogging(int(policy.logging) | LandlockLogging.NEW_EXEC_ON)
+            policy.logging = LandlockLogging(int(policy.logging) | LandlockLogging.NEW_EXEC_ON)  # type: ignore[arg-type]
             abi = landlock.kernel_abi()
             if abi < 7:
                 watch.landlock_logs = False
@@ -336,7 +336,7 @@ class DenialWatch:
 
     def _ours(self, pid: str) -> bool:
         """Whether ``pid`` is the child or below it (asked when its record arrives)."""
-        seen = []
+        seen: list[str] = []
         p: str | None = pid
         for _ in range(64):
             if p is None or p in ("0", "1"):

@@ -196,16 +196,16 @@ def parse_elf(f: BinaryIO) -> ElfInfo | None:
     runpath: list[str] = []
     soname = None
     for tag, val in names:
-        text = _cstr(strings, val, {DT_NEEDED: "DT_NEEDED", DT_RPATH: "DT_RPATH",
+        name = _cstr(strings, val, {DT_NEEDED: "DT_NEEDED", DT_RPATH: "DT_RPATH",
                                     DT_RUNPATH: "DT_RUNPATH", DT_SONAME: "DT_SONAME"}[tag])
         if tag == DT_NEEDED:
-            needed.append(text)
+            needed.append(name)
         elif tag == DT_RPATH:
-            rpath += text.split(":")
+            rpath += name.split(":")
         elif tag == DT_RUNPATH:
-            runpath += text.split(":")
+            runpath += name.split(":")
         else:
-            soname = text
+            soname = name
     return ElfInfo(bits, data == 1, machine, interp, tuple(needed), tuple(rpath), tuple(runpath),
                    soname, bool(flags_1 & DF_1_NODEFLIB))
 
@@ -558,11 +558,11 @@ def python_paths(path: str) -> dict[str, str] | None:
         if cfg.get("include-system-site-packages", "false").lower() == "true":
             out["base_site_packages"] = os.path.join(_py_version_dirs(base)[0], "site-packages")
         return out
-    prefix = _find_prefix(os.path.dirname(os.path.realpath(path)))
-    if prefix is None:
+    own = _find_prefix(os.path.dirname(os.path.realpath(path)))
+    if own is None:
         return None
-    stdlib = _py_version_dirs(prefix)[0]
-    return {"prefix": prefix, "base_prefix": prefix,
+    stdlib = _py_version_dirs(own)[0]
+    return {"prefix": own, "base_prefix": own,
             "site_packages": os.path.join(stdlib, "site-packages")}
 
 
@@ -592,7 +592,7 @@ class AutoRule:
 
 
 def _access_names(access: int) -> list[str]:
-    from .diagnose import access_names
+    from .rights import access_names
 
     return access_names(access)
 
@@ -634,7 +634,7 @@ def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str
     Without a policy nothing is restricted and nothing is needed. A file or directory
     inside a path the policy makes writable is never made executable: it is reported
     in ``skipped`` instead (reading it is granted already)."""
-    from .diagnose import PolicyRights
+    from .rights import PolicyRights
 
     out = AutoRules()
     if policy is None:

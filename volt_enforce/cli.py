@@ -495,6 +495,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     if path is None:
         return _not_run(cmd[0], status)
     _auto_rules(args, cfg, cmd)
+    # imported now: once this process is restricted it may not read the module
+    from .diagnose import diagnose_exec
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     try:
@@ -510,8 +512,6 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     try:
         os.execv(path, cmd)
     except OSError as exc:
-        from .diagnose import diagnose_exec
-
         diag = diagnose_exec(report, path)
         if diag is not None:
             _error(diag.message())

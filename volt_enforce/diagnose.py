@@ -16,11 +16,12 @@ bool``. A path absent from the view is reported as such; Landlock logs nothing t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .model import LandlockAccess, LandlockPolicy
+from .autorules import read_elf
+from .model import LandlockAccess
+from .rights import PolicyRights, access_names
 
 if TYPE_CHECKING:
     from .compile import Compiled
@@ -38,107 +39,12 @@ __all__ = [
 
 _A = LandlockAccess
 _SINGLE = [m for m in _A if m.value and m.value & (m.value - 1) == 0]
-_ALL = 0
-for _m in _SINGLE:
-    _ALL |= _m.value
-#: What makes a path writable for "never make a writable file executable".
-WRITE_RIGHTS = _A.WRITE_FILE | _A.MAKE_REG
-
-
-def access_names(access: int) -> list[str]:
-    """The single rights of a mask, lower case (``["read_file", "execute"]``)."""
-    return [m.name.lower() for m in _SINGLE if access & m.value and m.name is not None]
 
 
 class View(Protocol):
     """What diagnosis asks of a sandbox's filesystem view."""
 
     def visible(self, path: str) -> bool: ...
-
-
-def _under(path: str, top: str) -> bool:
-    return path == top or top == "/" or path.startswith(top.rstrip("/") + "/")
-
-
-@dataclass(frozen=True)
-class PolicyRights:
-    """Rights by path, as Landlock decides them: ``handled`` rights are denied unless
-    a rule on the path or on a directory above it grants them; the rest are free.
-
-    ``rules`` are (resolved path, rights, is a directory, source). ``dropped`` maps a
-    right this kernel cannot enforce (so it is free) to the reason."""
-
-    handled: int
-    rules: tuple[tuple[str, int, bool, str], ...]
-    dropped: tuple[tuple[int, str], ...] = ()
-
-    @classmethod
-    def of_policy(cls, policy: LandlockPolicy) -> PolicyRights:
-        """From a model policy, before compiling (every right handled, runtime rules in)."""
-        from .landlock import RUNTIME_RULES
-
-        pairs: list[tuple[str, int, str]] = [(r.path, int(r.access), "policy") for r in policy.rules]
-        if policy.runtime:
-            pairs += [(p, int(a), "runtime") for p, a in RUNTIME_RULES]
-        return cls(int(_A.all()), _resolved(pairs))
-
-    @classmethod
-    def of_compiled(cls, compiled: Compiled | EnforcementReport) -> PolicyRights:
-        """From a compiled sandbox (or its report): the rules as the kernel got them."""
-        from .compile import Compiled
-
-        if isinstance(compiled, Compiled):
-            report = compiled.ruleset.report if compiled.ruleset is not None else None
-        else:
-            report = compiled.landlock
-        if report is None or not report.handled_fs:
-            dropped = tuple((int(m), "no Landlock filesystem restriction") for m in _SINGLE)
-            return cls(0, (), dropped if report is None else ())
-        from .landlock import fs_rights_for_abi
-
-        pairs = [(r.path, int(r.access), r.source) for r in report.rules]
-        dropped = []
-        for d in (*report.dropped, *report.best_effort):
-            bit = getattr(_A, d.name, None) if d.kind == "fs" else None
-            if bit is not None:
-                dropped.append((int(bit), f"dropped on this kernel: {d.reason}"))
-        known = int(fs_rights_for_abi(report.abi))
-        for m in _SINGLE:
-            if not known & m.value and all(b != m.value for b, _ in dropped):
-                dropped.append((m.value, f"not enforced on this kernel: Landlock ABI {report.abi} "
-                                         "lacks it"))
-        return cls(int(report.handled_fs), _resolved(pairs), tuple(dropped))
-
-    def granting(self, path: str) -> list[tuple[str, int, str]]:
-        """The rules that give ``path`` (resolved) rights: (rule path, rights, source)."""
-        out = []
-        for rpath, access, is_dir, source in self.rules:
-            if (is_dir and _under(path, rpath)) or (not is_dir and path == rpath):
-                out.append((rpath, access, source))
-        return out
-
-    def granted(self, path: str) -> int:
-        """The rights a child has on ``path`` (a resolved path)."""
-        g = _ALL & ~self.handled
-        for _p, access, _s in self.granting(path):
-            g |= access
-        return g
-
-    def writable(self, path: str) -> bool:
-        return bool(self.granted(path) & WRITE_RIGHTS)
-
-    def writable_beneath(self, directory: str) -> bool:
-        """Whether a write right is granted somewhere strictly below ``directory``."""
-        return any(access & WRITE_RIGHTS and rpath != directory and _under(rpath, directory)
-                   for rpath, access, _d, _s in self.rules)
-
-
-def _resolved(pairs: Iterable[tuple[str, int, str]]) -> tuple[tuple[str, int, bool, str], ...]:
-    out = []
-    for path, access, source in pairs:
-        real = os.path.realpath(path)  # the rule is on what the path named when added
-        out.append((real, access, os.path.isdir(real), source))
-    return tuple(out)
 
 
 # ---- the option that grants a right ---------------------------------------------------
@@ -226,8 +132,6 @@ def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosi
             scripts.append(current)
             current, role = interp, f"the interpreter of {current}"
             continue
-        from .autorules import read_elf
-
         elf = read_elf(current)
         if elf is not None and elf.interp:
             steps.append((elf.interp, run, f"the ELF interpreter of {current}"))
