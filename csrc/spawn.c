@@ -285,7 +285,8 @@ static int child_main(void *arg)
 	}
 	if (a->umask_value >= 0)
 		umask((mode_t)a->umask_value);
-	if (a->new_session && setsid() < 0) {
+	/* a contained plan makes the session itself (ve_apply's session step) */
+	if (a->new_session && !(plan && plan->new_session) && setsid() < 0) {
 		fail(res, VE_STEP_SETSID, errno, 0);
 		goto out;
 	}

@@ -1,5 +1,7 @@
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -7,6 +9,30 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import build_testcore  # noqa: E402
 from vm.matrix import pytest_collection_modifyitems, pytest_report_header  # noqa: E402,F401
+
+
+@pytest.fixture
+def assume_abi(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], contextlib.AbstractContextManager[None]]:
+    """For one test: a context manager that caps the Landlock ABI the library believes
+    the kernel has (0 acts as if Landlock were absent); nested caps take the lowest.
+    Test-only state: the library itself has none (``abi=`` is its per-call cap)."""
+    from volt_enforce import landlock as ll
+
+    @contextlib.contextmanager
+    def cap(n: int) -> Iterator[None]:
+        ll._check_abi("abi", n)
+        previous = ll.effective_abi
+
+        def capped(abi: int | None = None) -> int:
+            return min(previous(abi), n)
+
+        monkeypatch.setattr(ll, "effective_abi", capped)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(ll, "effective_abi", previous)
+
+    return cap
 
 
 def pytest_configure(config: pytest.Config) -> None:

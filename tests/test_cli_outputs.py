@@ -233,3 +233,28 @@ def test_exec_report_writes_through_a_char_device(null_device):
             str(null_device), "--", "/bin/true")
     assert cp.returncode == 0, cp.stderr
     assert stat.S_ISCHR(os.lstat(null_device).st_mode)
+
+
+def test_write_plan_writes_through_a_fifo_and_replaces_a_file_atomically(tmp_path):
+    """The library's plan writer follows the same rules as the CLI's outputs."""
+    import threading
+
+    from volt_enforce import IsolationConfig
+    from volt_enforce.init_plan import compile_plan, write_plan
+
+    config = IsolationConfig(seccomp="strict")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_plan(config, str(fifo))
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got == [compile_plan(config).encode()]
+    plain = tmp_path / "plan"
+    plain.write_text("old")
+    plain.chmod(0o640)
+    write_plan(config, str(plain))
+    assert plain.read_text() == compile_plan(config) and plain.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "plan"]

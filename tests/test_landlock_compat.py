@@ -63,9 +63,9 @@ def expected_drops(abi: int) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("abi", range(1, 8))
-def test_best_effort_masks_to_the_abi(tmp_path, abi):
+def test_best_effort_masks_to_the_abi(tmp_path, abi, assume_abi):
     need_landlock(abi)
-    with ll.assume_abi(abi), ll.compile(everything(tmp_path)) as compiled:
+    with assume_abi(abi), ll.compile(everything(tmp_path)) as compiled:
         r = compiled.report
         assert compiled.abi == r.abi == abi and r.kernel_abi == ll.kernel_abi()
         assert r.handled_fs == FULL_FS[abi] == ll.fs_rights_for_abi(abi)
@@ -85,67 +85,67 @@ def test_best_effort_masks_to_the_abi(tmp_path, abi):
         assert in_child(compiled, lambda: None) == OK
 
 
-def test_drop_reason_wording():
+def test_drop_reason_wording(assume_abi):
     need_landlock(3)
-    with ll.assume_abi(2), ll.compile(LandlockPolicy(runtime=False)) as compiled:
+    with assume_abi(2), ll.compile(LandlockPolicy(runtime=False)) as compiled:
         reasons = {d.name: d.reason for d in compiled.report.dropped}
     suffix = f" (capped from {ll.kernel_abi()})" if ll.kernel_abi() > 2 else ""
     assert reasons["TRUNCATE"] == "TRUNCATE needs ABI 3, kernel has 2" + suffix
 
 
-def test_abi_argument_and_assume_abi_take_the_lowest(tmp_path):
+def test_abi_argument_and_assume_abi_take_the_lowest(tmp_path, assume_abi):
     need_landlock(5)
     with ll.compile(everything(tmp_path), abi=3) as a:
         assert a.abi == 3
-    with ll.assume_abi(4):
+    with assume_abi(4):
         assert ll.effective_abi() == 4
         assert ll.effective_abi(2) == 2 and ll.effective_abi(6) == 4
-        with ll.assume_abi(2):
+        with assume_abi(2):
             assert ll.effective_abi() == 2
         assert ll.effective_abi() == 4
     assert ll.effective_abi() == ll.kernel_abi()
     with pytest.raises(ll.PolicyError):
         ll.compile(None, abi=-1)
-    with pytest.raises(ll.PolicyError), ll.assume_abi(True):
+    with pytest.raises(ll.PolicyError), assume_abi(True):
         pass
 
 
-def test_refer_on_abi_1(tmp_path):
+def test_refer_on_abi_1(tmp_path, assume_abi):
     """ABI 1 always denies cross-directory rename and link: not a loss, unless a rule
     grants REFER."""
     need_landlock(1)
     plain = LandlockPolicy(rules=[LandlockRule(str(tmp_path), ALL & ~A.REFER)], runtime=False)
-    with ll.assume_abi(1), ll.compile(plain) as compiled:
+    with assume_abi(1), ll.compile(plain) as compiled:
         assert "REFER" not in {d.name for d in compiled.report.dropped}
         assert any(n.startswith("REFER:") for n in compiled.report.notes)
-    with ll.assume_abi(1), ll.compile(everything(tmp_path)) as compiled:
+    with assume_abi(1), ll.compile(everything(tmp_path)) as compiled:
         (refer,) = [d for d in compiled.report.dropped if d.name == "REFER"]
         assert not refer.weakens and "stay denied" in refer.reason
 
 
 @pytest.mark.parametrize("abi,expect", [(1, errno.EXDEV), (2, OK)])
-def test_rename_across_directories_by_abi(tmp_path, abi, expect):
+def test_rename_across_directories_by_abi(tmp_path, abi, expect, assume_abi):
     need_landlock(abi)
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
     (tmp_path / "a" / "f").write_text("x")
-    with ll.assume_abi(abi), ll.compile(everything(tmp_path)) as compiled:
+    with assume_abi(abi), ll.compile(everything(tmp_path)) as compiled:
         assert in_child(compiled, lambda: os.rename(tmp_path / "a" / "f",
                                                     tmp_path / "b" / "f")) == expect
 
 
 @pytest.mark.parametrize("abi,expect", [(2, OK), (3, errno.EACCES)])
-def test_truncate_by_abi(tmp_path, abi, expect):
+def test_truncate_by_abi(tmp_path, abi, expect, assume_abi):
     need_landlock(abi)
     (tmp_path / "f").write_text("data")
     policy = LandlockPolicy(rules=[LandlockRule(str(tmp_path), A.READ_ONLY | A.WRITE_FILE)],
                             runtime=False)
-    with ll.assume_abi(abi), ll.compile(policy) as compiled:
+    with assume_abi(abi), ll.compile(policy) as compiled:
         assert in_child(compiled, lambda: os.truncate(tmp_path / "f", 0)) == expect
 
 
 @pytest.mark.parametrize("abi,expect", [(4, OK), (5, errno.EACCES)])
-def test_ioctl_by_abi(abi, expect):
+def test_ioctl_by_abi(abi, expect, assume_abi):
     need_landlock(abi)
     master, slave = os.openpty()
     name = os.ttyname(slave)
@@ -157,7 +157,7 @@ def test_ioctl_by_abi(abi, expect):
             fd = os.open(name, os.O_RDWR | os.O_NOCTTY)
             fcntl.ioctl(fd, termios.TCGETS, bytes(64))
 
-        with ll.assume_abi(abi), ll.compile(policy) as compiled:
+        with assume_abi(abi), ll.compile(policy) as compiled:
             assert in_child(compiled, tcgets) == expect
     finally:
         os.close(master)
@@ -165,19 +165,19 @@ def test_ioctl_by_abi(abi, expect):
 
 
 @pytest.mark.parametrize("abi,expect", [(3, OK), (4, errno.EACCES)])
-def test_tcp_by_abi(abi, expect):
+def test_tcp_by_abi(abi, expect, assume_abi):
     need_landlock(abi)
 
     def bind() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
 
-    with ll.assume_abi(abi), ll.compile(LandlockPolicy(bind_tcp=[], runtime=False)) as compiled:
+    with assume_abi(abi), ll.compile(LandlockPolicy(bind_tcp=[], runtime=False)) as compiled:
         assert in_child(compiled, bind) == expect
 
 
 @pytest.mark.parametrize("abi,expect", [(5, OK), (6, errno.EPERM)])
-def test_scope_by_abi(abi, expect):
+def test_scope_by_abi(abi, expect, assume_abi):
     need_landlock(abi)
     name = f"\0volt-enforce-compat-{os.getpid()}-{abi}"
     with socket.socket(socket.AF_UNIX) as listener:
@@ -189,7 +189,7 @@ def test_scope_by_abi(abi, expect):
                 c.connect(name)
 
         policy = LandlockPolicy(scopes=["abstract_unix_socket"], runtime=False)
-        with ll.assume_abi(abi), ll.compile(policy) as compiled:
+        with assume_abi(abi), ll.compile(policy) as compiled:
             assert in_child(compiled, connect) == expect
 
 
@@ -217,12 +217,12 @@ def _policy(tmp: Path, level: str, kw: dict) -> LandlockPolicy:
 
 @pytest.mark.parametrize("level", ["hard_requirement", "soft_requirement"])
 @pytest.mark.parametrize("abi,kw,feature,has", CASES, ids=[c[2] for c in CASES])
-def test_requirement_names_the_missing_feature(tmp_path, level, abi, kw, feature, has):
+def test_requirement_names_the_missing_feature(tmp_path, level, abi, kw, feature, has, assume_abi):
     """The error names the oldest missing feature and the ABI that has it."""
     full = max(has, 5)  # a policy handles every filesystem right, IOCTL_DEV (ABI 5) included
     need_landlock(full)
     before = set(os.listdir("/proc/self/fd"))
-    with ll.assume_abi(abi), pytest.raises(CompatibilityError) as exc:
+    with assume_abi(abi), pytest.raises(CompatibilityError) as exc:
         ll.compile(_policy(tmp_path, level, kw))
     assert exc.value.feature == feature
     assert f"{feature} needs ABI {has}, kernel has {abi}" in str(exc.value)
@@ -230,14 +230,14 @@ def test_requirement_names_the_missing_feature(tmp_path, level, abi, kw, feature
     assert exc.value.errno == errno.EOPNOTSUPP
     assert set(os.listdir("/proc/self/fd")) == before
     # with an ABI that has everything asked, the same policy compiles
-    with ll.assume_abi(full), ll.compile(_policy(tmp_path, level, kw)) as compiled:
+    with assume_abi(full), ll.compile(_policy(tmp_path, level, kw)) as compiled:
         assert compiled.report.status == "full" and compiled.report.dropped == ()
 
 
-def test_landlock_absent(tmp_path):
+def test_landlock_absent(tmp_path, assume_abi):
     (tmp_path / "f").write_text("x")
     policy = LandlockPolicy(rules=[LandlockRule("/usr", A.READ_ONLY)], runtime=False)
-    with ll.assume_abi(0):
+    with assume_abi(0):
         best = ll.compile(policy)
         soft = ll.compile(LandlockPolicy(rules=policy.rules, compatibility="soft_requirement"))
         with pytest.raises(CompatibilityError) as exc:
@@ -252,10 +252,10 @@ def test_landlock_absent(tmp_path):
         compiled.close()
 
 
-def test_best_effort_with_everything_dropped_enforces_nothing():
+def test_best_effort_with_everything_dropped_enforces_nothing(assume_abi):
     """Network mode none on ABI 3: TCP cannot be restricted and nothing else was asked."""
     need_landlock(3)
-    with ll.assume_abi(3):
+    with assume_abi(3):
         compiled = ll.compile_for(IsolationConfig(network=NetworkConfig(mode=NetworkMode.NONE)))
     assert compiled is not None and compiled.fd == -1 and compiled.report.status == "none"
     assert {(d.kind, d.name) for d in compiled.report.dropped} == {

@@ -103,6 +103,20 @@ def test_every_export_resolves():
         assert getattr(volt_enforce, name) is not None, name
 
 
+def test_the_typing_imports_match_the_lazy_exports():
+    """The TYPE_CHECKING imports of __init__ (what type checkers see) name exactly the
+    lazy exports (what __getattr__ serves), each from the module the table says."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(volt_enforce))
+    (block,) = [n for n in tree.body if isinstance(n, ast.If)
+                and getattr(n.test, "id", None) == "TYPE_CHECKING"]
+    typed = {a.name: node.module for node in block.body if isinstance(node, ast.ImportFrom)
+             for a in node.names}
+    assert typed == volt_enforce._EXPORTS
+
+
 def test_core_stub_matches_the_cdefs_and_the_extension():
     root = PKG.parent
     gen = subprocess.run([sys.executable, str(root / "tools" / "gen_core_pyi.py"), "--check"],

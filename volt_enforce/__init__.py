@@ -51,6 +51,7 @@ _EXPORTS = {
     "Compiled": "compile",
     "compile_config": "compile",
     "EnforcementReport": "report",
+    "LandlockStatus": "landlock",
     "Popen": "sandbox",
     "Sandbox": "sandbox",
     "apply_self": "sandbox",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
         VoltEnforceError,
     )
     from .kernel import Probe, landlock_abi, probe
+    from .landlock import LandlockStatus
     from .model import (
         CAPABILITIES,
         DOCKER_DEFAULT_CAPABILITIES,

@@ -178,7 +178,8 @@ def _ranged(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
-def _add_command_options(p: argparse.ArgumentParser, func) -> None:
+def _add_command_options(p: argparse.ArgumentParser,
+                         func: Callable[[argparse.Namespace], int]) -> None:
     """What run and exec share: the policy, the report file, the command."""
     _add_policy_options(p)
     p.add_argument("--report", metavar="FILE", type=_text, help="write the enforcement report as JSON")
@@ -222,7 +223,7 @@ def _rootfs(args: argparse.Namespace) -> str:
                        + ("--profile none" if args.profile == "none" else "the --config policy"))
     if not os.path.isdir(args.rootfs):
         raise CLIError(f"--rootfs {args.rootfs}: not a directory")
-    return os.path.abspath(args.rootfs)
+    return os.path.abspath(str(args.rootfs))
 
 
 def _seccomp_value(text: str) -> str:
@@ -716,7 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        rc: int = args.func(args)
+        return rc
     except CLIError as exc:
         _error(str(exc))
     except EnforcementError as exc:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .cgroups import LimitPlan
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
+    from .seccomp.policy import Rule
 
 __all__ = [
     "Compiled",
@@ -271,12 +272,12 @@ def compile_config(
     guard = _has_port_rules(config)
     unconfined = config.seccomp in (None, SeccompProfile.UNCONFINED, "unconfined")
     if filt is None and config.seccomp is not None:
+        extra: tuple[Rule, ...] = ()
         if guard and not unconfined:
             from .seccomp import profiles
 
-            filt = seccomp.compile(config.seccomp, extra_rules=profiles.port_rule_guard())
-        else:
-            filt = seccomp.compile(config.seccomp)
+            extra = profiles.port_rule_guard()
+        filt = seccomp.compile(config.seccomp, extra_rules=extra)
     if guard:
         # Landlock's TCP rules see plain TCP only (erratum 1 aside)
         notes.append("TCP port rules: MPTCP, SCTP and SMC sockets are denied by the seccomp "

@@ -181,17 +181,11 @@ def cgroup_directories(limits: ResourceLimits | LimitPlan, *, name: str, best_ef
 
 
 def write_plan(config: IsolationConfig, path: str, *, best_effort: bool = False) -> None:
-    """Write the plan for ``config`` to ``path`` (atomically)."""
-    text = compile_plan(config, best_effort=best_effort)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write the plan for ``config`` to ``path`` by the rules of ``fileout``: a regular
+    file is replaced atomically, a device or fifo is written through, never replaced."""
+    from .fileout import write_text
+
+    write_text(path, compile_plan(config, best_effort=best_effort))
 
 
 def volt_init_path() -> str:

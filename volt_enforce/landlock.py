@@ -83,13 +83,11 @@ feature it affects.
 
 from __future__ import annotations
 
-import contextlib
 import errno as _errno
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import IntFlag
+from enum import Enum, IntFlag
 from typing import Any
 
 from ._core import ffi, lib
@@ -105,11 +103,13 @@ from .model import (
     LandlockScope,
     MissingPaths,
     NetworkMode,
+    flag_value,
 )
 
 __all__ = [
     "LandlockNetAccess",
     "RestrictFlag",
+    "LandlockStatus",
     "ABI_LINUX",
     "FILE_RIGHTS",
     "DIR_ONLY_RIGHTS",
@@ -122,7 +122,6 @@ __all__ = [
     "no_new_privs_flag_supported",
     "features",
     "effective_abi",
-    "assume_abi",
     "fs_rights_for_abi",
     "RuleReport",
     "PortReport",
@@ -210,7 +209,6 @@ ERRATA: dict[int, tuple[int, str]] = {
 # ── the running kernel ───────────────────────────────────────────────────────
 
 _errata_raw: int | None = None
-_abi_cap: int | None = None
 
 
 def _kernel_result() -> int:
@@ -299,40 +297,26 @@ def _check_abi(name: str, value: Any) -> int:
 
 
 def effective_abi(abi: int | None = None) -> int:
-    """The ABI compile() uses: the kernel's, capped by ``assume_abi`` and by ``abi``."""
+    """The ABI compile() uses: the kernel's, capped by ``abi``."""
     n = kernel_abi()
-    if _abi_cap is not None:
-        n = min(n, _abi_cap)
     if abi is not None:
         n = min(n, _check_abi("abi", abi))
     return n
-
-
-@contextlib.contextmanager
-def assume_abi(n: int) -> Iterator[None]:
-    """Cap, process-wide, the Landlock ABI the library believes the kernel has
-    (0 acts as if Landlock were absent). For tests of older kernels' behaviour."""
-    global _abi_cap
-    _check_abi("abi", n)
-    previous = _abi_cap
-    _abi_cap = n
-    try:
-        yield
-    finally:
-        _abi_cap = previous
 
 
 def fs_rights_for_abi(abi: int) -> LandlockAccess:
     """The filesystem rights an ABI version knows."""
     v = 0
     for name in _names(_A, _ALL_FS):
-        if _FS_ABI.get(int(_A[name]), 1) <= abi:
-            v |= int(_A[name])
+        bit = int(_A.__members__[name])
+        if _FS_ABI.get(bit, 1) <= abi:
+            v |= bit
     return _A(v)
 
 
 def _names(flag_cls: type[IntFlag], value: int) -> list[str]:
-    return [m.name for m in flag_cls if m.value & value and m.value & (m.value - 1) == 0]
+    return [m.name for m in flag_cls
+            if m.name is not None and m.value & value and m.value & (m.value - 1) == 0]
 
 
 def _lower(flag_cls: type[IntFlag], value: int) -> list[str]:
@@ -357,8 +341,8 @@ class RuleReport:
     quiet: bool = False  # added with LANDLOCK_ADD_RULE_QUIET
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"path": self.path, "access": _lower(_A, self.access), "kind": self.kind,
-             "source": self.source}
+        d: dict[str, Any] = {"path": self.path, "access": _lower(_A, self.access),
+                             "kind": self.kind, "source": self.source}
         if self.quiet:
             d["quiet"] = True
         return d
@@ -415,6 +399,21 @@ class Dropped:
         return d
 
 
+class LandlockStatus(str, Enum):
+    """How much of a requested Landlock policy the kernel enforces (a str, so that
+    ``status == "full"`` and the JSON report keep their values)."""
+
+    FULL = "full"  # everything requested is enforced, perhaps more strictly
+    PARTIAL = "partial"  # a restriction was dropped for the running kernel
+    NONE = "none"  # nothing is enforced
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass(frozen=True)
 class LandlockReport:
     """What a compiled ruleset enforces (``CompiledRuleset.report``).
@@ -424,7 +423,7 @@ class LandlockReport:
     or "none" (nothing is enforced).
     """
 
-    status: str
+    status: LandlockStatus
     abi: int
     kernel_abi: int
     errata: int
@@ -447,11 +446,11 @@ class LandlockReport:
 
     @property
     def enforced(self) -> bool:
-        return self.status != "none"
+        return self.status is not LandlockStatus.NONE
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status,
+            "status": self.status.value,
             "abi": self.abi,
             "kernel_abi": self.kernel_abi,
             "errata": self.errata,
@@ -701,11 +700,11 @@ def _request(policy: LandlockPolicy | None, read_only: bool,
         req.connect_tcp = None if policy.connect_tcp is None else list(policy.connect_tcp)
         req.bind_udp = None if policy.bind_udp is None else list(policy.bind_udp)
         req.connect_udp = None if policy.connect_udp is None else list(policy.connect_udp)
-        req.quiet_fs = int(policy.quiet_access_fs)
-        req.quiet_net = int(policy.quiet_access_net)
-        req.quiet_scoped = int(policy.quiet_scoped)
-        req.scopes = int(policy.scopes)
-        req.logging = int(policy.logging)
+        req.quiet_fs = flag_value(policy.quiet_access_fs)
+        req.quiet_net = flag_value(policy.quiet_access_net)
+        req.quiet_scoped = flag_value(policy.quiet_scoped)
+        req.scopes = flag_value(policy.scopes)
+        req.logging = flag_value(policy.logging)
         req.compatibility = Compatibility(policy.compatibility)
         runtime = policy.runtime
     for i, path in enumerate(unix_sockets or ()):
@@ -812,7 +811,7 @@ def _mask_fs(plan: _Plan, req: _Request) -> None:
             " enforcement, best effort)", weakens=False, abi=9))
     plan.handled_fs = (req.handled_fs | req.implicit_fs) & supported
     for bit in _names(_A, req.handled_fs & ~supported):
-        value = int(_A[bit])
+        value = int(_A.__members__[bit])
         need = _FS_ABI.get(value, 1)
         if value != int(_A.REFER):
             plan.dropped.append(Dropped("fs", bit, _needs(bit, need, abi, kernel), abi=need))
@@ -1048,11 +1047,11 @@ def _build(plan: _Plan) -> CompiledRuleset:
             os.close(fd)
         raise
     if fd < 0 and not plan.restrict_flags:
-        status = "none"
+        status = LandlockStatus.NONE
     elif any(d.weakens for d in dropped):
-        status = "partial"
+        status = LandlockStatus.PARTIAL
     else:
-        status = "full"
+        status = LandlockStatus.FULL
     report = LandlockReport(
         status=status,
         abi=plan.abi,
@@ -1092,7 +1091,7 @@ def compile(  # shadows the builtin inside this module only; callers use ll.comp
 
     ``read_only``: the seed's ReadOnlyFS (no write right anywhere; without a
     policy only the write rights are handled). ``abi`` caps the ABI the
-    library believes the kernel has (see also ``assume_abi``). ``all_threads``:
+    library believes the kernel has. ``all_threads``:
     restrict every thread of the process (TSYNC, ABI 8; for apply_self in a threaded
     program). ``unix_sockets``: pathname UNIX sockets the sandbox may connect to
     (RESOLVE_UNIX, ABI 9, asked for at the policy's compatibility level; one rule on

@@ -37,7 +37,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +165,7 @@ def _fold(key: str) -> str:
     return key.lower().replace("\u017f", "s")
 
 
-class _JSONObject(dict):
+class _JSONObject(dict[str, Any]):
     """A decoded JSON object that also keeps every pair in document order,
     duplicates included, so that a repeated key can be refused."""
 
@@ -371,6 +371,14 @@ class MissingPaths(str, enum.Enum):
         return self.value
 
 
+def flag_value(value: object) -> int:
+    """The int of a validated flag field (``validate()`` normalized a list of names
+    to the IntFlag); a field that was never validated is a TypeError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"flag field is not validated: {value!r}")
+
+
 def _flag_names(flag_cls: type[enum.IntFlag], value: int) -> list[str]:
     return [m.name.lower() for m in flag_cls if m.value & value]  # type: ignore[union-attr]
 
@@ -550,19 +558,19 @@ class LandlockPolicy:
         if self.connect_tcp is not None:
             d["ConnectTCP"] = list(self.connect_tcp)
         if self.scopes:
-            d["Scopes"] = _flag_names(LandlockScope, int(self.scopes))
+            d["Scopes"] = _flag_names(LandlockScope, flag_value(self.scopes))
         if self.logging:
-            d["Logging"] = _flag_names(LandlockLogging, int(self.logging))
+            d["Logging"] = _flag_names(LandlockLogging, flag_value(self.logging))
         if self.bind_udp is not None:
             d["BindUDP"] = list(self.bind_udp)
         if self.connect_udp is not None:
             d["ConnectUDP"] = list(self.connect_udp)
         if self.quiet_access_fs:
-            d["QuietAccessFS"] = int(self.quiet_access_fs)
+            d["QuietAccessFS"] = flag_value(self.quiet_access_fs)
         if self.quiet_access_net:
-            d["QuietAccessNet"] = _flag_names(LandlockNetAccess, int(self.quiet_access_net))
+            d["QuietAccessNet"] = _flag_names(LandlockNetAccess, flag_value(self.quiet_access_net))
         if self.quiet_scoped:
-            d["QuietScoped"] = _flag_names(LandlockScope, int(self.quiet_scoped))
+            d["QuietScoped"] = _flag_names(LandlockScope, flag_value(self.quiet_scoped))
         if self.compatibility != Compatibility.BEST_EFFORT:
             d["Compatibility"] = str(self.compatibility)
         if self.missing_paths != MissingPaths.ERROR:
@@ -620,7 +628,7 @@ def _enum(prefix: str, cls: type[enum.Enum], value: Any) -> Any:
         raise PolicyError(prefix, value, f"is not one of {choices}") from None
 
 
-def _preset(rootfs: str, spec: list[tuple[str, int]]) -> LandlockPolicy:
+def _preset(rootfs: str, spec: Sequence[tuple[str, int]]) -> LandlockPolicy:
     # Go joins a relative rootfs into relative rules, which Landlock cannot use
     _check_abs_path("rootfs", rootfs)
     return LandlockPolicy(
@@ -1063,7 +1071,7 @@ def _seccomp_value(prefix: str, value: Any) -> SeccompProfile | str | None:
     except ValueError:
         pass
     if value.startswith("/"):
-        return value
+        return str(value)
     raise PolicyError(
         prefix, value,
         "is not 'strict', 'default', 'unconfined' or the absolute path of an OCI JSON profile",

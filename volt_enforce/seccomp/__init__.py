@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 _BUILTIN = {"default", "strict", "unconfined"}
-_cache: dict[tuple[str, str], SeccompFilter] = {}
+_cache: dict[tuple[str, str, tuple[Rule, ...]], SeccompFilter] = {}
 _lock = threading.Lock()
 
 

@@ -134,7 +134,7 @@ def _cap_name(prefix: str, value: Any) -> str:
     return name
 
 
-def _list(prefix: str, value: Any, what: str) -> list:
+def _list(prefix: str, value: Any, what: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -341,7 +341,7 @@ def parse_profile(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str]
     return policy, tuple(sorted(skipped))
 
 
-def _check_names(field_name: str, names: list, single: bool) -> None:
+def _check_names(field_name: str, names: list[Any], single: bool) -> None:
     for j, n in enumerate(names):
         if not isinstance(n, str) or not (is_known_syscall(n) or n in _FOREIGN_EXTRA):
             raise PolicyError(field_name if single else f"{field_name}[{j}]", n,

@@ -28,6 +28,7 @@ import socket as _socket
 import stat as _stat
 import termios as _termios
 from importlib import resources
+from typing import Any
 
 from .._core import lib
 from ..model import DOCKER_DEFAULT_CAPABILITIES
@@ -42,10 +43,12 @@ __all__ = ["default_policy", "docker_policy", "strict_policy", "containment_rule
 DOCKER_PROFILE = "docker-default.json"
 
 
-def docker_profile() -> dict:
+def docker_profile() -> dict[str, Any]:
     import json
 
-    return json.loads(resources.files(__package__).joinpath(DOCKER_PROFILE).read_text())
+    text = resources.files(__package__).joinpath(DOCKER_PROFILE).read_text()
+    profile: dict[str, Any] = json.loads(text)
+    return profile
 
 
 def docker_policy(arch: str) -> Policy:
