@@ -26,7 +26,6 @@ run, not even ``ldd``, so a hostile binary cannot act before it is sandboxed.
 from __future__ import annotations
 
 import os
-import platform
 import re
 import struct
 from collections.abc import Iterable, Mapping
@@ -336,7 +335,7 @@ def expand_dst(entry: str, origin: str, elf: ElfInfo) -> str:
     """An RPATH/RUNPATH entry with $ORIGIN, $LIB and $PLATFORM replaced (as ld.so
     does; an empty entry is the current directory)."""
     values = {"ORIGIN": origin, "LIB": "lib64" if elf.bits == 64 else "lib",
-              "PLATFORM": platform.machine()}
+              "PLATFORM": os.uname().machine}
     out = _DST.sub(lambda m: values[m.group(2) or m.group(3)], entry)
     return out or "."
 

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .autorules import FULL_WRITE, widen_writable
 from .errors import EnforcementError, PolicyError, VoltEnforceError
 from .fileout import Output, write_bytes
 from .model import (
@@ -236,6 +235,8 @@ def _seccomp_value(text: str) -> str:
 
 def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     """The IsolationConfig the options describe; options override the file."""
+    from .autorules import FULL_WRITE, widen_writable
+
     _check_text_options(args)
     cfg = _read_config(args.config) if args.config is not None else IsolationConfig()
     rootfs = _rootfs(args)
