@@ -213,6 +213,17 @@ def test_cli_script_outside_the_policy_runs_with_its_added_rule_and_not_without(
     assert r.returncode == 0 and r.stdout == "hello from the script\n", r.stderr
 
 
+def test_cli_a_missing_interpreter_is_not_blamed_on_the_sandbox(tmp_path):
+    need_landlock()
+    exe = script(str(tmp_path), interp="/nonexistent-volt/sh")
+    with pytest.raises(FileNotFoundError):  # control: it fails outside too
+        subprocess.run([exe], capture_output=True)
+    r = cli("run", "--", exe)
+    assert r.returncode in (126, 127) and "Landlock" not in r.stderr and "allow it" not in r.stderr
+    with compiled(IsolationConfig(landlock=server_policy("/"))) as c:
+        assert diagnose_exec(c, exe) is None
+
+
 def test_cli_a_program_exiting_126_itself_gets_no_diagnosis():
     need_landlock()
     r = cli("run", "--", "sh", "-c", "exit 126")

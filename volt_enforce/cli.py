@@ -408,7 +408,8 @@ def _exec_failed(sb: Any, cmd: list[str], exc: OSError) -> int:
 
     path, _status = _resolve(cmd[0])
     diag = diagnose_exec(sb.compiled, path) if path is not None else None
-    if diag is not None:
+    # Landlock answers EACCES; a missing path is the view's doing or no one's
+    if diag is not None and (isinstance(exc, PermissionError) or diag.denied_by == "view"):
         _error(diag.message())
         return EXIT_NOT_FOUND if diag.denied_by == "view" else EXIT_CANNOT_EXECUTE
     if isinstance(exc, FileNotFoundError):
@@ -496,7 +497,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     path, status = _resolve(cmd[0])
     if path is None:
         return _not_run(cmd[0], status)
-    _auto_rules(args, cfg, cmd)
+    auto = _auto_rules(args, cfg, cmd)
     # imported now: once this process is restricted it may not read the module
     from .diagnose import diagnose_exec
     # written after this process restricted itself, where a rename may be denied
@@ -508,14 +509,17 @@ def _cmd_exec(args: argparse.Namespace) -> int:
             report_file.discard()
         raise
     if report_file is not None:
-        report_file.write(report.to_dict())
+        written = report.to_dict()
+        if auto is not None:
+            written["auto_rules"] = auto.to_dict()
+        report_file.write(written)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execv(path, cmd)
     except OSError as exc:
         diag = diagnose_exec(report, path)
-        if diag is not None:
+        if diag is not None and (isinstance(exc, PermissionError) or diag.denied_by == "view"):
             _error(diag.message())
             return EXIT_CANNOT_EXECUTE
         status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE

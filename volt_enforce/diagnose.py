@@ -141,6 +141,8 @@ def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosi
         real = os.path.realpath(p)
         if view is not None and not view.visible(real):
             return Diagnosis(p, why, access_names(need)[0], "view", option_for(real, need))
+        if not os.path.exists(real):
+            return None  # not the sandbox's doing: the exec fails the same way outside
         missing = need & ~rights.granted(real)
         if missing:
             return Diagnosis(p, why, access_names(missing)[0], "landlock", option_for(real, missing))
