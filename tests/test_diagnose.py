@@ -218,9 +218,11 @@ def test_cli_a_missing_interpreter_is_not_blamed_on_the_sandbox(tmp_path):
     exe = script(str(tmp_path), interp="/nonexistent-volt/sh")
     with pytest.raises(FileNotFoundError):  # control: it fails outside too
         subprocess.run([exe], capture_output=True)
-    r = cli("run", "--", exe)
+    r = cli("run", "--rox", str(tmp_path), "--", exe)  # the script itself may run
     assert r.returncode in (126, 127) and "Landlock" not in r.stderr and "allow it" not in r.stderr
-    with compiled(IsolationConfig(landlock=server_policy("/"))) as c:
+    policy = server_policy("/")
+    policy.rules.append(LandlockRule(str(tmp_path), A.READ_EXEC))
+    with compiled(IsolationConfig(landlock=policy)) as c:
         assert diagnose_exec(c, exe) is None
 
 
