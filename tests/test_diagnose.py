@@ -262,3 +262,22 @@ def test_cli_venv_python_runs_with_its_added_rules_reported(outside):
     r = cli("run", "--no-auto-rules", "--", py, "-c", code)
     assert r.returncode != 0 and "allow it with" in r.stderr
     assert stat.S_ISDIR(os.stat(ve).st_mode)
+
+
+def test_cli_an_env_script_gets_the_rules_of_what_env_runs(outside):
+    """`#!/usr/bin/env python3` with a Python outside /usr first in PATH: env execs it,
+    so it needs the rules as if it were the target."""
+    need_landlock()
+    exe = script(outside, "tool", interp="/usr/bin/env python3",
+                 body="import sys; print(sys.prefix)")
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    assert subprocess.run([exe], capture_output=True, env=env).returncode == 0  # control
+    r = subprocess.run([VOLT, "run", "--", exe], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert os.path.realpath(r.stdout.strip()) == os.path.realpath(sys.prefix)
+    r = subprocess.run([VOLT, "run", "--no-auto-rules", "--rox", outside, "--", exe],
+                       capture_output=True, text=True, env=env, timeout=120)
+    if os.path.realpath(sys.base_prefix).startswith("/usr/"):
+        return  # a system Python needs no rule of its own: nothing to compare with
+    assert r.returncode != 0, "the control without the added rules should fail"

@@ -612,7 +612,8 @@ class AutoRules:
                 "missing_libraries": list(self.missing)}
 
 
-def _script_interpreter(path: str) -> str | None:
+def _script_interpreter(path: str) -> tuple[str, list[str]] | None:
+    """A script's ``#!`` interpreter and the words after it."""
     try:
         with open(path, "rb") as f:
             head = f.read(256)
@@ -620,10 +621,19 @@ def _script_interpreter(path: str) -> str | None:
         return None
     if not head.startswith(b"#!"):
         return None
-    line = head[2:].split(b"\n", 1)[0].strip()
-    if not line:
+    words = [os.fsdecode(w) for w in head[2:].split(b"\n", 1)[0].split()]
+    return (words[0], words[1:]) if words else None
+
+
+def _env_target(args: list[str], env: Mapping[str, str]) -> str | None:
+    """What ``#!/usr/bin/env [-S] NAME`` runs: NAME found in the child's PATH."""
+    import shutil
+
+    words = [w for a in args for w in a.split()]  # -S splits the rest as env does
+    name = next((w for w in words if not w.startswith("-") and "=" not in w), None)
+    if name is None:
         return None
-    return os.fsdecode(line.split()[0])
+    return name if "/" in name else shutil.which(name, path=env.get("PATH", os.defpath))
 
 
 def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str] | None = None,
@@ -670,9 +680,15 @@ def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str
 
     def program(p: str, reason: str, depth: int) -> None:
         want(p, FILE_RX, reason)
-        interp = _script_interpreter(p)
-        if interp is not None and depth < 4:  # the kernel allows a few levels too
+        script = _script_interpreter(p)
+        if script is not None and depth < 4:  # the kernel allows a few levels too
+            interp, args = script
             program(interp, f"the interpreter of {p}", depth + 1)
+            target = _env_target(args, os.environ if env is None else env) \
+                if os.path.basename(interp) == "env" else None
+            if target is not None:  # env execs what it names: it needs the rules too
+                python(target)
+                program(target, f"what {interp} runs for {p}", depth + 1)
             return
         info, libs, missing = resolve_libraries(p, env=env, cache=cache)
         if info is None:
@@ -685,14 +701,16 @@ def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str
             want(lib.path, FILE_RX, f"{lib.name} ({lib.found_by}), needed by {lib.needed_by}")
         out.missing += [m for m in missing if m not in out.missing]
 
-    py = python_paths(path)
-    if py is not None:  # first: the directories cover the files inside them
+    def python(p: str) -> None:
+        py = python_paths(p)
         labels = {"prefix": "the Python prefix", "base_prefix": "the Python base prefix",
                   "site_packages": "the Python site-packages",
                   "base_site_packages": "the Python base site-packages"}
-        for key, p in py.items():
-            if os.path.isdir(p):
-                want(p, DIR_RX, labels[key])
+        for key, d in (py or {}).items():
+            if os.path.isdir(d):
+                want(d, DIR_RX, labels[key])
+
+    python(path)  # first: the directories cover the files inside them
     program(path, "the executable", 0)
     return out
 
