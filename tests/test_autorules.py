@@ -381,3 +381,60 @@ def test_widen_writable_adds_links_fifos_sockets_renames_to_read_write_rules_onl
     assert policy.rules[0].access == FULL_WRITE
     assert policy.rules[1].access == A.READ_ONLY
     assert FULL_WRITE & A.MAKE_SYM and FULL_WRITE & A.MAKE_FIFO and not FULL_WRITE & A.EXECUTE
+
+
+def test_expand_dst_vectors():
+    from volt_enforce.autorules import ElfInfo, expand_dst
+
+    e64, e32 = ElfInfo(64, True, 62), ElfInfo(32, True, 3)
+    assert expand_dst("$ORIGIN/../lib", "/opt/app/bin", e64) == "/opt/app/bin/../lib"
+    assert expand_dst("${ORIGIN}/x:", "/o", e64) == "/o/x:"
+    assert expand_dst("/usr/$LIB", "/o", e64) == "/usr/lib64"
+    assert expand_dst("/usr/$LIB", "/o", e32) == "/usr/lib"
+    assert expand_dst("/p/$PLATFORM", "/o", e64) == "/p/" + os.uname().machine
+    assert expand_dst("$ORIGINAL", "/o", e64) == "$ORIGINAL"  # not a token
+    assert expand_dst("", "/o", e64) == "."
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_ld_so_cache_parser_never_fails_but_with_value_error(data):
+    blob = bytearray(build_cache_new([("liba.so.1", "/lib/liba.so.1", 0x303, 0),
+                                      ("libb.so.2", "/lib/libb.so.2", 0x303, 0)]))
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] = data.draw(st.integers(0, 255))
+    try:
+        parse_ld_so_cache(bytes(blob[:data.draw(st.integers(0, len(blob)))]))
+    except ValueError:
+        pass
+
+
+@pytest.mark.parametrize("tags, inherited", [("--disable-new-dtags", True),
+                                             ("--enable-new-dtags", False)])
+def test_rpath_is_inherited_by_the_libraries_and_runpath_is_not_as_ld_so_does(
+        tmp_path, gcc, tags, inherited):
+    """app (RPATH or RUNPATH $ORIGIN/../lib) needs liba, which needs libb, both in ../lib:
+    only an RPATH of the executable serves liba's search for libb."""
+    lib, bindir = tmp_path / "lib", tmp_path / "bin"
+    lib.mkdir()
+    bindir.mkdir()
+    (tmp_path / "b.c").write_text("int b(void) { return 2; }\n")
+    (tmp_path / "a.c").write_text("int b(void); int a(void) { return b() + 1; }\n")
+    (tmp_path / "m.c").write_text("int a(void); int main(void) { return a() == 3 ? 0 : 1; }\n")
+    subprocess.run([gcc, "-shared", "-fPIC", "-o", lib / "libb.so", tmp_path / "b.c"], check=True)
+    subprocess.run([gcc, "-shared", "-fPIC", "-o", lib / "liba.so", tmp_path / "a.c",
+                    f"-L{lib}", "-lb"], check=True)
+    app = bindir / "app"
+    subprocess.run([gcc, "-o", app, tmp_path / "m.c", f"-L{lib}", "-la",
+                    "-Wl,-rpath-link," + str(lib), f"-Wl,{tags},-rpath,$ORIGIN/../lib"], check=True)
+    _info, libs, missing = resolve_libraries(str(app), env={})
+    names = {x.name: x.found_by for x in libs}
+    traced = subprocess.run([str(app)], env={"LD_TRACE_LOADED_OBJECTS": "1"},
+                            capture_output=True, text=True).stdout
+    if inherited:
+        assert names["liba.so"] == "rpath" and names["libb.so"] == "rpath" and missing == []
+        assert "not found" not in traced
+    else:
+        assert names["liba.so"] == "runpath" and missing == ["libb.so"]
+        assert "libb.so => not found" in traced  # ld.so agrees

@@ -115,3 +115,24 @@ def test_cpython_test_modules_pass_sandboxed_as_they_pass_plainly(tmp_path):
         passed_plainly.append(mod)
         assert procs["sandboxed"].returncode == 0, f"{mod} fails sandboxed:\n{out['sandboxed'][-3000:]}"
     assert passed_plainly, "no module passed plainly"
+
+
+def test_control_the_seeds_read_write_alone_denies_links_and_fifos(tmp_path):
+    """What the CLI's writable directories add: a --config rule with the seed's READ_WRITE
+    (kept as the seed defines it) still refuses ln -s and mkfifo."""
+    need_landlock()
+    from volt_enforce.model import IsolationConfig, LandlockAccess, LandlockPolicy, LandlockRule
+
+    work = tmp_path / "work"
+    work.mkdir()
+    rules = [LandlockRule(p, LandlockAccess.READ_EXEC) for p in ("/usr", "/bin", "/lib", "/lib64", "/etc")
+             if os.path.exists(p)] + [LandlockRule(str(work), LandlockAccess.READ_WRITE)]
+    cfg = tmp_path / "c.json"
+    cfg.write_text(IsolationConfig(landlock=LandlockPolicy(rules=rules)).to_json())
+    env = {**os.environ, "WORK": str(work)}
+    for name in ("ln -s in the work dir", "mkfifo in the work dir"):
+        r = _cli(["--config", str(cfg), "--", "sh", "-c", IDIOMS[name]], cwd=str(work), env=env)
+        assert r.returncode != 0 and "Permission denied" in r.stderr, (name, r.stderr)
+        r = _cli(["--config", str(cfg), "--rw", str(work), "--", "sh", "-c", IDIOMS[name]],
+                 cwd=str(work), env=env)
+        assert r.returncode == 0, (name, r.stderr)
