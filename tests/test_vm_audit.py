@@ -193,3 +193,27 @@ def test_vm_an_allowed_run_reports_no_denial(audit_on, outside):
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
     assert denials == []
     assert "denied" not in r.stderr and "audit is off" not in r.stderr
+
+
+def test_why_without_cap_audit_read_says_it_cannot_read_records():
+    need_landlock()
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "the test needs setpriv (util-linux)"
+    assert os.geteuid() == 0, "the suite runs as root (CI does): it drops CAP_AUDIT_READ"
+    before = audit_state()
+    r = subprocess.run([setpriv, "--bounding-set", "-audit_read", "--", VOLT, "run", "--why",
+                        "--", "true"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    if before.enabled is False:  # off is said first: reading would show nothing anyway
+        assert r.stderr.count("--why: audit is off") == 1
+    else:
+        assert r.stderr.count("needs CAP_AUDIT_READ") == 1 and "audit_read" in r.stderr
+
+
+@pytest.mark.kernel_matrix
+def test_vm_without_cap_audit_read_it_says_so_once(audit_on):
+    r = subprocess.run([shutil.which("setpriv") or "setpriv", "--bounding-set", "-audit_read",
+                        "--", VOLT, "run", "--why", "--", "true"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("needs CAP_AUDIT_READ") == 1 and "audit is off" not in r.stderr

@@ -290,9 +290,13 @@ class DenialWatch:
     @contextlib.contextmanager
     def watch(self) -> Iterator[DenialWatch]:
         state = audit_state()
-        if not state.readable or state.enabled is False:
-            why = state.reason if not state.readable else "audit is off"
-            self.notes.append(f"{why}: no denial is logged; {TURN_ON}")
+        if state.enabled is False:
+            self.notes.append(f"audit is off: no denial is logged; {TURN_ON}")
+            yield self
+            return
+        if not state.readable:
+            self.notes.append(f"{state.reason}: no denial can be shown; run volt-enforce with "
+                              "CAP_AUDIT_READ (as root, or `setpriv --inh-caps +audit_read`)")
             yield self
             return
         if state.enabled is None:
