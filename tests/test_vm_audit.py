@@ -88,9 +88,11 @@ def test_why_on_this_host_reads_audit_as_it_is_and_changes_nothing(tmp_path):
     r = subprocess.run([VOLT, "run", "--why", "--report", str(report), "--", "true"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert json.loads(report.read_text())["denials"] == []
+    written = json.loads(report.read_text())
+    assert written["denials"] == []
     if before.enabled is False:
         assert r.stderr.count("--why: audit is off") == 1 and "auditctl -e 1" in r.stderr
+        assert any(n.startswith("audit is off") for n in written["denials_notes"])
     elif not before.readable:
         assert "needs CAP_AUDIT_READ" in r.stderr
     assert audit_state().enabled == before.enabled  # never turned on or off

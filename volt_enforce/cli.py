@@ -441,6 +441,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 report["auto_rules"] = auto.to_dict()
             if why is not None:
                 report["denials"] = why.finish(sb.compiled, _error)
+                report["denials_notes"] = list(dict.fromkeys(why.notes))  # why it may be empty
             stats = sb.stats()
             if stats is not None:
                 report["stats"] = stats.to_dict() if hasattr(stats, "to_dict") else stats
