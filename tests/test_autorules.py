@@ -438,3 +438,21 @@ def test_rpath_is_inherited_by_the_libraries_and_runpath_is_not_as_ld_so_does(
     else:
         assert names["liba.so"] == "runpath" and missing == ["libb.so"]
         assert "libb.so => not found" in traced  # ld.so agrees
+
+
+def test_a_python_prefix_that_is_a_home_or_top_directory_is_never_added(tmp_path, monkeypatch):
+    """A Python built with --prefix=$HOME would otherwise open the whole home."""
+    import volt_enforce.autorules as ar
+
+    home = tmp_path / "home" / "user"
+    (home / "bin").mkdir(parents=True)
+    (home / "lib" / "python3.99").mkdir(parents=True)
+    (home / "lib" / "python3.99" / "os.py").write_text("")
+    exe = home / "bin" / "python3.99"
+    shutil.copy(os.path.realpath("/bin/true"), exe)
+    monkeypatch.setenv("HOME", str(home))
+    assert python_paths(str(exe))["prefix"] == str(home)
+    found = rules_for(str(exe), LandlockPolicy(rules=list(SYSTEM_RX)), env={})
+    assert not [r for r in found.rules if r.path == os.path.realpath(str(home))]
+    assert any(p == str(home) and "whole home" in why for p, why in found.skipped)
+    assert ar._too_broad("/") and ar._too_broad("/opt") and not ar._too_broad("/opt/python")

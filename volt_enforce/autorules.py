@@ -636,6 +636,14 @@ def _env_target(args: list[str], env: Mapping[str, str]) -> str | None:
     return name if "/" in name else shutil.which(name, path=env.get("PATH", os.defpath))
 
 
+def _too_broad(directory: str) -> bool:
+    """A directory a Python prefix may be but that holds far more than Python: "/", a
+    top-level directory, a home directory."""
+    real = os.path.realpath(directory)
+    homes = {os.path.realpath(os.path.expanduser("~")), "/root"}
+    return real.count("/") <= 1 or real in homes or os.path.dirname(real) == "/home"
+
+
 def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str] | None = None,
               cache: str = LD_SO_CACHE) -> AutoRules:
     """The rules ``path`` (a program, as exec'd) needs beyond what ``policy`` grants.
@@ -707,7 +715,10 @@ def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str
                   "site_packages": "the Python site-packages",
                   "base_site_packages": "the Python base site-packages"}
         for key, d in (py or {}).items():
-            if os.path.isdir(d):
+            if _too_broad(d):
+                out.skipped.append((d, f"{labels[key]}: a whole home or system directory, never "
+                                       "added on its own (name it with --rox if that is meant)"))
+            elif os.path.isdir(d):
                 want(d, DIR_RX, labels[key])
 
     python(path)  # first: the directories cover the files inside them
