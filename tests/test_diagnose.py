@@ -281,3 +281,17 @@ def test_cli_an_env_script_gets_the_rules_of_what_env_runs(outside):
     if os.path.realpath(sys.base_prefix).startswith("/usr/"):
         return  # a system Python needs no rule of its own: nothing to compare with
     assert r.returncode != 0, "the control without the added rules should fail"
+
+
+def test_explain_path_tells_a_right_this_kernel_cannot_enforce(assume_abi):
+    """On a Landlock ABI without TRUNCATE (ABI 3) or IOCTL_DEV (ABI 5), those are not
+    denied: explain says so, and why, instead of naming a rule."""
+    need_landlock()
+    with assume_abi(2), compiled(IsolationConfig(landlock=server_policy("/")),
+                                 best_effort=True) as c:
+        assert c.ruleset is not None and c.ruleset.report.abi == 2
+        info = explain_path(c, "/etc/hostname")
+    rights = {r["right"]: r for r in info["rights"]}
+    for name in ("truncate", "ioctl_dev"):
+        assert rights[name]["allowed"] and "on this kernel" in rights[name]["why"], rights[name]
+    assert not rights["write_file"]["allowed"]  # handled on ABI 2, no rule grants it
