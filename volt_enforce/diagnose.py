@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .autorules import read_elf
 from .model import LandlockAccess
-from .rights import PolicyRights, access_names
+from .rights import PolicyRights, access_names, path_under
 
 if TYPE_CHECKING:
     from .compile import Compiled
@@ -94,9 +94,43 @@ class Diagnosis:
                 "denied_by": self.denied_by, "option": self.option, "message": self.message()}
 
 
+class _PlanView:
+    """``visible`` for a view plan (volt_enforce.view's ViewPlan: ``binds`` of host
+    paths, ``private`` view paths and ``home`` on tmpfs, ``root`` "tmpfs" or a host
+    directory): the most specific of them decides; the view's own /dev and /proc
+    are there."""
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+
+    def visible(self, path: str) -> bool:
+        plan = self.plan
+        best, seen = -1, False
+        for b in getattr(plan, "binds", ()):
+            if path_under(path, b.host) and len(b.host) > best:
+                best, seen = len(b.host), True
+        view_path = plan.to_view(path) if hasattr(plan, "to_view") else path
+        hidden = list(getattr(plan, "private", None) or ())
+        if getattr(plan, "home", None):
+            hidden.append(plan.home)
+        for d in hidden:
+            if path_under(view_path, d) and len(d) > best:
+                best, seen = len(d), False
+        if best >= 0:
+            return seen
+        if path_under(view_path, "/dev") or path_under(view_path, "/proc"):
+            return True
+        root = getattr(plan, "root", "tmpfs")
+        return root != "tmpfs" and path_under(path, root)
+
+
 def _view(compiled: Any) -> View | None:
     view = getattr(compiled, "view", None)
-    return view if view is not None and hasattr(view, "visible") else None
+    if view is None:
+        return None
+    if hasattr(view, "visible"):
+        return view  # type: ignore[no-any-return]
+    return _PlanView(view) if hasattr(view, "binds") else None
 
 
 def _shebang(path: str) -> str | None:

@@ -17,7 +17,7 @@ from .model import LandlockAccess, LandlockPolicy
 if TYPE_CHECKING:
     from .report import EnforcementReport
 
-__all__ = ["PolicyRights", "WRITE_RIGHTS", "access_names"]
+__all__ = ["PolicyRights", "WRITE_RIGHTS", "access_names", "path_under"]
 
 _A = LandlockAccess
 _SINGLE = [m for m in _A if m.value and m.value & (m.value - 1) == 0]
@@ -33,7 +33,8 @@ def access_names(access: int) -> list[str]:
     return [m.name.lower() for m in _SINGLE if access & m.value and m.name is not None]
 
 
-def _under(path: str, top: str) -> bool:
+def path_under(path: str, top: str) -> bool:
+    """Whether ``path`` is ``top`` or lies beneath it (both resolved)."""
     return path == top or top == "/" or path.startswith(top.rstrip("/") + "/")
 
 
@@ -84,7 +85,7 @@ class PolicyRights:
         """The rules that give ``path`` (resolved) rights: (rule path, rights, source)."""
         out = []
         for rpath, access, is_dir, source in self.rules:
-            if (is_dir and _under(path, rpath)) or (not is_dir and path == rpath):
+            if (is_dir and path_under(path, rpath)) or (not is_dir and path == rpath):
                 out.append((rpath, access, source))
         return out
 
@@ -100,7 +101,7 @@ class PolicyRights:
 
     def writable_beneath(self, directory: str) -> bool:
         """Whether a write right is granted somewhere strictly below ``directory``."""
-        return any(access & WRITE_RIGHTS and rpath != directory and _under(rpath, directory)
+        return any(access & WRITE_RIGHTS and rpath != directory and path_under(rpath, directory)
                    for rpath, access, _d, _s in self.rules)
 
 
