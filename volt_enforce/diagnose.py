@@ -173,10 +173,13 @@ def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosi
     steps += [(s, int(_A.READ_FILE), "read by its interpreter") for s in reversed(scripts)]
     for p, need, why in steps:
         real = os.path.realpath(p)
-        if view is not None and not view.visible(real):
-            return Diagnosis(p, why, access_names(need)[0], "view", option_for(real, need))
         if not os.path.exists(real):
             return None  # not the sandbox's doing: the exec fails the same way outside
+        if view is not None:
+            # the child walks the path as given (a venv's bin/python) and where it leads
+            for shown in dict.fromkeys((os.path.abspath(p), real)):
+                if not view.visible(shown):
+                    return Diagnosis(p, why, access_names(need)[0], "view", option_for(shown, need))
         missing = need & ~rights.granted(real)
         if missing:
             return Diagnosis(p, why, access_names(missing)[0], "landlock", option_for(real, missing))
