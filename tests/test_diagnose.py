@@ -316,9 +316,9 @@ def test_a_view_plan_hides_what_it_neither_binds_nor_owns():
         binds=[SimpleNamespace(host="/usr", view="/usr"),
                SimpleNamespace(host="/root/.pyenv/versions/3.11.7", view="/root/.pyenv/versions/3.11.7"),
                SimpleNamespace(host="/tmp/work", view="/tmp/work")],
-        to_view=lambda p: p)
+        symlinks=[("/bin", "usr/bin")], to_view=lambda p: p)
     v = _PlanView(plan)
-    assert v.visible("/usr/bin/env")
+    assert v.visible("/usr/bin/env") and v.visible("/bin/sh")
     assert v.visible("/root/.pyenv/versions/3.11.7/bin/python3.11")  # bound below the home
     assert not v.visible("/root/.bashrc")  # the private home hides the host's
     assert not v.visible("/tmp/x/run.sh") and v.visible("/tmp/work/run.sh")

@@ -96,9 +96,9 @@ class Diagnosis:
 
 class _PlanView:
     """``visible`` for a view plan (volt_enforce.view's ViewPlan: ``binds`` of host
-    paths, ``private`` view paths and ``home`` on tmpfs, ``root`` "tmpfs" or a host
-    directory): the most specific of them decides; the view's own /dev and /proc
-    are there."""
+    paths, ``symlinks`` it makes, ``private`` view paths and ``home`` on tmpfs, ``root``
+    "tmpfs" or a host directory): the most specific of them decides; the view's own
+    /dev and /proc are there."""
 
     def __init__(self, plan: Any) -> None:
         self.plan = plan
@@ -110,6 +110,10 @@ class _PlanView:
             if path_under(path, b.host) and len(b.host) > best:
                 best, seen = len(b.host), True
         view_path = plan.to_view(path) if hasattr(plan, "to_view") else path
+        for link, _target in getattr(plan, "symlinks", ()):
+            # the view's own links (/bin -> usr/bin): where they lead is asked on its own
+            if path_under(view_path, link) and len(link) > best:
+                best, seen = len(link), True
         hidden = list(getattr(plan, "private", None) or ())
         if getattr(plan, "home", None):
             hidden.append(plan.home)
