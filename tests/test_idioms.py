@@ -83,10 +83,13 @@ CPYTHON_TESTS = {
     "test_os": ["-i", "test_openpty", "-i", "test.test_os.Pep383Tests.test_listdir"],
     "test_tempfile": [],
     "test_shutil": [],
-    # it writes scripts into tempfile's directory and runs them: allowed by the
-    # explicit --rox of the work dir, which TMPDIR then names (never by default)
     "test_subprocess": [],
 }
+#: Modules that run (test_subprocess) or check as executable (test_shutil's which()
+#: tests, where a view mounts writable directories noexec) files they wrote into
+#: tempfile's directory: given the explicit --rox of the work dir that TMPDIR names
+#: (a writable directory is never executable by default).
+EXEC_IN_WORK = {"test_subprocess", "test_shutil"}
 
 
 def test_cpython_test_modules_pass_sandboxed_as_they_pass_plainly(tmp_path):
@@ -105,7 +108,7 @@ def test_cpython_test_modules_pass_sandboxed_as_they_pass_plainly(tmp_path):
             env = {**os.environ, "TMPDIR": str(work)}
             argv = [sys.executable, "-m", "test", "-q", mod, *extra]
             if mode == "sandboxed":
-                rox = ["--rox", str(work)] if mod == "test_subprocess" else []
+                rox = ["--rox", str(work)] if mod in EXEC_IN_WORK else []
                 argv = [VOLT, "run", "--rw", str(work), *rox, "--", *argv]
             procs[mode] = subprocess.Popen(argv, cwd=work, env=env, text=True,
                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
