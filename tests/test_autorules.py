@@ -26,7 +26,6 @@ from volt_enforce.autorules import (
     read_elf,
     resolve_libraries,
     rules_for,
-    widen_writable,
 )
 from volt_enforce.model import (
     IsolationConfig,
@@ -376,12 +375,16 @@ def test_python_paths_of_a_venv_and_of_its_base():
     assert python_paths("/bin/sh") is None
 
 
-def test_widen_writable_adds_links_fifos_sockets_renames_to_read_write_rules_only():
-    policy = LandlockPolicy(rules=[LandlockRule("/tmp", A.READ_WRITE), LandlockRule("/etc", A.READ_ONLY)])
-    widen_writable(policy)
-    assert policy.rules[0].access == FULL_WRITE
-    assert policy.rules[1].access == A.READ_ONLY
+def test_cli_rw_gets_links_fifos_sockets_renames_and_the_presets_keep_the_seeds_values():
+    from volt_enforce.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["run", "--rw", "/srv/work", "--", "true"])
+    cfg = config_from_args(args)
+    rules = {r.path: r.access for r in cfg.landlock.rules}
+    assert rules["/srv/work"] == FULL_WRITE
     assert FULL_WRITE & A.MAKE_SYM and FULL_WRITE & A.MAKE_FIFO and not FULL_WRITE & A.EXECUTE
+    assert rules["/tmp"] == A.READ_WRITE  # a filesystem view knows the presets by their values
+
 
 
 def test_expand_dst_vectors():

@@ -325,3 +325,19 @@ def test_a_view_plan_hides_what_it_neither_binds_nor_owns():
     assert not v.visible("/opt/tool") and v.visible("/dev/null")
     assert _PlanView(SimpleNamespace(root="/srv/rootfs", binds=[], private={}, home=None)
                      ).visible("/srv/rootfs/bin/sh")
+
+
+def test_cli_adds_no_rules_for_another_rootfs(tmp_path):
+    """With --rootfs the program is the rootfs's own: rules naming the host's files
+    would be the wrong ones."""
+    root = tmp_path / "rootfs"
+    for d in ("usr", "etc"):
+        (root / d).mkdir(parents=True)
+    from volt_enforce.cli import _auto_rules, build_parser, config_from_args
+
+    args = build_parser().parse_args(["run", "--rootfs", str(root), "--", "/bin/sh"])
+    cfg = config_from_args(args)
+    before = list(cfg.landlock.rules)
+    assert _auto_rules(args, cfg, ["/bin/sh"]) is None and cfg.landlock.rules == before
+    args = build_parser().parse_args(["run", "--", "/bin/sh"])
+    assert _auto_rules(args, config_from_args(args), ["/bin/sh"]) is not None

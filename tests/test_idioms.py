@@ -4,9 +4,10 @@ run plainly, and real programs that used to fail there: `python -m venv` with pi
 the new venv, and CPython's own test modules in a writable work directory.
 
 Left out until the filesystem view lands (they need its private /dev/pts, /dev/shm,
-home and a root directory that can be listed without listing the host's): `ls /`,
-a pty (`script -qc true /dev/null`, os.openpty), git (it reads ~/.gitconfig), and
-multiprocessing (POSIX semaphores in /dev/shm)."""
+/tmp and home, and a root directory that can be listed without listing the host's):
+`ls /`, a pty (`script -qc true /dev/null`, os.openpty), `ln -s` and `mkfifo` in the
+preset's /tmp (whose rule keeps the seed's READ_WRITE), git (it reads ~/.gitconfig)
+and multiprocessing (POSIX semaphores in /dev/shm)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,7 @@ IDIOMS = {
     "mktemp": 'f=$(mktemp) && echo x >"$f" && rm "$f"',
     "mktemp -d": 'd=$(mktemp -d) && rmdir "$d"',
     "ln -s in the work dir": 'ln -s target "$WORK/link" && test -L "$WORK/link" && rm "$WORK/link"',
-    "ln -s in /tmp": 'd=$(mktemp -d) && ln -s x "$d/l" && rm -r "$d"',
     "mkfifo in the work dir": 'mkfifo "$WORK/fifo" && test -p "$WORK/fifo" && rm "$WORK/fifo"',
-    "mkfifo in /tmp": 'd=$(mktemp -d) && mkfifo "$d/f" && rm -r "$d"',
     "mv between directories": ('mkdir -p "$WORK/a" "$WORK/b" && echo x >"$WORK/a/f" && '
                                'mv "$WORK/a/f" "$WORK/b/f" && test -f "$WORK/b/f"'),
     "ps": "ps >/dev/null",

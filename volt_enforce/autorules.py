@@ -49,7 +49,6 @@ __all__ = [
     "read_elf",
     "resolve_libraries",
     "rules_for",
-    "widen_writable",
 ]
 
 _A = LandlockAccess
@@ -741,16 +740,9 @@ def add_to_config(config: IsolationConfig, path: str, *,
     return found
 
 
-#: What a writable directory grants an ordinary program: files, directories, symlinks,
-#: fifos, sockets, renames within it. The seed's READ_WRITE lacks MAKE_SYM, MAKE_FIFO,
+#: What ``--rw DIR`` grants an ordinary program: files, directories, symlinks, fifos,
+#: sockets, renames within it. The seed's READ_WRITE lacks MAKE_SYM, MAKE_FIFO,
 #: MAKE_SOCK and REFER, so `ln -s`, `mkfifo`, `python -m venv` (its lib64 -> lib link)
-#: and `mv` between two of its directories fail with EACCES or EXDEV.
+#: and `mv` between two of its directories fail with EACCES or EXDEV. (The presets'
+#: rules keep the seed's values: a filesystem view recognizes them by those.)
 FULL_WRITE = _A.READ_WRITE | _A.MAKE_SYM | _A.MAKE_FIFO | _A.MAKE_SOCK | _A.REFER
-
-
-def widen_writable(policy: LandlockPolicy) -> None:
-    """Give every rule of ``policy`` that grants READ_WRITE the rest of FULL_WRITE."""
-    for r in policy.rules:
-        if int(r.access) & _A.READ_WRITE == _A.READ_WRITE:
-            r.access = _A(int(r.access) | FULL_WRITE)
-

@@ -235,7 +235,7 @@ def _seccomp_value(text: str) -> str:
 
 def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     """The IsolationConfig the options describe; options override the file."""
-    from .autorules import FULL_WRITE, widen_writable
+    from .autorules import FULL_WRITE
 
     _check_text_options(args)
     cfg = _read_config(args.config) if args.config is not None else IsolationConfig()
@@ -259,8 +259,6 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
             # ports alone: a policy always handles the filesystem, so allow all of it
             landlock = LandlockPolicy(rules=[LandlockRule("/", LandlockAccess.all())],
                                       runtime=False)
-        if landlock is not None and (args.profile in ("server", "desktop") or args.config is None):
-            widen_writable(landlock)  # the preset's writable directories, as --rw makes them
         if landlock is not None:
             for path, access in extra:
                 landlock.rules.append(LandlockRule(path=os.path.abspath(path), access=access))
@@ -395,6 +393,8 @@ def _auto_rules(args: argparse.Namespace, cfg: IsolationConfig, cmd: list[str]) 
 
     if not getattr(args, "auto_rules", True):
         return None
+    if getattr(args, "rootfs", None) is not None:
+        return None  # the program is the rootfs's: host paths would be the wrong files
     path, _status = _resolve(cmd[0])
     found = add_to_config(cfg, path) if path is not None else None
     for r in found.rules if found is not None else ():
