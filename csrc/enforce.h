@@ -164,6 +164,7 @@ struct ve_landlock_net_port_attr { /* ABI 4 */
 	X(UID_MAP, "uid_map")                                              \
 	X(NETNS, "namespaces")                                             \
 	X(LOOPBACK, "loopback")                                            \
+	X(RESOLV, "resolv_conf")                                           \
 	X(CAPS, "capabilities")                                            \
 	X(NO_NEW_PRIVS, "no_new_privs")                                    \
 	X(LANDLOCK, "landlock")                                            \

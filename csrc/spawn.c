@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -83,6 +84,25 @@ static long loopback_up(void)
 	return r;
 }
 
+/* The private network's resolv.conf: a mount namespace of the child's own in
+ * which the parent's file is bound, read-only, over the host's (never written).
+ * Index: 0 unshare, 1 making mounts private, 2 the bind, 3 read-only. */
+static long bind_resolv(const struct ve_plan *plan, int *index)
+{
+	*index = 0;
+	if (!(plan->unshare_flags & CLONE_NEWNS) && syscall(SYS_unshare, CLONE_NEWNS) < 0)
+		return -1;
+	*index = 1;
+	if (mount("none", "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return -1;
+	*index = 2;
+	if (mount(plan->resolv_src, plan->resolv_dst, NULL, MS_BIND, NULL) < 0)
+		return -1;
+	*index = 3;
+	return mount(NULL, plan->resolv_dst, NULL,
+		     MS_REMOUNT | MS_BIND | MS_RDONLY | plan->resolv_flags, NULL);
+}
+
 /* Bounding set and ambient set first (they need CAP_SETPCAP), then the
  * permitted, effective and inheritable sets. */
 static long drop_caps(const struct ve_plan *plan, int *failed_cap)
@@ -143,6 +163,10 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	if (plan->new_session)
 		CHECK(VE_STEP_SESSION, new_session(), 0);
 
+	/* first, as host root: the prepared namespace may belong to the host's user
+	 * namespace, which a child of a new user namespace could no longer join */
+	if (plan->join_net)
+		CHECK(VE_STEP_NETNS, syscall(SYS_setns, plan->net_fd, CLONE_NEWNET), 1);
 	if (plan->unshare_flags & CLONE_NEWUSER) {
 		CHECK(VE_STEP_USERNS, syscall(SYS_unshare, CLONE_NEWUSER), 0);
 		CHECK(VE_STEP_UID_MAP, ve_write_file("/proc/self/setgroups", "deny"), 0);
@@ -154,6 +178,10 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 		CHECK(VE_STEP_NETNS, syscall(SYS_unshare, other_ns), 0);
 	if (plan->loopback_up)
 		CHECK(VE_STEP_LOOPBACK, loopback_up(), 0);
+	if (plan->resolv_src[0]) {
+		int where = 0;
+		CHECK(VE_STEP_RESOLV, bind_resolv(plan, &where), where);
+	}
 
 	if (plan->drop_caps) {
 		int cap = -1;

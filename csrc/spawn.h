@@ -15,6 +15,11 @@ struct ve_plan {
 	char uid_map[48];  /* written to /proc/self/uid_map after CLONE_NEWUSER */
 	char gid_map[48];
 	int loopback_up;   /* bring "lo" up in a new network namespace */
+	int join_net;      /* setns(net_fd): the private network the parent prepared */
+	int net_fd;
+	char resolv_src[256]; /* non-empty: bind this file over resolv_dst, read-only, */
+	char resolv_dst[256]; /* in a mount namespace of the child's own */
+	unsigned long resolv_flags; /* the source mount's flags (MS_NOSUID, ...) to keep */
 	int drop_caps;     /* reduce bounding/ambient/permitted/effective to cap_keep */
 	int cap_last;      /* /proc/sys/kernel/cap_last_cap */
 	uint64_t cap_keep;

@@ -33,6 +33,7 @@ HOST_FEATURES = {
     "network namespaces",
     "cgroup v1 controllers",
     "cgroup2 placement",
+    "private network",
 }
 _VM_COMMON = {
     "landlock",
@@ -105,6 +106,29 @@ def need_userns() -> None:
 def need_netns() -> None:
     p = probe()
     need("network namespaces", p.network_namespaces, p.network_namespaces_error or "")
+
+
+@functools.cache
+def _private_network_error() -> str:
+    """What a private network needs, tried in a namespace of its own: a bridge, a
+    veth pair and nftables NAT with fib (the kernel's modules)."""
+    import subprocess
+
+    script = ("ip link set lo up && ip link add vtprobe0 type bridge && "
+              "ip link add vtprobe1 type veth peer name vtprobe2 && "
+              "nft 'add table ip vtprobe; add chain ip vtprobe p { type nat hook prerouting priority -100; }; "
+              "add rule ip vtprobe p fib daddr type local tcp dport 1 dnat to 10.0.0.1:2; "
+              "add chain ip vtprobe o { type nat hook postrouting priority 100; }; "
+              "add rule ip vtprobe o ct status dnat masquerade'")
+    cp = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True)
+    return "" if cp.returncode == 0 else (cp.stderr.strip() or f"exit {cp.returncode}")
+
+
+def need_private_network() -> None:
+    """A bridge, veths and nftables NAT (tried in a namespace of its own)."""
+    need_netns()
+    err = _private_network_error()
+    need("private network", not err, err)
 
 
 def need_cgroup_v1(controller: str) -> None:

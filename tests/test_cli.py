@@ -398,9 +398,10 @@ def test_best_effort_and_hard_requirement_without_landlock(tmp_path):
     """A filter answering ENOSYS for landlock_create_ruleset makes Landlock absent
     for the inner volt-enforce, as on an old kernel."""
     prof = _oci(tmp_path, ["landlock_create_ruleset"], errno_ret=38)
-    # the outer sandbox is a test harness, not contained: a contained root child
-    # may not make namespaces (no CAP_SYS_ADMIN), and the inner run makes some
-    outer = ["run", "--no-contain", "--profile", "none", "--seccomp", str(prof), "--", VOLT]
+    # the outer sandbox is a test harness, not contained and with every capability
+    # (an OCI profile keeps Docker's set): the inner run makes namespaces
+    outer = ["run", "--no-contain", "--cap-add", "ALL", "--profile", "none", "--seccomp",
+             str(prof), "--", VOLT]
     marker = tmp_path / "ran"
     hard = ve(*outer, "run", "--hard-requirement", "--", "touch", str(marker))
     one_line_error(hard, "Landlock")

@@ -68,7 +68,7 @@ def test_the_marker_shows_a_run(tmp_path):
 
 EMPTY = ["--seccomp", "--rw", "--ro", "--rox", "--memory", "--memory-high", "--cpus",
          "--cpu-quota", "--config", "--rootfs", "--report", "--bind-tcp", "--connect-tcp",
-         "--cpu-weight", "--io-weight", "--pids", "--network"]
+         "--cpu-weight", "--io-weight", "--pids", "--network", "--cap-add", "--cap-drop"]
 EMPTY_CASES = [(m, o) for m in ("run", "exec") for o in EMPTY]
 
 
@@ -129,7 +129,8 @@ def test_deep_lists_are_refused_too():
         IsolationConfig.from_json('{"Landlock":{"Rules":' + "[" * 50_000 + "]" * 50_000 + "}}")
 
 
-@pytest.mark.parametrize("quota", ["1" + "0" * 400 + "%", "819201%", "99999999999999999999%"])
+@pytest.mark.parametrize("quota", ["1" + "0" * 400 + "%", "819201%", "99999999999999999999%",
+                                   "inf", "inf%"])
 def test_cpu_quota_beyond_any_machine(tmp_path, quota):
     with pytest.raises(PolicyError) as ei:
         ResourceLimits(cpu_quota=quota)

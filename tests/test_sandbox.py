@@ -12,7 +12,15 @@ import threading
 
 import pytest
 from forked import exit_status
-from kernelreq import need_cgroup2, need_cgroup_v1, need_landlock, need_netns, need_seccomp, need_userns
+from kernelreq import (
+    need_cgroup2,
+    need_cgroup_v1,
+    need_landlock,
+    need_netns,
+    need_private_network,
+    need_seccomp,
+    need_userns,
+)
 
 import volt_enforce
 from volt_enforce import (
@@ -101,11 +109,7 @@ def test_coreutils_and_python(work):
     assert r.returncode != 0 and "Permission denied" in r.stderr
 
 
-def test_default_isolation_based_sandbox(work):
-    """The seed's production config on this host, with the work dir added."""
-    need_userns()
-    need_netns()
-    need_cgroup_v1("pids")
+def _default_isolation_run(work):
     cfg = default_isolation("/")
     cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
     r = volt_enforce.run(
@@ -113,15 +117,29 @@ def test_default_isolation_based_sandbox(work):
                      f"echo ok > {work}/x; cat /proc/self/status"],
         isolation=cfg, capture_output=True, text=True,
     )
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.split()
+    return r.returncode, r.stdout, r.stderr, r.report.namespaces, r.report.cgroup is not None, \
+        r.report.network
+
+
+def test_default_isolation_based_sandbox(work):
+    """The seed's production config on this host, with the work dir added; its
+    private network is made in a namespace standing in for the host (netns_host)."""
+    need_userns()
+    need_private_network()
+    need_cgroup_v1("pids")
+    from netns_host import in_stand_in_host
+
+    rc, out, err, namespaces, has_cgroup, network = in_stand_in_host(_default_isolation_run, work)
+    assert rc == 0, err
+    lines = out.split()
     assert lines[:3] == ["0", str(os.geteuid()), "1"]  # root inside maps to us
-    assert "lo" in lines and "eth0" not in lines  # own network namespace
-    assert _status("Seccomp", r.stdout) == "2"
-    assert _status("NoNewPrivs", r.stdout) == "1"
+    assert "lo" in lines and "eth0" in lines  # own network namespace, on the bridge
+    assert network["bridge"] == "voltbr0" and network["address"].startswith("10.213.")
+    assert _status("Seccomp", out) == "2"
+    assert _status("NoNewPrivs", out) == "1"
     assert open(os.path.join(work, "x")).read() == "ok\n"
-    assert "user" in r.report.namespaces and "network" in r.report.namespaces
-    assert r.report.cgroup is not None
+    assert "user" in namespaces and "network" in namespaces
+    assert has_cgroup
 
 
 def test_capabilities_follow_profile(work):

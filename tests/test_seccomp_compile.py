@@ -166,9 +166,14 @@ def test_import_from_path_and_dict(tmp_path):
     assert from_path.bpf != seccomp.compile("default").bpf
 
 
-def test_capabilities_of_the_caller_by_default():
-    effective = oci.effective_capabilities()
-    assert seccomp.compile(docker()).bpf == seccomp.compile(docker(), caps=effective).bpf
+def test_capabilities_of_a_docker_container_by_default():
+    """Never the caller's: a root caller's CAP_SYS_BOOT would let reboot through."""
+    by_default = seccomp.compile(docker())
+    assert by_default.bpf == seccomp.compile(docker(), caps=DOCKER_DEFAULT_CAPABILITIES).bpf
+    if "SYS_BOOT" in oci.effective_capabilities():
+        assert by_default.bpf != seccomp.compile(docker(), caps=oci.effective_capabilities()).bpf
+    for name in ("reboot", "settimeofday", "sethostname", "bpf", "perf_event_open"):
+        assert by_default.simulate(name) == EPERM, name
     admin = seccomp.compile(docker(), caps=("CAP_SYS_ADMIN", "CAP_SYS_PTRACE"))
     assert admin.simulate("mount") == ALLOW
     assert admin.simulate("clone", (lib.CLONE_NEWUSER,)) == ALLOW

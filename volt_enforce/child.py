@@ -47,6 +47,7 @@ def step_number(name: str) -> int:
 _CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_number("capabilities")
 _LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
 _EXEC, _CHDIR = step_number("exec"), step_number("chdir")
+_NETNS, _RESOLV = step_number("namespaces"), step_number("resolv_conf")
 _CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
 
 
@@ -62,6 +63,7 @@ class _Details:
     procs_paths: tuple[str, ...] = ()
     landlock: str = ""
     seccomp: str = ""
+    resolv: str = ""
 
 
 class ChildPlan:
@@ -88,6 +90,8 @@ class ChildPlan:
         bpf: bytes = b"",
         seccomp_flags: int = 0,
         seccomp_detail: str = "",
+        net_fd: int = -1,
+        resolv: tuple[str, str, int] | None = None,
     ) -> None:
         if len(procs_fds) > lib.VE_MAX_PROCS_FDS:
             raise ValueError(f"at most {lib.VE_MAX_PROCS_FDS} cgroup.procs fds")
@@ -111,6 +115,17 @@ class ChildPlan:
         if other_namespaces & (lib.CLONE_NEWUSER | lib.CLONE_NEWNET):
             raise ValueError("other_namespaces: user and network namespaces have flags of their own")
         c.unshare_flags = flags | other_namespaces
+        if net_fd >= 0:  # the private network, prepared in the parent (volt_enforce.net)
+            if new_net_ns:
+                raise ValueError("net_fd: a prepared network namespace is joined, not unshared")
+            c.join_net, c.net_fd = 1, net_fd
+        if resolv is not None:
+            src, dst, mount_flags = (os.fsencode(resolv[0]), os.fsencode(resolv[1]), resolv[2])
+            for path in (src, dst):
+                if not path or b"\0" in path or len(path) >= ffi.sizeof(c.resolv_src):
+                    raise ValueError(f"resolv: {path!r} is not a path of at most "
+                                     f"{ffi.sizeof(c.resolv_src) - 1} bytes")
+            c.resolv_src, c.resolv_dst, c.resolv_flags = src, dst, mount_flags
         c.new_session = 1 if new_session else 0
         if cap_keep is not None:
             mask = 0
@@ -128,7 +143,8 @@ class ChildPlan:
         c.seccomp_flags = seccomp_flags
         self.c = c
         self.cap_keep = None if cap_keep is None else tuple(cap_keep)
-        self.details = _Details(tuple(procs_paths), landlock_detail, seccomp_detail)
+        self.details = _Details(tuple(procs_paths), landlock_detail, seccomp_detail,
+                                resolv[1] if resolv is not None else "")
         self._res = ffi.new("struct ve_result *")
 
     # ---- errors -----------------------------------------------------------
@@ -160,6 +176,12 @@ class ChildPlan:
                     "own); nothing was installed")
         elif step == _LOOPBACK:
             detail = "lo"
+        elif step == _NETNS and index == 1:
+            detail = "setns into the private network's namespace"
+        elif step == _RESOLV:
+            what = ("unshare(CLONE_NEWNS)", "making the mounts private", "bind",
+                    "read-only remount")[index] if 0 <= index < 4 else ""
+            detail = f"{what} of {self.details.resolv}"
         if self.c.fail_step == step:
             detail = (detail + "; " if detail else "") + "failure injected by the test hook"
         return EnforcementError(err, name, detail)

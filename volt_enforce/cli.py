@@ -29,6 +29,7 @@ from .model import (
     MissingPaths,
     NetworkConfig,
     NetworkMode,
+    PortForward,
     ResourceLimits,
     desktop_policy,
     server_policy,
@@ -78,6 +79,11 @@ EXAMPLES = {
   volt-init /plan -- /app/server
       the plan is compiled for this kernel and these cgroup paths; volt-init
       (C, no Python) applies it and execs; '$(volt-enforce init-path)' is its path""",
+    "net": """examples:
+  volt-enforce net up web --publish 8080:80 --dns 192.0.2.53
+  volt-enforce compile --profile server --network private --netns web -o /plan
+  volt-init /plan -- /app/server
+  volt-enforce net down web""",
     "init-path": """examples:
   cp "$(volt-enforce init-path)" rootfs/sbin/volt-init""",
 }
@@ -123,20 +129,56 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="maximum number of processes (and threads)")
     g.add_argument("--network", choices=["none", "host", "private"],
                    help="none: own namespace, loopback only, TCP denied; host: shared; "
-                        "private: own namespace (no veth is attached)")
+                        "private: own namespace with eth0 on a bridge (an address leased from "
+                        "its subnet, a default route via the bridge)")
+    g.add_argument("--bridge", metavar="NAME", type=_text,
+                   help="private network: the bridge (default voltbr0, made when missing with "
+                        "10.213.0.0/16, gateway 10.213.0.1)")
+    g.add_argument("--publish", action="append", default=None, type=_publish,
+                   metavar="HOST:CONTAINER[/udp]",
+                   help="private network: forward host port HOST to the sandbox's port "
+                        "CONTAINER, tcp (default) or udp (repeatable)")
+    g.add_argument("--dns", action="append", default=None, type=_text, metavar="IP",
+                   help="private network: a DNS server for the sandbox's /etc/resolv.conf "
+                        "(repeatable)")
+    g.add_argument("--outbound", action="store_true", default=None,
+                   help="private network: masquerade the sandbox's traffic out of the host "
+                        "(needs net.ipv4.ip_forward=1, never set here)")
     g.add_argument("--private-users", action="store_true",
                    help="run in a new user namespace (root inside maps to the caller)")
     g.add_argument("--read-only", action="store_true", help="no write access anywhere")
     g.add_argument("--no-contain", dest="contain", action="store_false",
                    help="trusted children only: no session, IPC or UTS namespace of their own, "
                         "and root keeps CAP_SETFCAP and CAP_SYS_ADMIN")
+    g.add_argument("--cap-add", action="append", default=[], metavar="CAP", type=_text,
+                   help="keep CAP too (repeatable; ALL: every capability)")
+    g.add_argument("--cap-drop", action="append", default=[], metavar="CAP", type=_text,
+                   help="do not keep CAP (repeatable; ALL: none but those added)")
     compat = g.add_mutually_exclusive_group()
     compat.add_argument("--best-effort", action="store_true",
                         help="drop what the kernel lacks and report it")
     compat.add_argument("--hard-requirement", action="store_true",
-                        help="fail if anything requested cannot be enforced")
+                        help="fail if anything requested cannot be enforced (default: fail "
+                             "only when a whole facility is missing, e.g. no Landlock at "
+                             "all, and warn about a part dropped)")
     g.add_argument("--ignore-missing", action="store_true",
                    help="skip (and report) rules whose path does not exist")
+
+
+def _publish(text: str) -> tuple[int, int, str]:
+    """--publish HOST:CONTAINER[/udp|/tcp]."""
+    spec, _, proto = text.partition("/")
+    host, sep, container = spec.partition(":")
+    try:
+        if not sep or proto not in ("", "tcp", "udp"):
+            raise ValueError
+        h, c = int(host), int(container)
+        if not (1 <= h <= 65535 and 1 <= c <= 65535):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:CONTAINER[/udp] with ports "
+                                         "1..65535") from None
+    return h, c, proto or "tcp"
 
 
 def _text(text: str) -> str:
@@ -152,7 +194,8 @@ def _text(text: str) -> str:
 #: config_from_args for a Namespace built without this parser).
 _TEXT_OPTIONS = {"config": "--config", "rootfs": "--rootfs", "ro": "--ro", "rw": "--rw",
                  "rox": "--rox", "seccomp": "--seccomp", "memory": "--memory",
-                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus"}
+                 "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus",
+                 "cap_add": "--cap-add", "cap_drop": "--cap-drop"}
 
 
 def _check_text_options(args: argparse.Namespace) -> None:
@@ -185,6 +228,8 @@ def _add_command_options(p: argparse.ArgumentParser,
     p.add_argument("--no-auto-rules", dest="auto_rules", action="store_false",
                    help="add no rules for the program itself (its executable, ELF interpreter, "
                         "libraries, Python prefix); by default they are added and reported")
+    p.add_argument("--no-warnings", dest="warnings", action="store_false",
+                   help="do not print a line on stderr for each restriction dropped")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     p.set_defaults(func=func)
 
@@ -294,20 +339,41 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
             net = cfg.network if cfg.network is not None else NetworkConfig()
             net.mode = NetworkMode(args.network)
             cfg.network = net
+        _private_network_options(args, cfg)
         if args.private_users:
             cfg.private_users = True
         if args.read_only:
             cfg.read_only_fs = True
+        from .compile import capabilities_with
+
+        cfg.capabilities = capabilities_with(cfg, getattr(args, "cap_add", None) or (),
+                                             getattr(args, "cap_drop", None) or ())
         cfg.validate()
     except PolicyError as exc:
         raise CLIError(str(exc)) from None
     return cfg
 
 
+def _compatibility(args: argparse.Namespace, cfg: IsolationConfig) -> Compatibility:
+    """The one level for every facility: an option, else the config's own, else the
+    command's default (see compile.resolve_compatibility)."""
+    from .compile import resolve_compatibility
+
+    override = (Compatibility.BEST_EFFORT if args.best_effort else
+                Compatibility.HARD_REQUIREMENT if args.hard_requirement else None)
+    return resolve_compatibility(cfg, override)
+
+
+def _warn(args: argparse.Namespace, report: Any) -> None:
+    if getattr(args, "warnings", True):
+        for line in report.downgrades():
+            _error(f"warning: {line}")
+
+
 def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
-    return Sandbox(cfg, best_effort=bool(args.best_effort), contain=args.contain,
+    return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
                    log_denials=bool(getattr(args, "why", False)))
 
 
@@ -425,6 +491,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report_file = _open_report(args.report)
     try:
         with _sandbox(args, cfg) as sb, _Forwarder() as forwarder:
+            _warn(args, sb.report)
             with why.watch() if why is not None else contextlib.nullcontext():
                 try:
                     proc = sb.popen(cmd)
@@ -504,11 +571,12 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     try:
-        report = apply_self(cfg, best_effort=bool(args.best_effort), contain=args.contain)
+        report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain)
     except BaseException:
         if report_file is not None:
             report_file.discard()
         raise
+    _warn(args, report)
     if report_file is not None:
         written = report.to_dict()
         if auto is not None:
@@ -603,7 +671,9 @@ def _emit(path: str | None, data: bytes) -> None:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
+    from .compile import compile_config
     from .init_plan import compile_plan
+    from .report import EnforcementReport
 
     cfg = config_from_args(args)
     # opened before compiling: a bad path is told before the work, and nothing is
@@ -612,12 +682,32 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         out = Output(args.output)
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
-    with out:
-        text = compile_plan(cfg, best_effort=bool(args.best_effort))
+    with out, compile_config(cfg, compatibility=_compatibility(args, cfg)) as compiled:
+        _warn(args, EnforcementReport.of(compiled))
+        text = compile_plan(compiled, netns=args.netns)
         try:
             out.write(text.encode())
         except OSError as exc:
             raise CLIError(f"--output {args.output}: {exc.strerror}") from None
+    return 0
+
+
+def _cmd_net(args: argparse.Namespace) -> int:
+    from . import net
+
+    if args.action == "down":
+        if not net.net_down(args.name):
+            _error(f"network {args.name!r} was not up")
+            return EXIT_FAILURE
+        return 0
+    cfg = config_from_args(args)
+    network = cfg.network if cfg.network is not None else NetworkConfig(mode=NetworkMode.PRIVATE)
+    if network.effective_mode != NetworkMode.PRIVATE:
+        raise CLIError(f"net up: only a private network is pinned, not {network.effective_mode.value}")
+    up = net.net_up(args.name, network)
+    rep = up.report()
+    print(json.dumps(rep, indent=2) if args.json else
+          f"{args.name}: {rep['interface']} {rep['address']} via {rep['gateway']} on {rep['bridge']}")
     return 0
 
 
@@ -634,6 +724,29 @@ def _cmd_init_path(args: argparse.Namespace) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 125
         self.exit(EXIT_FAILURE, f"{self.prog}: {message}\n")
+
+
+def _private_network_options(args: argparse.Namespace, cfg: IsolationConfig) -> None:
+    """--bridge, --publish, --dns, --outbound: options of a private network."""
+    given: dict[str, Any] = {
+        "--bridge": getattr(args, "bridge", None), "--publish": getattr(args, "publish", None),
+        "--dns": getattr(args, "dns", None), "--outbound": getattr(args, "outbound", None)}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return
+    net = cfg.network if cfg.network is not None else NetworkConfig(mode=NetworkMode.PRIVATE)
+    if net.effective_mode != NetworkMode.PRIVATE:
+        raise CLIError(f"{', '.join(given)}: only with a private network (--network private), "
+                       f"not {net.effective_mode.value}")
+    if "--bridge" in given:
+        net.bridge = given["--bridge"]
+    for h, c, proto in given.get("--publish", ()):
+        net.port_forwards.append(PortForward(host_port=h, container_port=c, protocol=proto))
+    if "--dns" in given:
+        net.dns = list(given["--dns"])
+    if given.get("--outbound"):
+        net.outbound = True
+    cfg.network = net
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -707,7 +820,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(comp)
     comp.add_argument("-o", "--output", required=True, metavar="FILE", type=_text,
                       help="the plan file")
+    comp.add_argument("--netns", metavar="NAME", type=_text,
+                      help="private network: the one 'volt-enforce net up NAME' made, which "
+                           "volt-init joins")
+    comp.add_argument("--no-warnings", dest="warnings", action="store_false",
+                      help="do not print a line on stderr for each restriction dropped")
     comp.set_defaults(func=_cmd_compile)
+
+    net = sub.add_parser("net", help="private networks for volt-init: up NAME, down NAME",
+                         description="up: make the private network NAME (namespace, veth on the "
+                                     "bridge, leased address, forwards, resolv.conf) and pin it "
+                                     "on /run/volt-enforce/netns/NAME for volt-init to join "
+                                     "(compile --netns NAME); down: remove all of it.",
+                         epilog=EXAMPLES["net"], formatter_class=fmt)
+    net.add_argument("action", choices=["up", "down"])
+    net.add_argument("name", type=_text, help="the network's name")
+    _add_policy_options(net)
+    net.add_argument("--json", action="store_true", help="up: print the network as JSON")
+    net.set_defaults(func=_cmd_net)
 
     ip = sub.add_parser("init-path", help="print where the volt-init executable is",
                         epilog=EXAMPLES["init-path"], formatter_class=fmt)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,7 +45,10 @@ __all__ = [
     "Namespace",
     "compile_config",
     "kept_capabilities",
+    "capabilities_with",
     "compatibility_of",
+    "resolve_compatibility",
+    "COMMAND_COMPATIBILITY",
 ]
 
 
@@ -72,17 +75,25 @@ class Namespace(str, enum.Enum):
 CONTAINED_DROPS = ("SETFCAP", "SYS_ADMIN")
 
 
+def _is_oci_profile(profile: object) -> bool:
+    """Whether a config's seccomp names an OCI/Docker profile file (not a built-in)."""
+    return isinstance(profile, str) and not isinstance(profile, SeccompProfile) and \
+        profile not in ("strict", "default", "unconfined")
+
+
 def kept_capabilities(config: IsolationConfig, contain: bool = False) -> tuple[str, ...] | None:
     """The capabilities a child keeps: the config's list, else by seccomp profile
-    (``strict``: none; ``default``: Docker's default set). None: not reduced.
+    (``strict``: none; ``default`` or an OCI profile file: Docker's default set, the
+    set such a profile is written for). None: not reduced.
 
     Contained without a user namespace, the child never keeps CAP_SETFCAP, nor
-    CAP_SYS_ADMIN unless the config lists it by name."""
+    CAP_SYS_ADMIN unless the config lists it by name. An OCI profile's
+    ``includes``/``excludes`` ``caps`` are evaluated against this set."""
     if config.capabilities is not None:
         kept: tuple[str, ...] | None = tuple(config.capabilities)
     elif config.seccomp == SeccompProfile.STRICT:
         kept = ()
-    elif config.seccomp == SeccompProfile.DEFAULT:
+    elif config.seccomp == SeccompProfile.DEFAULT or _is_oci_profile(config.seccomp):
         kept = tuple(DOCKER_DEFAULT_CAPABILITIES)
     else:
         kept = None
@@ -92,6 +103,39 @@ def kept_capabilities(config: IsolationConfig, contain: bool = False) -> tuple[s
         return tuple(c for c in CAPABILITIES if c not in CONTAINED_DROPS)
     explicit = config.capabilities is not None
     return tuple(c for c in kept if c != "SETFCAP" and (explicit or c != "SYS_ADMIN"))
+
+
+def _cap_list(option: str, names: Iterable[str]) -> list[str]:
+    out = []
+    for name in names:
+        if not isinstance(name, str):
+            raise PolicyError(option, name, "is not a capability name")
+        n = name.upper()
+        n = n[4:] if n.startswith("CAP_") else n
+        if n != "ALL" and n not in CAPABILITIES:
+            raise PolicyError(option, name, "is not a known capability (or ALL)")
+        out.append(n)
+    return out
+
+
+def capabilities_with(config: IsolationConfig, add: Iterable[str] = (),
+                      drop: Iterable[str] = ()) -> list[str] | None:
+    """The capability list of ``config`` after Docker's ``--cap-add``/``--cap-drop``:
+    from the config's list, else the set its seccomp profile implies (all of them
+    when that is not reduced), drop ``drop`` and then add ``add`` (``ALL`` names
+    every capability). None when neither is given (the config's own list stands)."""
+    add_l, drop_l = _cap_list("--cap-add", add), _cap_list("--cap-drop", drop)
+    if not add_l and not drop_l:
+        return None if config.capabilities is None else list(config.capabilities)
+    base = kept_capabilities(config)
+    caps = list(CAPABILITIES) if base is None else list(base)
+    if "ALL" in drop_l:
+        caps = []
+    caps = [c for c in caps if c not in drop_l]
+    for c in (list(CAPABILITIES) if "ALL" in add_l else add_l):
+        if c not in caps:
+            caps.append(c)
+    return caps
 
 
 def compatibility_of(best_effort: bool | None, compatibility: Compatibility | None) -> Compatibility:
@@ -112,6 +156,29 @@ def compatibility_of(best_effort: bool | None, compatibility: Compatibility | No
     if best_effort is not None and not isinstance(best_effort, bool):
         raise PolicyError("best_effort", best_effort, "is not a boolean")
     return Compatibility.BEST_EFFORT if best_effort else Compatibility.HARD_REQUIREMENT
+
+
+#: The level of the volt-enforce command unless an option or the config says otherwise.
+COMMAND_COMPATIBILITY = Compatibility.FACILITY_REQUIREMENT
+
+
+def resolve_compatibility(config: IsolationConfig, override: Compatibility | None = None,
+                          default: Compatibility = COMMAND_COMPATIBILITY) -> Compatibility:
+    """One level for every facility of ``config`` (the volt-enforce command's
+    rule): ``override`` (``--best-effort``, ``--hard-requirement``) when given,
+    else the config's own Landlock ``Compatibility`` when it gives one, else
+    ``default``. The config's Landlock policy is set to that level, so that
+    Landlock and the facilities beside it (``compile_config(compatibility=)``)
+    follow the same one."""
+    level = compatibility_of(None, override) if override is not None else None
+    policy = config.landlock
+    if level is None and policy is not None and policy.compatibility is not None:
+        level = Compatibility(policy.compatibility)
+    if level is None:
+        level = compatibility_of(None, default)
+    if policy is not None:
+        policy.compatibility = level
+    return level
 
 
 @dataclass
@@ -156,10 +223,26 @@ class Compiled:
         return self.compatibility == Compatibility.BEST_EFFORT
 
     @property
+    def cgroup_best_effort(self) -> bool:
+        """Whether a limit whose controller this host lacks is skipped (reported):
+        a dropped part of the cgroup facility (BEST_EFFORT, FACILITY_REQUIREMENT)."""
+        return self.compatibility.drops_parts
+
+    @property
+    def private_network(self) -> bool:
+        """A network namespace prepared in the parent (volt_enforce.net), which the
+        child joins instead of unsharing one."""
+        net = self.config.network
+        return (Namespace.NETWORK in self.namespaces and net is not None
+                and net.effective_mode == NetworkMode.PRIVATE)
+
+    @property
     def unshare_flags(self) -> int:
+        """The namespaces the child unshares (a private network is joined instead)."""
         flags = 0
         for ns in self.namespaces:
-            flags |= ns.flag
+            if ns != Namespace.NETWORK or not self.private_network:
+                flags |= ns.flag
         return flags
 
     @property
@@ -212,8 +295,8 @@ def _namespaces(config: IsolationConfig, compatibility: Compatibility, contain: 
         notes.append(f"{ns.value} namespace dropped: {error}")
     if Namespace.NETWORK in out and mode == NetworkMode.PRIVATE:
         bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
-        notes.append(f"network private: own namespace with loopback only; "
-                     f"no veth was attached to bridge {bridge!r}")
+        notes.append(f"network private: a namespace prepared in the parent, with a veth on "
+                     f"bridge {bridge!r} (the address is leased when the sandbox is made)")
     return tuple(out)
 
 
@@ -271,13 +354,16 @@ def compile_config(
     filt = seccomp_filter
     guard = _has_port_rules(config)
     unconfined = config.seccomp in (None, SeccompProfile.UNCONFINED, "unconfined")
+    kept = kept_capabilities(config, contain)
     if filt is None and config.seccomp is not None:
+        # an OCI profile's includes/excludes caps: the capabilities the child keeps
+        oci_caps = kept if _is_oci_profile(config.seccomp) else None
         extra: tuple[Rule, ...] = ()
         if guard and not unconfined:
             from .seccomp import profiles
 
             extra = profiles.port_rule_guard()
-        filt = seccomp.compile(config.seccomp, extra_rules=extra)
+        filt = seccomp.compile(config.seccomp, extra_rules=extra, caps=oci_caps)
     if guard:
         # Landlock's TCP rules see plain TCP only (erratum 1 aside)
         notes.append("TCP port rules: MPTCP, SCTP and SMC sockets are denied by the seccomp "
@@ -292,7 +378,6 @@ def compile_config(
         limits = plan_limits(config.resources)
 
     namespaces = _namespaces(config, compat, contain, notes, dropped)
-    kept = kept_capabilities(config, contain)
     base = kept_capabilities(config)
     lost = sorted(set(base if base is not None else CAPABILITIES) - set(kept or ()))
     if contain and kept is not None and base != kept and lost:

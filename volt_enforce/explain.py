@@ -82,17 +82,42 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     if mode in (NetworkMode.NONE, NetworkMode.PRIVATE):
         detail = "loopback only"
         if mode == NetworkMode.PRIVATE:
-            detail += "; no veth is attached to the bridge"
+            bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
+            detail = f"prepared in the parent: lo, and eth0 on bridge {bridge}"
         wanted.append((Namespace.NETWORK, detail))
     for name, detail in wanted:
         ns.append({"namespace": name.value, "available": name in compiled.namespaces,
                    "detail": detail})
     out["namespaces"] = ns
+    if compiled.private_network and config.network is not None:
+        from .net import preview
+
+        out["network"] = preview(config.network)
     keep = compiled.capabilities
     out["capabilities"] = {"reduced": keep is not None, "keep": None if keep is None else list(keep)}
     out["no_new_privs"] = compiled.no_new_privs
     out["best_effort"] = compiled.best_effort
     return out
+
+
+def _network_lines(net: dict[str, Any]) -> list[str]:
+    if net.get("error"):
+        return [f"network private on bridge {net['bridge']}: {net['error']}"]
+    made = "" if net.get("bridge_exists") else " (made when missing)"
+    lines = [f"network private: bridge {net['bridge']}{made}, subnet {net['subnet']}, "
+             f"gateway {net['gateway']}",
+             f"  address: {net['interface']} {net['address']} ({net['address_note']})"]
+    lines += [f"  route: {r}" for r in net["routes"]]
+    lines += [f"  forward: host port {f['host_port']}/{f['protocol']} -> {f['container_port']} "
+              "(from the host's addresses, the gateway and 127.0.0.1)" for f in net["forwards"]]
+    if not net["forwards"]:
+        lines.append("  forwards: none")
+    lines.append("  dns: " + (", ".join(net["dns"]) or "the host's /etc/resolv.conf"))
+    lines.append("  outbound: " + ("masqueraded" if net["outbound"] else
+                                   "no (the sandbox reaches the host only)"))
+    if net.get("outbound_error"):
+        lines.append(f"  [fails here: {net['outbound_error']}]")
+    return lines
 
 
 def format_explanation(info: dict[str, Any]) -> str:
@@ -130,6 +155,9 @@ def format_explanation(info: dict[str, Any]) -> str:
             lines.append(f"namespace {n['namespace']}: {n['detail']}{avail}")
     else:
         lines.append("namespaces: none")
+    net = info.get("network")
+    if net:
+        lines += _network_lines(net)
     caps = info["capabilities"]
     if caps["reduced"]:
         lines.append("capabilities kept: " + (", ".join(caps["keep"]) or "none"))

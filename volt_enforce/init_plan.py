@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .compile import Compiled, compile_config
-from .errors import EnforcementError, InstallationError
+from .errors import EnforcementError, InstallationError, PolicyError
 from .model import IsolationConfig, ResourceLimits
 
 if TYPE_CHECKING:
@@ -60,21 +60,49 @@ def _hex(text: str) -> str:
 
 
 def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
-                 cgroup_dirs: Sequence[CgroupDirectory] | None = None) -> str:
+                 cgroup_dirs: Sequence[CgroupDirectory] | None = None,
+                 netns: str | None = None) -> str:
     """The plan text for ``config`` (or its ``Compiled``) on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
     writes and joins; by default ``cgroup_directories`` derives it from the
     compiled limit plan for this host's layout, named after a hash of the rest
     of the plan (so running one plan again reuses its cgroups).
+
+    ``netns``: for a private network, the name of the network that
+    ``volt-enforce net up NAME`` made and pinned; volt-init joins it (and binds
+    its resolv.conf), since it can make and clean up none itself.
     """
     if isinstance(config, Compiled):
-        return _plan_text(config, cgroup_dirs)
+        return _plan_text(config, cgroup_dirs, netns)
     with compile_config(config, best_effort=best_effort) as compiled:
-        return _plan_text(compiled, cgroup_dirs)
+        return _plan_text(compiled, cgroup_dirs, netns)
 
 
-def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None) -> str:
+def _network_lines(compiled: Compiled, netns: str | None) -> list[str]:
+    if not compiled.private_network:
+        if netns is not None:
+            raise PolicyError("netns", netns, "names a pinned private network, but the config's "
+                                              "network is not private")
+        return []
+    if netns is None:
+        raise PolicyError("netns", None, "a private network for volt-init is made beforehand by "
+                                         "'volt-enforce net up NAME': compile with --netns NAME")
+    from .net import dns, lease, pin
+
+    lines = [f"netns {_hex(pin.pin_path(netns))}"]
+    network = compiled.config.network
+    if network is not None and network.dns:
+        src = pin.resolv_path(netns)
+        # the flags of the mount that will hold the file (the run directory's, or /run's)
+        where = next(p for p in (os.path.dirname(src), lease.RUN_DIR, "/run", "/")
+                     if os.path.isdir(p))
+        lines.append(f"resolv {_hex(src)} {_hex(dns.bind_target())} {dns.mount_flags(where):x}")
+    return lines
+
+
+def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None,
+               netns: str | None = None) -> str:
     from . import landlock
 
     head = [f"volt-plan {PLAN_VERSION}", f"nnp {1 if compiled.no_new_privs else 0}"]
@@ -84,6 +112,7 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
         body.append(f"caps {mask:x}")
     if compiled.new_session:
         body.append("session 1")
+    body += _network_lines(compiled, netns)
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
 

@@ -63,6 +63,8 @@ Compatibility (as rust-landlock defines it)
   lacks a requested feature; without Landlock at all, return a ruleset with
   fd -1 and status "none" (the child runs unrestricted, and the report says so).
 * HARD_REQUIREMENT: raise in both cases.
+* FACILITY_REQUIREMENT: raise without Landlock at all; where it exists, drop
+  what it lacks as BEST_EFFORT does.
 
 On ABI 1 a cross-directory rename or link is always denied (the kernel
 predates REFER), so not handling REFER there is no loss unless a rule grants it.
@@ -705,7 +707,7 @@ def _request(policy: LandlockPolicy | None, read_only: bool,
         req.quiet_scoped = flag_value(policy.quiet_scoped)
         req.scopes = flag_value(policy.scopes)
         req.logging = flag_value(policy.logging)
-        req.compatibility = Compatibility(policy.compatibility)
+        req.compatibility = policy.effective_compatibility
         runtime = policy.runtime
     for i, path in enumerate(unix_sockets or ()):
         # an explicit grant: RESOLVE_UNIX is then asked for, at the policy's level
@@ -773,7 +775,7 @@ def _plan(req: _Request, abi: int, kernel: int, errata_mask: int = 0,
     _errata_notes(plan, errata_mask)
     # oldest missing feature first: the one an error names
     plan.dropped.sort(key=lambda d: d.abi or 0)
-    if plan.dropped and req.compatibility != Compatibility.BEST_EFFORT:
+    if plan.dropped and not req.compatibility.drops_parts:
         first = plan.dropped[0]
         detail = first.reason
         if first.abi in ABI_LINUX:
@@ -787,7 +789,7 @@ def _plan_absent(plan: _Plan, req: _Request, reason: str) -> None:
     """No Landlock (or the ABI capped to 0): everything asked is dropped."""
     if plan.kernel_abi > 0:
         reason = f"Landlock ABI capped to 0 (kernel has {plan.kernel_abi})"
-    if req.compatibility == Compatibility.HARD_REQUIREMENT:
+    if not req.compatibility.runs_without:
         raise CompatibilityError("Landlock", f"{reason}; needs ABI 1 (Linux {ABI_LINUX[1]})")
     plan.absent = reason
     plan.notes.append(f"not enforced: {reason}")
@@ -987,7 +989,7 @@ def _build(plan: _Plan) -> CompiledRuleset:
         if fd == -_errno.E2BIG and any(quiet):
             # a kernel older than ABI 10 takes the 48-byte attribute only with zero quiet_*
             reason = "the kernel refused the quiet_* ruleset fields (E2BIG): needs ABI 10"
-            if plan.compatibility != Compatibility.BEST_EFFORT:
+            if not plan.compatibility.drops_parts:
                 raise CompatibilityError("quiet_access_fs" if quiet[0] else "quiet_access_net"
                                          if quiet[1] else "quiet_scoped", reason)
             for name, value in zip(("quiet_access_fs", "quiet_access_net", "quiet_scoped"),  # noqa: B905

@@ -345,17 +345,36 @@ class LandlockLogging(enum.IntFlag):
 
 
 class Compatibility(str, enum.Enum):
-    """What to do when the kernel lacks a requested Landlock feature (as rust-landlock).
+    """What to do when the kernel or host lacks a requested facility, in whole or
+    in part (as rust-landlock, plus a level of our own). One vocabulary for
+    Landlock, namespaces and cgroups.
 
     * BEST_EFFORT: drop what the kernel lacks, enforce the rest, report the drop.
     * SOFT_REQUIREMENT: fail when a requested restriction cannot be enforced;
       without Landlock at all, run unrestricted and report it.
     * HARD_REQUIREMENT: fail whenever anything requested cannot be enforced.
+    * FACILITY_REQUIREMENT (the volt-enforce command's default): fail when a whole
+      facility that was asked for is missing (no Landlock at all, a namespace that
+      cannot be made); drop and report what is missing of one that exists (a
+      Landlock right or scope, a cgroup controller).
     """
 
     BEST_EFFORT = "best_effort"
     SOFT_REQUIREMENT = "soft_requirement"
     HARD_REQUIREMENT = "hard_requirement"
+    FACILITY_REQUIREMENT = "facility_requirement"
+
+    @property
+    def drops_parts(self) -> bool:
+        """Whether a facility the kernel has only in part is used for that part
+        (the rest dropped and reported) rather than refused."""
+        return self in (Compatibility.BEST_EFFORT, Compatibility.FACILITY_REQUIREMENT)
+
+    @property
+    def runs_without(self) -> bool:
+        """Whether a facility the kernel lacks entirely is gone without (reported)
+        rather than refused."""
+        return self in (Compatibility.BEST_EFFORT, Compatibility.SOFT_REQUIREMENT)
 
     def __str__(self) -> str:
         return self.value
@@ -508,7 +527,9 @@ class LandlockPolicy:
     quiet_access_fs: LandlockAccess | int = LandlockAccess(0)
     quiet_access_net: LandlockNetAccess | int | list[str] = LandlockNetAccess(0)
     quiet_scoped: LandlockScope | int | list[str] = LandlockScope(0)
-    compatibility: Compatibility | str = Compatibility.BEST_EFFORT
+    #: None: not given (the library then acts as BEST_EFFORT, the volt-enforce
+    #: command at its own default); JSON writes it only when given.
+    compatibility: Compatibility | str | None = None
     missing_paths: MissingPaths | str = MissingPaths.ERROR
     #: Add the documented runtime rules (/dev/null, /proc/self, ...) at enforcement.
     runtime: bool = True
@@ -541,7 +562,8 @@ class LandlockPolicy:
                                                   self.quiet_scoped))
         scopes = LandlockScope(_parse_flags(f"{prefix}.Scopes", LandlockScope, self.scopes))
         logging = LandlockLogging(_parse_flags(f"{prefix}.Logging", LandlockLogging, self.logging))
-        compatibility = _enum(f"{prefix}.Compatibility", Compatibility, self.compatibility)
+        compatibility = (None if self.compatibility is None else
+                         _enum(f"{prefix}.Compatibility", Compatibility, self.compatibility))
         missing_paths = _enum(f"{prefix}.MissingPaths", MissingPaths, self.missing_paths)
         _check_type(f"{prefix}.Runtime", self.runtime, bool, "a boolean")
         self.bind_tcp, self.connect_tcp = bind_tcp, connect_tcp
@@ -550,6 +572,11 @@ class LandlockPolicy:
         self.quiet_access_net, self.quiet_scoped = quiet_net, quiet_scoped
         self.scopes, self.logging = scopes, logging
         self.compatibility, self.missing_paths = compatibility, missing_paths
+
+    @property
+    def effective_compatibility(self) -> Compatibility:
+        """The level the library applies: the one given, else BEST_EFFORT."""
+        return Compatibility(self.compatibility or Compatibility.BEST_EFFORT)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"Rules": [r.to_dict() for r in self.rules] if self.rules else None}
@@ -571,7 +598,7 @@ class LandlockPolicy:
             d["QuietAccessNet"] = _flag_names(LandlockNetAccess, flag_value(self.quiet_access_net))
         if self.quiet_scoped:
             d["QuietScoped"] = _flag_names(LandlockScope, flag_value(self.quiet_scoped))
-        if self.compatibility != Compatibility.BEST_EFFORT:
+        if self.compatibility is not None:
             d["Compatibility"] = str(self.compatibility)
         if self.missing_paths != MissingPaths.ERROR:
             d["MissingPaths"] = str(self.missing_paths)
@@ -603,7 +630,7 @@ class LandlockPolicy:
                 quiet_access_fs=d.get("QuietAccessFS") or 0,
                 quiet_access_net=d.get("QuietAccessNet") or 0,
                 quiet_scoped=d.get("QuietScoped") or 0,
-                compatibility=d.get("Compatibility", Compatibility.BEST_EFFORT),
+                compatibility=d.get("Compatibility"),
                 missing_paths=d.get("MissingPaths", MissingPaths.ERROR),
                 runtime=d.get("Runtime", True),
             )
@@ -920,13 +947,16 @@ class NetworkConfig:
     """Network isolation settings (seed: NetworkConfig).
 
     ``mode=None`` is the Go zero value "", which the seed treats as a private
-    network on the default bridge.
+    network on the default bridge. ``outbound`` (new, JSON ``Outbound``, written
+    only when true): a private network's traffic leaves the host, masqueraded
+    (volt_enforce.net); off by default, the sandbox then reaches the host only.
     """
 
     mode: NetworkMode | str | None = None
     bridge: str = ""
     port_forwards: list[PortForward] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    outbound: bool = False
 
     def __post_init__(self) -> None:
         self.port_forwards = _as_list("Network.PortForwards", self.port_forwards,
@@ -960,6 +990,7 @@ class NetworkConfig:
                 ipaddress.ip_address(server)
             except ValueError:
                 raise PolicyError(f"{prefix}.DNS[{i}]", server, "is not an IP address") from None
+        _check_type(f"{prefix}.Outbound", self.outbound, bool, "a boolean")
         self.mode = mode
 
     def nspawn_network_args(self) -> list[str]:
@@ -977,16 +1008,19 @@ class NetworkConfig:
         return ["--network-bridge=voltbr0"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "Mode": str(self.mode) if self.mode is not None else "",
             "Bridge": self.bridge,
             "PortForwards": [p.to_dict() for p in self.port_forwards] or None,
             "DNS": list(self.dns) or None,
         }
+        if self.outbound:
+            d["Outbound"] = True
+        return d
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], prefix: str = "Network") -> NetworkConfig:
-        d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS"])
+        d = _decode_keys(prefix, doc, ["Mode", "Bridge", "PortForwards", "DNS", "Outbound"])
         pfs = d.get("PortForwards")
         if pfs is not None and not isinstance(pfs, list):
             raise PolicyError(f"{prefix}.PortForwards", pfs, "is not a list")
@@ -1000,7 +1034,7 @@ class NetworkConfig:
             raise PolicyError(f"{prefix}.Mode", mode, "is not a string")
         try:
             return cls(mode=mode or None, bridge=d.get("Bridge", ""), port_forwards=forwards,
-                       dns=dns or [])
+                       dns=dns or [], outbound=d.get("Outbound", False))
         except PolicyError as exc:
             raise _reprefix(exc, prefix, "Network") from None
 
@@ -1088,7 +1122,8 @@ class IsolationConfig:
 
     Every part is optional; a part left out enforces nothing for that part.
     ``capabilities`` (new): the capabilities to keep; None derives them from the
-    seccomp profile (strict: none, default: Docker's default set, else all).
+    seccomp profile (strict: none; default or an OCI profile file: Docker's default
+    set; unconfined or none: all).
     """
 
     landlock: LandlockPolicy | None = None

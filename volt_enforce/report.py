@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+# imported now: exec writes the report after Landlock may forbid reading the package
+from .downgrades import downgrades
+
 if TYPE_CHECKING:
     from .compile import Compiled
     from .landlock import LandlockReport
@@ -29,6 +32,12 @@ class EnforcementReport:
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
+    network: dict[str, Any] | None = None  # the private network: address, routes, forwards
+    #: namespaces asked for and dropped (best effort), with the reason
+    dropped_namespaces: dict[str, str] = field(default_factory=dict)
+    #: apply_self with other threads alive (allow_threads=True): the steps that
+    #: reached the calling thread only
+    calling_thread_only: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, compiled: Compiled) -> EnforcementReport:
@@ -40,6 +49,7 @@ class EnforcementReport:
             capabilities=None if compiled.capabilities is None else list(compiled.capabilities),
             no_new_privs=compiled.no_new_privs,
             notes=list(compiled.notes),
+            dropped_namespaces=dict(compiled.dropped_namespaces),
         )
 
     @property
@@ -56,4 +66,13 @@ class EnforcementReport:
             "capabilities": self.capabilities,
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
+            "network": self.network,
+            "dropped_namespaces": dict(self.dropped_namespaces),
+            "calling_thread_only": list(self.calling_thread_only),
+            "downgrades": self.downgrades(),
         }
+
+    def downgrades(self) -> list[str]:
+        """One line per restriction asked for and not enforced (see
+        volt_enforce.downgrades)."""
+        return downgrades(self)

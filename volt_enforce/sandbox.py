@@ -34,16 +34,18 @@ from ._core import lib
 from .child import ChildPlan, read_preexec_failure
 from .compile import Compiled, compile_config
 from .errors import EnforcementError, PolicyError
-from .model import Compatibility, IsolationConfig, SeccompProfile
+from .model import Compatibility, IsolationConfig, NetworkMode, SeccompProfile
 from .process import SandboxedPopen, run_in
 from .report import EnforcementReport
 
 if TYPE_CHECKING:
     from .cgroups import Cgroup, CgroupStats
     from .landlock import CompiledRuleset
+    from .net import PrivateNetwork
     from .seccomp import SeccompFilter
 
-__all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache"]
+__all__ = ["Sandbox", "EnforcementReport", "Popen", "run", "apply_self", "clear_cache",
+           "thread_coverage"]
 
 
 _PREPARED: OrderedDict[tuple[Any, ...], Sandbox] = OrderedDict()
@@ -94,7 +96,9 @@ def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = T
         if hit is not None and not hit._closed:
             _PREPARED.move_to_end(key)
     if hit is None or hit._closed:
-        hit = Sandbox(config, landlock_abi=abi, contain=contain)
+        # a private network's config is here only as the base that lends its ruleset
+        # and filter (run/Popen never reuse a sandbox with a network)
+        hit = Sandbox(config, landlock_abi=abi, contain=contain, _lend_only=_private(config))
         with _PREPARED_LOCK:
             _PREPARED[key] = hit
             while len(_PREPARED) > _PREPARED_MAX:
@@ -133,6 +137,11 @@ class Sandbox:
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
     it was first built. ``log_denials`` has the kernel log the seccomp filter's
     denials to audit (SECCOMP_FILTER_FLAG_LOG; see volt_enforce.audit).
+
+    A private network (``config.network``, mode private: volt_enforce.net) is
+    made here, once, for all the sandbox's children: its namespace (owned by
+    ``userns_fd`` when given), veth, lease, forwards and resolv.conf, all
+    removed by ``close()``.
     """
 
     def __init__(
@@ -148,6 +157,8 @@ class Sandbox:
         landlock_abi: int | None = None,
         share_compiled: bool = False,
         log_denials: bool = False,
+        userns_fd: int | None = None,
+        _lend_only: bool = False,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -158,13 +169,17 @@ class Sandbox:
         self._lock = threading.Lock()
         self._report_r = self._report_w = -1
         self._base: Sandbox | None = None
+        self._lend_only = _lend_only
         self.cgroup: Cgroup | None = None
+        self.network: PrivateNetwork | None = None
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
                                           contain, landlock_abi, share_compiled, log_denials)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
+            if self.compiled.private_network and not _lend_only:
+                self._attach_network(userns_fd, undo)
             self.plan = self._child_plan()
             undo.pop_all()
         self._closed = False
@@ -199,10 +214,31 @@ class Sandbox:
             from .cgroups import Cgroup
 
             self.cgroup = Cgroup.create(limits, parent=cgroup_parent,
-                                        best_effort=self.compiled.best_effort)
+                                        best_effort=self.compiled.cgroup_best_effort)
             undo.callback(self.cgroup.close)
         if self.cgroup is not None:
             self.report.cgroup = {"paths": dict(self.cgroup.paths), **self.cgroup.report}
+
+    def _attach_network(self, userns_fd: int | None, undo: contextlib.ExitStack) -> None:
+        from . import net
+
+        assert self.config.network is not None
+        self.network = net.attach(
+            self.config.network, userns_fd=userns_fd,
+            # root in a user namespace of the child's own may then bind port 80
+            unprivileged_ports=userns_fd is None and self.config.private_users)
+        undo.callback(self.network.close)
+        self.report.network = self.network.report()
+        self.report.notes = [n for n in self.report.notes if not n.startswith("network private:")]
+        self.report.notes.append(self.network.note())
+
+    def _resolv(self) -> tuple[str, str, int] | None:
+        network = self.network
+        if network is None or not network.resolv_conf:
+            return None
+        from .net import dns
+
+        return (network.resolv_conf, dns.bind_target(), dns.mount_flags(network.resolv_conf))
 
     def _child_plan(self) -> ChildPlan:
         c = self.compiled
@@ -226,6 +262,8 @@ class Sandbox:
             seccomp_flags=c.seccomp_flags,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
+            net_fd=self.network.netns_fd if self.network is not None else -1,
+            resolv=self._resolv(),
         )
 
     @property
@@ -246,9 +284,13 @@ class Sandbox:
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError("the sandbox is closed")
+        if self._lend_only:
+            raise ValueError("this sandbox only lends its compiled parts: it has no network")
 
     def spawn_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of volt_enforce.spawn.spawn for this sandbox."""
+        if self._lend_only:
+            raise ValueError("this sandbox only lends its compiled parts: it has no network")
         cg = self.cgroup
         return {
             "plan": self.plan,
@@ -303,9 +345,12 @@ class Sandbox:
     def apply_self(self, *, allow_threads: bool = False) -> EnforcementReport:
         """Restrict the calling process with this sandbox (init shims).
 
-        Landlock binds only the calling thread, so with other threads alive this
-        refuses unless ``allow_threads``; seccomp then synchronizes all threads.
-        The cgroup stays in place (removing it would kill this process).
+        With other threads alive, seccomp is synchronized to all of them (TSYNC),
+        but the capability sets, the bounding set, namespaces, no_new_privs
+        without a filter and Landlock without TSYNC reach only the calling
+        thread (``thread_coverage``): this then refuses, applying nothing, unless
+        ``allow_threads``, and the report's ``calling_thread_only`` lists those
+        steps. The cgroup stays in place (removing it would kill this process).
         """
         self._check_open()
         return _apply_plan_to_self(self, allow_threads)
@@ -321,6 +366,8 @@ class Sandbox:
         closers: list[Callable[[], None]] = [self.compiled.close]
         if self.cgroup is not None and self._own_cgroup:
             closers.append(self.cgroup.close)
+        if self.network is not None:
+            closers.append(self.network.close)
         for closer in closers:
             try:
                 closer()
@@ -357,19 +404,61 @@ class Sandbox:
                 self.close()
 
 
+def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
+    """For each step ``apply_self`` takes with this plan, whether it reaches every
+    thread of the process (True) or only the calling one (False).
+
+    The one place that decides it: joining a cgroup and a new session are
+    process-wide; namespaces (unshare, setns into a private network), the
+    capability sets and the bounding set are per thread; seccomp covers every
+    thread with SECCOMP_FILTER_FLAG_TSYNC among the plan's flags (apply_self sets
+    it whenever other threads are alive), and that TSYNC also sets no_new_privs
+    on each of them; Landlock covers them only with LANDLOCK_RESTRICT_SELF_TSYNC
+    among the plan's flags (ABI 8).
+    """
+    c = plan.c
+    synced_filter = bool(c.bpf_len) and bool(c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC)
+    steps: dict[str, bool] = {}
+    if c.n_procs_fds:
+        steps["cgroup"] = True
+    if c.unshare_flags or c.join_net:  # unshare and setns change the calling thread's
+        steps["namespaces"] = False
+    if c.new_session:
+        steps["session"] = True
+    if c.drop_caps:
+        steps["capabilities"] = False
+        steps["bounding set"] = False
+    if c.no_new_privs:
+        steps["no_new_privs"] = synced_filter
+    if c.landlock_fd >= 0 or c.landlock_flags:
+        steps["landlock"] = bool(c.landlock_flags & lib.LANDLOCK_RESTRICT_SELF_TSYNC)
+    if c.bpf_len:
+        steps["seccomp"] = synced_filter
+    return steps
+
+
 def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
     if threads > 1:
-        if sb.ruleset is not None and sb.ruleset.fd >= 0 and not allow_threads:
-            raise EnforcementError(
-                errno.EPERM, "landlock",
-                f"this process has {threads} threads and Landlock would restrict only the "
-                "calling one; pass allow_threads=True to accept that",
-            )
+        seccomp_flags = plan.c.seccomp_flags
         if sb.seccomp is not None and sb.seccomp.instructions:
             plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
+        partial = [step for step, every in thread_coverage(plan).items() if not every]
+        if partial and not allow_threads:
+            plan.c.seccomp_flags = seccomp_flags
+            raise EnforcementError(
+                errno.EPERM, partial[0],
+                f"this process has {threads} threads and {', '.join(partial)} would reach "
+                "only the calling one; nothing was applied (pass allow_threads=True to "
+                "accept that)",
+            )
+        sb.report.calling_thread_only = partial
+        if plan.c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC:
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
+        if partial:
+            sb.report.notes.append(f"{threads} threads: {', '.join(partial)} reached the "
+                                   "calling thread only (allow_threads=True)")
     if sb.cgroup is not None:
         sb.cgroup.detach()  # the process lives in it now: never remove it under us
     plan.apply()
@@ -425,7 +514,16 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
 
 
 def _limitless(config: IsolationConfig | None) -> bool:
+    """Nothing per run to set up or tear down (no cgroup, no private network):
+    such a sandbox is reused from the prepared cache."""
+    if config is not None and _private(config):
+        return False
     return config is None or config.resources is None or config.resources.is_empty()
+
+
+def _private(config: IsolationConfig) -> bool:
+    net = config.network
+    return net is not None and net.effective_mode == NetworkMode.PRIVATE
 
 
 def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
@@ -442,6 +540,8 @@ def apply_self(config: IsolationConfig, *, allow_threads: bool = False,
         sb.close()
         raise
     # the restriction is in force; the ruleset fd is no longer needed
+    if sb.network is not None:
+        sb.network.keep()  # we are in it now: it lives as long as this process
     sb.compiled.close()
     sb._closed = True
     sb._close_report_pipe()

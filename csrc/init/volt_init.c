@@ -17,6 +17,10 @@
  *   session 0|1                       a new session (or give the terminal up)
  *   unshare FLAGS_HEX                 CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC |
  *                                     CLONE_NEWUTS
+ *   netns PATH                        join the pinned private network PATH
+ *                                     ('volt-enforce net up NAME' made it)
+ *   resolv SRC DST FLAGS_HEX          bind SRC read-only over DST in a mount
+ *                                     namespace of its own (FLAGS: SRC's MS_*)
  *   cgroup-dir PATH                   mkdir (if absent)
  *   cgroup-set FILE VALUE [FILE2 VALUE2]
  *                                     write VALUE to FILE, or VALUE2 to FILE2
@@ -168,6 +172,10 @@ static int is_hex_field(const char *name, int i)
 		return i == 3;
 	if (!strcmp(name, "seccomp"))
 		return i == 2;
+	if (!strcmp(name, "netns"))
+		return i == 1;
+	if (!strcmp(name, "resolv"))
+		return i == 1 || i == 2;
 	return 0;
 }
 
@@ -186,6 +194,7 @@ static int well_formed(const struct record *r)
 		{ "end", 1 }, { "nnp", 2 }, { "caps", 2 }, { "unshare", 2 }, { "session", 2 },
 		{ "cgroup-dir", 2 }, { "cgroup-join", 2 },
 		{ "landlock", 5 }, { "path", 4 }, { "port", 3 }, { "seccomp", 3 },
+		{ "netns", 2 }, { "resolv", 4 },
 	};
 	if (is_cgroup_write(r->f[0]))
 		return r->nf == 3 || r->nf == 5;
@@ -316,6 +325,25 @@ static void add_port(int ruleset, char **f, int line)
 		die(125, "landlock: cannot add a rule for port", f[2], -r);
 }
 
+/* The pinned private network (joined by ve_apply) and its resolv.conf. */
+static void set_netns(struct ve_plan *plan, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(125, "network: cannot open the pinned namespace", path, errno);
+	plan->join_net = 1;
+	plan->net_fd = fd;
+}
+
+static void set_resolv(struct ve_plan *plan, char **f, int line)
+{
+	if (strlen(f[1]) >= sizeof(plan->resolv_src) || strlen(f[2]) >= sizeof(plan->resolv_dst))
+		die_at("resolv path too long at", line);
+	strcpy(plan->resolv_src, f[1]);
+	strcpy(plan->resolv_dst, f[2]);
+	plan->resolv_flags = (unsigned long)num(f[3], line);
+}
+
 /* Pass 2: everything but cgroups into the plan; nothing changes yet. */
 static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 {
@@ -347,6 +375,12 @@ static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 			add_path(ruleset, f, ln);
 		} else if (!strcmp(f[0], "port")) {
 			add_port(ruleset, f, ln);
+		} else if (!strcmp(f[0], "netns")) {
+			once(&seen, 64, f[0], ln);
+			set_netns(plan, f[1]);
+		} else if (!strcmp(f[0], "resolv")) {
+			once(&seen, 128, f[0], ln);
+			set_resolv(plan, f, ln);
 		} else if (!strcmp(f[0], "seccomp")) {
 			once(&seen, 16, f[0], ln);
 			plan->seccomp_flags = (uint32_t)num(f[1], ln);

@@ -90,9 +90,9 @@ def compile(profile: Any, *, arch: str | None = None, caps: Iterable[str] | None
 
     ``profile``: ``"default"``, ``"strict"``, ``"unconfined"`` or a ``SeccompProfile``
     (compiled once per process and cached); a ``Policy``; the path of an OCI/Docker
-    JSON profile, or its dict. For OCI profiles, ``caps`` (capability names) replaces
-    the calling process's effective capabilities and ``kernel`` (``(6, 1)``) the
-    running kernel's version in ``includes``/``excludes``. ``subarches`` adds compat
+    JSON profile, or its dict. For OCI profiles, ``caps`` (capability names: those
+    the child keeps) replaces Docker's default set, and ``kernel`` (``(6, 1)``) the
+    running kernel's version, in ``includes``/``excludes``. ``subarches`` adds compat
     ABIs (``i386``, ``x32``; ``arm`` on aarch64) instead of denying them.
     ``extra_rules`` are added to the profile's rules (``Policy.with_rules``), e.g.
     ``profiles.port_rule_guard()`` when Landlock has TCP port rules.

@@ -5,8 +5,9 @@ Import takes the OCI runtime-spec form (``defaultAction``, ``defaultErrnoRet``,
 ``args``) and Docker's additions (``archMap``, ``name``, ``comment``, ``includes`` and
 ``excludes`` with ``caps``, ``arches`` and ``minKernel``). ``includes``/``excludes``
 are evaluated the way Docker does, for the process that will run under the filter:
-``caps`` against its capabilities (by default the calling process's effective set,
-``CapEff`` in /proc/self/status), ``arches`` against the target architecture,
+``caps`` against its capabilities (by default Docker's default set, the one a child
+under such a profile keeps unless told otherwise: never the caller's, which would
+let a root caller's child reach reboot, settimeofday or bpf), ``arches`` against the target architecture,
 ``minKernel`` against the running kernel. A rule ``includes`` only when all its listed
 capabilities are present, and ``excludes`` when any is.
 
@@ -39,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import PolicyError
-from ..model import CAPABILITIES
+from ..model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 from .policy import (
     ALLOW,
     FLAGS,
@@ -262,7 +263,7 @@ def parse_profile(doc: Any, *, name: str = "oci", arch: str, caps: Iterable[str]
     used = [ARCHES[arch]] + [ARCHES[s] for s in subarches if s in ARCHES]
     skipped: set[str] = set()
     top = _keys("", doc, _TOP_KEYS)
-    cap_set = (effective_capabilities() if caps is None
+    cap_set = (frozenset(DOCKER_DEFAULT_CAPABILITIES) if caps is None
                else frozenset(_cap_name(f"caps[{i}]", c) for i, c in enumerate(caps)))
     flt = _Filter(cap_set, arch, kernel if kernel is not None else running_kernel())
 
