@@ -11,10 +11,12 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from kernelreq import need_landlock
+from outside import outside_dir
 
 from volt_enforce.autorules import (
     FULL_WRITE,
@@ -32,7 +34,6 @@ from volt_enforce.model import (
     LandlockAccess,
     LandlockPolicy,
     LandlockRule,
-    server_policy,
 )
 
 A = LandlockAccess
@@ -275,22 +276,9 @@ def _build_origin_app(root: str, cc: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def outside(tmp_path_factory) -> str:
-    """A fresh directory that no rule of the server preset covers (not /tmp, /var...)."""
-    from volt_enforce.diagnose import PolicyRights
-
-    rights = PolicyRights.of_policy(server_policy("/"))
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for base in ("/opt", "/srv", "/root", "/mnt", repo):
-        if os.path.isdir(base) and os.access(base, os.W_OK) and not rights.granted(
-                os.path.realpath(base)) & A.READ_FILE:
-            import tempfile
-
-            d = tempfile.mkdtemp(prefix="volt-why-", dir=base)
-            yield d
-            shutil.rmtree(d, ignore_errors=True)
-            return
-    pytest.fail("no writable directory outside the server preset to test in")
+def outside() -> Iterator[str]:
+    with outside_dir() as d:
+        yield d
 
 
 def test_resolve_runpath_origin_finds_the_programs_own_library(outside, gcc):

@@ -10,11 +10,12 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from kernelreq import need_landlock
+from outside import outside_dir
 
 import volt_enforce
 from volt_enforce.compile import compiled
@@ -34,18 +35,9 @@ SYSTEM = [LandlockRule(p, A.READ_EXEC) for p in ("/usr", "/lib", "/lib64", "/bin
 
 
 @pytest.fixture
-def outside():
-    """A fresh directory that no rule of the server preset covers."""
-    rights = PolicyRights.of_policy(server_policy("/"))
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for base in ("/opt", "/srv", "/root", "/mnt", repo):
-        if os.path.isdir(base) and os.access(base, os.W_OK) and not rights.granted(
-                os.path.realpath(base)) & A.READ_FILE:
-            d = tempfile.mkdtemp(prefix="volt-why-", dir=base)
-            yield os.path.realpath(d)
-            shutil.rmtree(d, ignore_errors=True)
-            return
-    pytest.fail("no writable directory outside the server preset to test in")
+def outside() -> Iterator[str]:
+    with outside_dir() as d:
+        yield d
 
 
 def script(directory: str, name: str = "run.sh", interp: str = "/bin/sh",

@@ -49,6 +49,7 @@ __all__ = [
     "read_elf",
     "resolve_libraries",
     "rules_for",
+    "script_interpreter",
 ]
 
 _A = LandlockAccess
@@ -611,7 +612,7 @@ class AutoRules:
                 "missing_libraries": list(self.missing)}
 
 
-def _script_interpreter(path: str) -> tuple[str, list[str]] | None:
+def script_interpreter(path: str) -> tuple[str, list[str]] | None:
     """A script's ``#!`` interpreter and the words after it."""
     try:
         with open(path, "rb") as f:
@@ -687,7 +688,7 @@ def rules_for(path: str, policy: LandlockPolicy | None, *, env: Mapping[str, str
 
     def program(p: str, reason: str, depth: int) -> None:
         want(p, FILE_RX, reason)
-        script = _script_interpreter(p)
+        script = script_interpreter(p)
         if script is not None and depth < 4:  # the kernel allows a few levels too
             interp, args = script
             program(interp, f"the interpreter of {p}", depth + 1)

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .autorules import read_elf
+from .autorules import read_elf, script_interpreter
 from .model import LandlockAccess
 from .rights import PolicyRights, access_names, path_under
 
@@ -138,15 +138,8 @@ def _view(compiled: Any) -> View | None:
 
 
 def _shebang(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError:
-        return None
-    if not head.startswith(b"#!"):
-        return None
-    words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words else None
+    found = script_interpreter(path)
+    return found[0] if found is not None else None
 
 
 def diagnose_exec(compiled: Compiled | EnforcementReport, path: str) -> Diagnosis | None:
