@@ -187,12 +187,17 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 		int cap = -1;
 		CHECK(VE_STEP_CAPS, drop_caps(plan, &cap), cap);
 	}
-	if (plan->no_new_privs)
+	/* with LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS (ABI 11) on a ruleset the kernel sets
+	 * no_new_privs iff the restriction succeeds; otherwise prctl does, first */
+	int nnp_by_landlock = plan->no_new_privs && plan->landlock_fd >= 0 &&
+			      (plan->landlock_flags & LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS);
+	if (plan->no_new_privs && !nnp_by_landlock)
 		CHECK(VE_STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
 	/* fd -1 with LOG_SUBDOMAINS_OFF alone is valid on ABI 7 */
 	if (plan->landlock_fd >= 0 || plan->landlock_flags)
 		CHECK_RC(VE_STEP_LANDLOCK,
-			 ve_landlock_restrict_self(plan->landlock_fd, plan->landlock_flags, 0), 0);
+			 ve_landlock_restrict_self(plan->landlock_fd, plan->landlock_flags,
+						   nnp_by_landlock), 0);
 	/* ve_seccomp_load also fails when TSYNC could not synchronize a thread (the
 	 * kernel then returns that thread's id and installs nothing) */
 	if (plan->bpf_len > 0)

@@ -150,6 +150,7 @@ def test_to_dict_is_json_and_complete(p):
         "kernel", "machine", "landlock_abi", "landlock_errata", "landlock_status", "seccomp",
         "seccomp_mode", "seccomp_actions", "cgroups", "user_namespaces", "user_namespaces_error",
         "network_namespaces", "network_namespaces_error", "no_new_privs", "euid", "threads",
+        "landlock_features",
     }
     assert d["cgroups"] == p.cgroups.to_dict()
     assert d["seccomp_actions"] == list(p.seccomp_actions)

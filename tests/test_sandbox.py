@@ -306,13 +306,13 @@ def test_apply_self_refuses_threads(work):
         ev = threading.Event()
         t = threading.Thread(target=ev.wait, daemon=True)
         t.start()
-        try:
-            volt_enforce.apply_self(cfg)
+        try:  # below ABI 8 (no TSYNC): tests/test_landlock_abi8plus.py has ABI 8
+            volt_enforce.apply_self(cfg, landlock_abi=7)
             return 1
         except EnforcementError as exc:
-            if "threads" not in str(exc):
+            if "threads" not in str(exc) or "TSYNC needs ABI 8" not in str(exc):
                 return 2
-        report = volt_enforce.apply_self(cfg, allow_threads=True)
+        report = volt_enforce.apply_self(cfg, allow_threads=True, landlock_abi=7)
         ev.set()
         return 0 if any("TSYNC" in n for n in report.notes) else 3
 

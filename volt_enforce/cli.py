@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from . import cli_landlock
 from .errors import EnforcementError, PolicyError, VoltEnforceError
 from .fileout import Output, write_bytes
 from .model import (
@@ -115,6 +116,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="allow binding TCP PORT; others are denied (repeatable)")
     g.add_argument("--connect-tcp", action="append", default=None, type=_port, metavar="PORT",
                    help="allow connecting to TCP PORT; others are denied (repeatable)")
+    cli_landlock.add_options(g, _port, _text)
     g.add_argument("--seccomp", metavar="PROFILE", type=_text,
                    help="strict, default, unconfined or an OCI JSON file (default: default)")
     g.add_argument("--memory", metavar="SIZE", type=_text, help="hard memory limit (memory.max), e.g. 512M")
@@ -195,7 +197,8 @@ def _text(text: str) -> str:
 _TEXT_OPTIONS = {"config": "--config", "rootfs": "--rootfs", "ro": "--ro", "rw": "--rw",
                  "rox": "--rox", "seccomp": "--seccomp", "memory": "--memory",
                  "memory_high": "--memory-high", "cpu_quota": "--cpu-quota", "cpus": "--cpus",
-                 "cap_add": "--cap-add", "cap_drop": "--cap-drop"}
+                 "cap_add": "--cap-add", "cap_drop": "--cap-drop",
+                 "unix_socket": "--unix-socket", "audit_quiet": "--audit-quiet"}
 
 
 def _check_text_options(args: argparse.Namespace) -> None:
@@ -300,7 +303,8 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
         extra += [(p, LandlockAccess.READ_EXEC) for p in args.rox]
         if landlock is None and extra:
             landlock = LandlockPolicy()  # only the paths given
-        elif landlock is None and (args.bind_tcp is not None or args.connect_tcp is not None):
+        elif landlock is None and (args.bind_tcp is not None or args.connect_tcp is not None
+                                   or cli_landlock.wants_policy(args)):
             # ports alone: a policy always handles the filesystem, so allow all of it
             landlock = LandlockPolicy(rules=[LandlockRule("/", LandlockAccess.all())],
                                       runtime=False)
@@ -311,6 +315,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
                 landlock.bind_tcp = sorted(set((landlock.bind_tcp or []) + args.bind_tcp))
             if args.connect_tcp is not None:
                 landlock.connect_tcp = sorted(set((landlock.connect_tcp or []) + args.connect_tcp))
+            cli_landlock.apply(args, landlock)
             if args.best_effort:
                 landlock.compatibility = Compatibility.BEST_EFFORT
             if args.hard_requirement:
@@ -374,6 +379,7 @@ def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
     return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
+                   unix_sockets=cli_landlock.unix_sockets(args),
                    log_denials=bool(getattr(args, "why", False)))
 
 
@@ -571,7 +577,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     try:
-        report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain)
+        report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
+                            unix_sockets=cli_landlock.unix_sockets(args))
     except BaseException:
         if report_file is not None:
             report_file.discard()
@@ -613,7 +620,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.path:
         return _explain_paths(args, cfg)
-    info = explain(cfg, best_effort=bool(args.best_effort), bpf=args.bpf)
+    info = explain(cfg, best_effort=bool(args.best_effort), bpf=args.bpf,
+                   unix_sockets=cli_landlock.unix_sockets(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -682,7 +690,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         out = Output(args.output)
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
-    with out, compile_config(cfg, compatibility=_compatibility(args, cfg)) as compiled:
+    with out, compile_config(cfg, compatibility=_compatibility(args, cfg),
+                             unix_sockets=cli_landlock.unix_sockets(args)) as compiled:
         _warn(args, EnforcementReport.of(compiled))
         text = compile_plan(compiled, netns=args.netns)
         try:

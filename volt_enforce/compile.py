@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -200,6 +200,9 @@ class Compiled:
     capabilities: tuple[str, ...] | None
     no_new_privs: bool
     contain: bool = True
+    #: Pathname UNIX sockets the ruleset lets the sandbox connect to (RESOLVE_UNIX,
+    #: --unix-socket): a filesystem view of its own binds these paths into it.
+    unix_sockets: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
     ruleset_borrowed: bool = False
@@ -318,6 +321,7 @@ def compile_config(
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
+    unix_sockets: Sequence[str] | None = None,
     log_denials: bool = False,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
@@ -330,6 +334,8 @@ def compile_config(
     ``Compatibility``). ``landlock_abi`` caps the Landlock ABI used. ``ruleset``
     and ``seccomp_filter`` lend an already compiled ruleset and filter of an
     identical config (a process-wide cache), which are then not built again.
+    ``unix_sockets``: pathname UNIX sockets the sandbox may connect to (see
+    ``landlock.compile``), kept on the result for the filesystem view.
     ``log_denials`` loads the seccomp filter with SECCOMP_FILTER_FLAG_LOG, so that
     audit records every action but ALLOW (the policy's Landlock logging flags say
     the same for Landlock).
@@ -386,8 +392,11 @@ def compile_config(
 
     # last: the only step that holds a resource
     borrowed = ruleset is not None
+    sockets = tuple(unix_sockets or ())
+    if borrowed and sockets:
+        raise PolicyError("unix_sockets", list(sockets), "cannot be added to a lent ruleset")
     if ruleset is None:
-        ruleset = landlock.compile_for(config, abi=landlock_abi)
+        ruleset = landlock.compile_for(config, abi=landlock_abi, unix_sockets=list(sockets))
     return Compiled(
         config=config,
         compatibility=compat,
@@ -398,6 +407,7 @@ def compile_config(
         capabilities=kept,
         no_new_privs=no_new_privs,
         contain=contain,
+        unix_sockets=sockets,
         notes=notes,
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,

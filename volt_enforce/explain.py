@@ -7,8 +7,10 @@ JSON-able dict; ``format_explanation`` renders it for people.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import landlock
 from .compile import Compiled, Namespace, compile_config
 from .model import IsolationConfig, NetworkMode
 
@@ -43,12 +45,12 @@ def _cgroup_part(plan: LimitPlan | None, best_effort: bool) -> dict[str, Any] | 
 
 
 def explain(config: IsolationConfig | Compiled, *, best_effort: bool = False,
-            bpf: bool = False) -> dict[str, Any]:
+            bpf: bool = False, unix_sockets: Sequence[str] | None = None) -> dict[str, Any]:
     """Describe what ``config`` (or its ``Compiled``) enforces here: Landlock after
     masking, the seccomp filter, cgroup files and values, namespaces, capabilities."""
     if isinstance(config, Compiled):
         return _explain(config, bpf)
-    with compile_config(config, best_effort=True) as compiled:
+    with compile_config(config, best_effort=True, unix_sockets=unix_sockets) as compiled:
         # namespaces the kernel lacks are shown as unavailable, not raised
         info = _explain(compiled, bpf)
     info["best_effort"] = best_effort
@@ -66,6 +68,8 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     if ruleset is not None:
         out["landlock"] = ruleset.report.to_dict()
         out["landlock_text"] = ruleset.report.format()
+        out["landlock_features"] = landlock.features(ruleset.abi)
+        out["unix_sockets"] = list(compiled.unix_sockets)
     else:
         out["landlock"] = None
     filt = compiled.seccomp
@@ -125,6 +129,8 @@ def format_explanation(info: dict[str, Any]) -> str:
     lines: list[str] = []
     if info.get("landlock_text"):
         lines += ["Landlock", *("  " + ln for ln in info["landlock_text"].splitlines())]
+        if info.get("landlock_features"):
+            lines += ["  " + ln for ln in landlock.format_features(info["landlock_features"])]
     else:
         lines.append("Landlock: not used")
     sc = info.get("seccomp")

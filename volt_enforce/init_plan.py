@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._core import lib
 from .compile import Compiled, compile_config
 from .errors import EnforcementError, InstallationError, PolicyError
 from .model import IsolationConfig, ResourceLimits
@@ -61,7 +62,8 @@ def _hex(text: str) -> str:
 
 def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
                  cgroup_dirs: Sequence[CgroupDirectory] | None = None,
-                 netns: str | None = None) -> str:
+                 netns: str | None = None,
+                 unix_sockets: Sequence[str] | None = None) -> str:
     """The plan text for ``config`` (or its ``Compiled``) on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
@@ -71,11 +73,12 @@ def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = Fals
 
     ``netns``: for a private network, the name of the network that
     ``volt-enforce net up NAME`` made and pinned; volt-init joins it (and binds
-    its resolv.conf), since it can make and clean up none itself.
+    its resolv.conf), since it can make and clean up none itself. ``unix_sockets``
+    as for ``compile_config``.
     """
     if isinstance(config, Compiled):
         return _plan_text(config, cgroup_dirs, netns)
-    with compile_config(config, best_effort=best_effort) as compiled:
+    with compile_config(config, best_effort=best_effort, unix_sockets=unix_sockets) as compiled:
         return _plan_text(compiled, cgroup_dirs, netns)
 
 
@@ -120,12 +123,18 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
     ruleset = compiled.ruleset
     if ruleset is not None and ruleset.fd >= 0:
         rep = ruleset.report
+        # the restrict flags as the library passes them (logging, TSYNC, NO_NEW_PRIVS);
+        # the quiet_* fields (ABI 10) only when one is set, so that older kernels take it
+        quiet = (int(rep.quiet_access_fs), int(rep.quiet_access_net), int(rep.quiet_scoped))
         tail.append(f"landlock {int(rep.handled_fs):x} {int(rep.handled_net):x} "
-                    f"{int(rep.scopes):x} {int(ruleset.restrict_flags):x}")
+                    f"{int(rep.scopes):x} {int(ruleset.restrict_flags):x}"
+                    + ("".join(f" {q:x}" for q in quiet) if any(quiet) else ""))
         # directory rights are dropped again if a path is no longer a directory
         dir_only = int(landlock.DIR_ONLY_RIGHTS)
         for rule in rep.rules:
-            tail.append(f"path {int(rule.access):x} {dir_only:x} {_hex(rule.path)}")
+            flags = f" {lib.LANDLOCK_ADD_RULE_QUIET:x}" if rule.quiet else ""
+            tail.append(f"path {int(rule.access):x} {dir_only:x} {_hex(rule.path)}{flags}")
+        # one rule per port, its TCP and UDP rights together (BIND_UDP, CONNECT_SEND_UDP)
         for port in rep.ports:
             tail.append(f"port {int(port.access):x} {port.port:x}")
 

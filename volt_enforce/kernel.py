@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
+from .landlock import features as _landlock_features, format_features, landlock_result
 
 if TYPE_CHECKING:
     from .cgroups import CgroupLayout
@@ -26,14 +27,6 @@ _SECCOMP_ACTIONS = {
     "log": lib.SECCOMP_RET_LOG,
     "allow": lib.SECCOMP_RET_ALLOW,
 }
-
-@functools.cache
-def landlock_result() -> int:
-    """The kernel's answer to the Landlock ABI query, once per process (it does
-    not change while we run): the ABI version, or -errno (ENOSYS: not built in,
-    EOPNOTSUPP: disabled at boot)."""
-    return lib.ve_landlock_abi()
-
 
 def landlock_abi() -> int:
     """The Landlock ABI version of the running kernel; 0 when Landlock is absent
@@ -75,6 +68,9 @@ class Probe:
     no_new_privs: bool
     euid: int
     threads: int = field(default=1)
+    #: ``landlock.features()``: each Landlock feature, whether this kernel has it, and
+    #: the ABI and Linux release that brought it (empty without Landlock).
+    landlock_features: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,6 +87,8 @@ class Probe:
         lines = [
             f"kernel          {self.kernel} ({self.machine})",
             f"landlock        {ll}",
+            *(f"  {ln}" for ln in (format_features(self.landlock_features)
+                                   if self.landlock_features else ())),
             "seccomp         "
             + (f"filters; actions: {', '.join(self.seccomp_actions)}" if self.seccomp else "absent"),
             f"cgroups         {cg.kind}",
@@ -156,4 +154,5 @@ def probe() -> Probe:
         no_new_privs=lib.ve_no_new_privs() == 1,
         euid=os.geteuid(),
         threads=threads,
+        landlock_features=_landlock_features() if abi > 0 else {},
     )

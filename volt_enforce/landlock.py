@@ -86,6 +86,7 @@ feature it affects.
 from __future__ import annotations
 
 import errno as _errno
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
@@ -94,7 +95,6 @@ from typing import Any
 
 from ._core import ffi, lib
 from .errors import CompatibilityError, EnforcementError, PolicyError
-from .kernel import landlock_result
 from .model import (
     Compatibility,
     IsolationConfig,
@@ -123,6 +123,7 @@ __all__ = [
     "tsync_supported",
     "no_new_privs_flag_supported",
     "features",
+    "format_features",
     "effective_abi",
     "fs_rights_for_abi",
     "RuleReport",
@@ -152,10 +153,10 @@ _A = LandlockAccess
 _N = LandlockNetAccess
 
 #: The Linux release that brought each Landlock ABI version.
-#: ABI 8 (TSYNC) and 9 (RESOLVE_UNIX) are left out: their releases are not checked
-#: here. 10 is what Debian's 7.2.13 reports, 11 what experimental's 7.3-rc7 reports.
+#: 8 (TSYNC) came with 7.0 and 9 (RESOLVE_UNIX) with 7.1; 10 is what Debian's 7.2.13
+#: reports, 11 what experimental's 7.3-rc7 reports (the kernel matrix boots both).
 ABI_LINUX: dict[int, str] = {1: "5.13", 2: "5.19", 3: "6.2", 4: "6.7", 5: "6.10", 6: "6.12",
-                             7: "6.15", 10: "7.2", 11: "7.3"}
+                             7: "6.15", 8: "7.0", 9: "7.1", 10: "7.2", 11: "7.3"}
 
 _ALL_FS = int(_A.all()) | int(_A.RESOLVE_UNIX)
 _TCP = int(_N.BIND_TCP | _N.CONNECT_TCP)
@@ -211,6 +212,14 @@ ERRATA: dict[int, tuple[int, str]] = {
 # ── the running kernel ───────────────────────────────────────────────────────
 
 _errata_raw: int | None = None
+
+
+@functools.cache
+def landlock_result() -> int:
+    """The kernel's answer to the Landlock ABI query, once per process (it does
+    not change while we run): the ABI version, or -errno (ENOSYS: not built in,
+    EOPNOTSUPP: disabled at boot). ``volt_enforce.kernel`` re-exports it."""
+    return lib.ve_landlock_abi()
 
 
 def _kernel_result() -> int:
@@ -290,6 +299,16 @@ def features(abi: int | None = None) -> dict[str, dict[str, Any]]:
         out[name] = {"available": n >= need if probed is None else probed, "abi": need,
                      "linux": ABI_LINUX.get(need), "how": how}
     return out
+
+
+def format_features(table: dict[str, dict[str, Any]]) -> list[str]:
+    """``features()`` as two lines for people: what the kernel has, and what it lacks
+    with the ABI and Linux release that bring it."""
+    has = [name for name, f in table.items() if f["available"] and name != "landlock"]
+    lacks = [f"{name} (ABI {f['abi']}" + (f", Linux {f['linux']})" if f["linux"] else ")")
+             for name, f in table.items() if not f["available"]]
+    return [f"has    {', '.join(has) or 'nothing beyond ABI 1'}",
+            f"lacks  {', '.join(lacks) or 'nothing this library knows'}"]
 
 
 def _check_abi(name: str, value: Any) -> int:
@@ -578,6 +597,15 @@ class CompiledRuleset:
         if not no_new_privs:
             flags &= ~int(RestrictFlag.NO_NEW_PRIVS)
         return flags
+
+    def tsync_for_threads(self) -> tuple[int | None, str]:
+        """For a process with other threads (``apply_self``): the restrict flags with
+        TSYNC added, so that the domain reaches every thread, and ""; or None and why
+        not, where this ruleset's ABI or the kernel lacks TSYNC (probed, not read off
+        the ABI: ``tsync_supported``)."""
+        if self.abi >= _TSYNC_ABI and tsync_supported():
+            return self.restrict_flags | int(RestrictFlag.TSYNC), ""
+        return None, _tsync_reason(self.abi, kernel_abi())
 
     def close(self) -> None:
         """Close the ruleset fd; children already restricted stay restricted."""
@@ -937,6 +965,10 @@ def _mask_rules(plan: _Plan, req: _Request) -> None:
                                         quiet=r.quiet))
         elif r.source == "runtime":
             continue  # a runtime rule with nothing handled is simply not needed
+        elif not r.requested:
+            # a quiet rule that grants nothing, its QUIET dropped (_mask_quiet says why)
+            plan.skipped.append(SkippedRule(
+                r.path, f"it only marks the path quiet, which ABI {plan.abi} lacks", r.source))
         elif not r.access:
             plan.skipped.append(SkippedRule(
                 r.path, f"read-only filesystem: it grants only write rights"
@@ -1016,6 +1048,9 @@ def _build(plan: _Plan) -> CompiledRuleset:
                     if r.skip_missing:
                         skipped.append(SkippedRule(r.path, "does not exist", r.source))
                         continue
+                    if r.source == "unix_socket":  # --unix-socket: no rule to mark Optional
+                        raise PolicyError(r.field, r.path, "does not exist: a socket to connect"
+                                          " to must exist when the sandbox is prepared")
                     raise PolicyError(r.field, r.path, "does not exist (mark the rule Optional,"
                                       " or set MissingPaths to 'skip', to skip it)")
                 raise EnforcementError(err, _STEP.get(out.step, "landlock_add_rule"),

@@ -27,7 +27,7 @@ import os
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
@@ -135,7 +135,9 @@ class Sandbox:
     ``share_compiled`` takes the Landlock ruleset and the seccomp filter from a
     process-wide cache of identical configs (what ``volt_enforce.run`` and
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
-    it was first built. ``log_denials`` has the kernel log the seccomp filter's
+    it was first built. ``unix_sockets``: pathname UNIX sockets children may connect to
+    (RESOLVE_UNIX, ABI 9; such a sandbox builds its own ruleset, never a shared one).
+    ``log_denials`` has the kernel log the seccomp filter's
     denials to audit (SECCOMP_FILTER_FLAG_LOG; see volt_enforce.audit).
 
     A private network (``config.network``, mode private: volt_enforce.net) is
@@ -156,6 +158,7 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
+        unix_sockets: Sequence[str] | None = None,
         log_denials: bool = False,
         userns_fd: int | None = None,
         _lend_only: bool = False,
@@ -174,7 +177,8 @@ class Sandbox:
         self.network: PrivateNetwork | None = None
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
-                                          contain, landlock_abi, share_compiled, log_denials)
+                                          contain, landlock_abi, share_compiled, unix_sockets,
+                                          log_denials)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
@@ -189,16 +193,17 @@ class Sandbox:
     def _compile(self, config: IsolationConfig, best_effort: bool | None,
                  compatibility: Compatibility | None, no_new_privs: bool, contain: bool,
                  landlock_abi: int | None, share_compiled: bool,
+                 unix_sockets: Sequence[str] | None = None,
                  log_denials: bool = False) -> Compiled:
         ruleset = filt = None
-        if share_compiled:
+        if share_compiled and not unix_sockets:
             # the ruleset and filter of an identical config without limits, kept open by it
             base = config.replace(resources=None) if config.resources is not None else config
             self._base = _prepared(base, landlock_abi, contain)
             ruleset, filt = self._base.compiled.ruleset, self._base.compiled.seccomp
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
-                              landlock_abi=landlock_abi,
+                              landlock_abi=landlock_abi, unix_sockets=unix_sockets,
                               ruleset=ruleset, seccomp_filter=filt, log_denials=log_denials)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
@@ -346,9 +351,10 @@ class Sandbox:
         """Restrict the calling process with this sandbox (init shims).
 
         With other threads alive, seccomp is synchronized to all of them (TSYNC),
-        but the capability sets, the bounding set, namespaces, no_new_privs
-        without a filter and Landlock without TSYNC reach only the calling
-        thread (``thread_coverage``): this then refuses, applying nothing, unless
+        and so is Landlock where the kernel has its TSYNC (ABI 8); but the
+        capability sets, the bounding set, namespaces, no_new_privs without a
+        filter and Landlock without TSYNC reach only the calling thread
+        (``thread_coverage``): this then refuses, applying nothing, unless
         ``allow_threads``, and the report's ``calling_thread_only`` lists those
         steps. The cgroup stays in place (removing it would kill this process).
         """
@@ -441,24 +447,33 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     threads = len(os.listdir("/proc/self/task"))
     plan = sb.plan
     if threads > 1:
-        seccomp_flags = plan.c.seccomp_flags
+        seccomp_flags, landlock_flags = plan.c.seccomp_flags, plan.c.landlock_flags
+        # Landlock's TSYNC (ABI 8, probed) puts every thread in the domain
+        why_not = ""
+        if sb.ruleset is not None and sb.ruleset.fd >= 0:
+            flags, why_not = sb.ruleset.tsync_for_threads()
+            if flags is not None:
+                plan.c.landlock_flags = flags
         if sb.seccomp is not None and sb.seccomp.instructions:
             plan.c.seccomp_flags |= lib.SECCOMP_FILTER_FLAG_TSYNC
         partial = [step for step, every in thread_coverage(plan).items() if not every]
+        because = f" (Landlock: {why_not})" if "landlock" in partial and why_not else ""
         if partial and not allow_threads:
-            plan.c.seccomp_flags = seccomp_flags
+            plan.c.seccomp_flags, plan.c.landlock_flags = seccomp_flags, landlock_flags
             raise EnforcementError(
                 errno.EPERM, partial[0],
                 f"this process has {threads} threads and {', '.join(partial)} would reach "
-                "only the calling one; nothing was applied (pass allow_threads=True to "
-                "accept that)",
+                f"only the calling one{because}; nothing was applied (pass "
+                "allow_threads=True to accept that)",
             )
         sb.report.calling_thread_only = partial
         if plan.c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC:
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
+        if plan.c.landlock_flags & lib.LANDLOCK_RESTRICT_SELF_TSYNC:
+            sb.report.notes.append(f"Landlock restricts all {threads} threads (TSYNC)")
         if partial:
             sb.report.notes.append(f"{threads} threads: {', '.join(partial)} reached the "
-                                   "calling thread only (allow_threads=True)")
+                                   f"calling thread only (allow_threads=True){because}")
     if sb.cgroup is not None:
         sb.cgroup.detach()  # the process lives in it now: never remove it under us
     plan.apply()

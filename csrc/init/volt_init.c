@@ -28,9 +28,15 @@
  *   cgroup-try FILE VALUE [FILE2 VALUE2]
  *                                     the same, skipped when neither exists
  *   cgroup-join DIR                   join DIR (write 0 to DIR/cgroup.procs)
- *   landlock FS_HEX NET_HEX SCOPED_HEX FLAGS_HEX
- *   path ACCESS_HEX DIRONLY_HEX PATH  DIRONLY rights are dropped for non-directories
- *   port ACCESS_HEX PORT_HEX
+ *   landlock FS_HEX NET_HEX SCOPED_HEX FLAGS_HEX [QFS_HEX QNET_HEX QSCOPED_HEX]
+ *                                     the ruleset (handled rights, scopes, the quiet_*
+ *                                     fields of ABI 10 when any is set) and the
+ *                                     landlock_restrict_self flags (logging, TSYNC,
+ *                                     NO_NEW_PRIVS: then the kernel sets no_new_privs)
+ *   path ACCESS_HEX DIRONLY_HEX PATH [RULEFLAGS_HEX]
+ *                                     DIRONLY rights are dropped for non-directories;
+ *                                     RULEFLAGS: landlock_add_rule flags (QUIET)
+ *   port ACCESS_HEX PORT_HEX          TCP and UDP rights (BIND_UDP, CONNECT_SEND_UDP)
  *   seccomp FLAGS_HEX BPF_HEX         struct sock_filter[], at most 4096
  *   end                               last line: a plan without it is truncated
  *
@@ -47,7 +53,7 @@
 #include <sys/stat.h>
 
 #define MAX_PLAN (8 << 20)
-#define MAX_FIELDS 6
+#define MAX_FIELDS 8
 
 static const char *prog = "volt-init";
 
@@ -198,6 +204,10 @@ static int well_formed(const struct record *r)
 	};
 	if (is_cgroup_write(r->f[0]))
 		return r->nf == 3 || r->nf == 5;
+	if (!strcmp(r->f[0], "landlock") && r->nf == 8)
+		return 1; /* with the quiet fields */
+	if (!strcmp(r->f[0], "path") && r->nf == 5)
+		return 1; /* with rule flags */
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strcmp(r->f[0], kinds[i].name))
 			return r->nf == kinds[i].nf;
@@ -303,12 +313,16 @@ static void set_unshare(struct ve_plan *plan, uint64_t flags, int line)
 	plan->loopback_up = !!(flags & CLONE_NEWNET);
 }
 
-static void add_path(int ruleset, char **f, int line)
+static void add_path(int ruleset, char **f, int nf, int line)
 {
 	struct ve_landlock_path_rule out;
 	if (ruleset < 0)
 		die_at("path before the landlock record at", line);
-	int r = ve_landlock_add_path_rule(ruleset, f[3], num(f[1], line), num(f[2], line), &out);
+	uint64_t flags = nf == 5 ? num(f[4], line) : 0;
+	if (flags & ~(uint64_t)LANDLOCK_ADD_RULE_QUIET)
+		die_at("unsupported rule flags at", line);
+	int r = ve_landlock_add_path_rule_flags(ruleset, f[3], num(f[1], line), num(f[2], line),
+						(uint32_t)flags, &out);
 	if (r < 0)
 		die(125, "landlock: cannot add a rule for", f[3], -r);
 }
@@ -366,13 +380,18 @@ static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 			set_unshare(plan, num(f[1], ln), ln);
 		} else if (!strcmp(f[0], "landlock")) {
 			once(&seen, 8, f[0], ln);
-			ruleset = ve_landlock_create_ruleset(num(f[1], ln), num(f[2], ln),
-							     num(f[3], ln));
+			int quiet = recs[k].nf == 8;
+			ruleset = ve_landlock_create_ruleset_quiet(
+				num(f[1], ln), num(f[2], ln), num(f[3], ln), quiet ? num(f[5], ln) : 0,
+				quiet ? num(f[6], ln) : 0, quiet ? num(f[7], ln) : 0);
+			if (ruleset == -E2BIG && quiet)
+				die(125, "landlock: the kernel refused the quiet_* ruleset fields (needs"
+				    " ABI 10)", NULL, E2BIG);
 			if (ruleset < 0)
 				die(125, "landlock: cannot create the ruleset", NULL, -ruleset);
 			plan->landlock_flags = (uint32_t)num(f[4], ln);
 		} else if (!strcmp(f[0], "path")) {
-			add_path(ruleset, f, ln);
+			add_path(ruleset, f, recs[k].nf, ln);
 		} else if (!strcmp(f[0], "port")) {
 			add_port(ruleset, f, ln);
 		} else if (!strcmp(f[0], "netns")) {
