@@ -19,6 +19,9 @@ from setuptools.errors import CompileError, LinkError
 
 INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
                 "csrc/util.c"]
+# the Sandbox's pre-restricted spawner (volt_enforce/spawner.py): the same core, static too
+SPAWNER_SOURCES = ["csrc/spawner/spawner.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
+                   "csrc/util.c"]
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"]
 STATIC_LIBC_HINT = (
     "volt-init is linked statically (-static), with no dynamic fallback. If the linker cannot "
@@ -43,12 +46,16 @@ class BuildExtWithInit(build_ext):
     def run(self):
         super().run()
         self.build_volt_init()
+        self.build_static("volt-spawner", SPAWNER_SOURCES)
 
     def build_volt_init(self):
-        obj_dir = os.path.join(self.build_temp, "volt_init")
+        self.build_static("volt-init", INIT_SOURCES)
+
+    def build_static(self, name, sources):
+        obj_dir = os.path.join(self.build_temp, name.replace("-", "_"))
         os.makedirs(obj_dir, exist_ok=True)
         objects = []
-        for src in INIT_SOURCES:
+        for src in sources:
             obj = os.path.join(obj_dir, os.path.basename(src)[:-2] + ".o")
             _run([*_cc(), *CFLAGS, "-Icsrc", "-c", src, "-o", obj], CompileError)
             objects.append(obj)
@@ -56,7 +63,7 @@ class BuildExtWithInit(build_ext):
         out_dir = os.path.join(package_dir, "_bin")
         os.makedirs(out_dir, exist_ok=True)
         # static and stripped; no dynamic fallback: a dynamic volt-init fails in images without libc
-        _run([*_cc(), "-static", "-s", *objects, "-o", os.path.join(out_dir, "volt-init")], LinkError,
+        _run([*_cc(), "-static", "-s", *objects, "-o", os.path.join(out_dir, name)], LinkError,
              STATIC_LIBC_HINT)
 
 

@@ -375,21 +375,28 @@ def spawn(
     if res.step != 0:
         if pid > 0:
             _reap(pid)
-        step, err, index = res.step, res.err, res.index
-        if step == _EXEC:
-            path = ca.exec_paths[index] if 0 <= index < len(ca.exec_paths) else executable
-            filename = os.fsdecode(path) if os.path.dirname(os.fsencode(executable)) else executable
-            raise OSError(err, os.strerror(err), filename) from None
-        if step == _CHDIR:
-            raise OSError(err, os.strerror(err), os.fsdecode(cwd)) from None
-        if step == _CGROUP and index < 0:
-            detail = ("cgroup2 placement by clone3(CLONE_INTO_CGROUP)" if index == -2
-                      else "cgroup2 cgroup.procs (clone3 refused)")
-            raise EnforcementError(err, "cgroup", detail)
-        if plan is not None and step >= lib.VE_FIRST_ENFORCEMENT_STEP:
-            raise plan.error(step, err, index)
-        raise EnforcementError(err, STEPS.get(step, str(step)))
+        raise spawn_error(res.step, res.err, res.index, ca.exec_paths, executable, cwd, plan)
     return pid
+
+
+def spawn_error(step: int, err: int, index: int, exec_paths: Sequence[bytes], executable: Any,
+                cwd: Any, plan: ChildPlan | None) -> OSError:
+    """The exception for a child that failed at ``step`` (after it was reaped), as
+    subprocess raises it for the exec and the cwd: shared by the direct path and
+    the spawner (volt_enforce.spawner)."""
+    if step == _EXEC:
+        path = exec_paths[index] if 0 <= index < len(exec_paths) else executable
+        filename = os.fsdecode(path) if os.path.dirname(os.fsencode(executable)) else executable
+        return OSError(err, os.strerror(err), filename)
+    if step == _CHDIR:
+        return OSError(err, os.strerror(err), os.fsdecode(cwd) if cwd is not None else None)
+    if step == _CGROUP and index < 0:
+        detail = ("cgroup2 placement by clone3(CLONE_INTO_CGROUP)" if index == -2
+                  else "cgroup2 cgroup.procs (clone3 refused)")
+        return EnforcementError(err, "cgroup", detail)
+    if plan is not None and step >= lib.VE_FIRST_ENFORCEMENT_STEP:
+        return plan.error(step, err, index)
+    return EnforcementError(err, STEPS.get(step, str(step)))
 
 
 def _reap(pid: int) -> None:

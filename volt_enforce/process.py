@@ -73,8 +73,10 @@ class SandboxedPopen(subprocess.Popen[Any]):
         if executable is None:
             executable = args[0]
         sys.audit("subprocess.Popen", executable, args, p["cwd"], p["env"])
+        # a Sandbox chooses between its spawner and the direct path (spawner.py)
+        spawn_fn = getattr(self.sandbox, "spawn_child", None)
         try:
-            self.pid = spawn(
+            self.pid, self.spawn_path = (spawn_fn or _direct(self.sandbox))(
                 args,
                 executable=executable,
                 env=p["env"],
@@ -91,7 +93,6 @@ class SandboxedPopen(subprocess.Popen[Any]):
                 uid=p["uid"],
                 gid=p["gid"],
                 extra_groups=p["gids"],
-                **self.sandbox.spawn_kwargs(),
             )
             self._child_created = True
         finally:
@@ -103,6 +104,13 @@ class SandboxedPopen(subprocess.Popen[Any]):
         super()._handle_exitstatus(*a, **kw)  # type: ignore[misc]
         if self._own_sandbox:
             self.sandbox.close()
+
+
+def _direct(sandbox: SpawnTarget) -> Any:
+    def spawn_direct(args: Any, **kwargs: Any) -> tuple[int, str]:
+        return spawn(args, **kwargs, **sandbox.spawn_kwargs()), "direct"
+
+    return spawn_direct
 
 
 def run_in(args: Any, *, sandbox: SpawnTarget, with_stats: bool = False, input: Any = None,

@@ -38,6 +38,8 @@ class EnforcementReport:
     #: apply_self with other threads alive (allow_threads=True): the steps that
     #: reached the calling thread only
     calling_thread_only: list[str] = field(default_factory=list)
+    #: how children are started: {"path": "spawner" | "direct", "reason": why} (spawner.py)
+    spawn: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, compiled: Compiled) -> EnforcementReport:
@@ -70,6 +72,7 @@ class EnforcementReport:
             "dropped_namespaces": dict(self.dropped_namespaces),
             "calling_thread_only": list(self.calling_thread_only),
             "downgrades": self.downgrades(),
+            "spawn": dict(self.spawn) if self.spawn is not None else None,
         }
 
     def downgrades(self) -> list[str]:
