@@ -18,10 +18,10 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
 INIT_SOURCES = ["csrc/init/volt_init.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
-                "csrc/util.c"]
+                "csrc/util.c", "csrc/view.c"]
 # the Sandbox's pre-restricted spawner (volt_enforce/spawner.py): the same core, static too
 SPAWNER_SOURCES = ["csrc/spawner/spawner.c", "csrc/spawn.c", "csrc/landlock.c", "csrc/seccomp.c",
-                   "csrc/util.c"]
+                   "csrc/util.c", "csrc/view.c"]
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-parameter"]
 STATIC_LIBC_HINT = (
     "volt-init is linked statically (-static), with no dynamic fallback. If the linker cannot "

@@ -152,4 +152,5 @@ def test_memory_per_sandbox(benchmark):
     benchmark.name = "live Sandbox (landlock server + seccomp default)"
     benchmark.pedantic(one, rounds=3, iterations=1)
     benchmark.extra_info.update(info)
-    assert info["fds_per_sandbox"] <= 1.0  # the ruleset fd, nothing else
+    # the ruleset fd and the filesystem view's template (a mount namespace), nothing else
+    assert info["fds_per_sandbox"] <= 2.0

@@ -160,6 +160,7 @@ struct ve_landlock_net_port_attr { /* ABI 4 */
 	/* enforcement (ve_apply), DESIGN.md's order */                    \
 	X(CGROUP, "cgroup")                                                \
 	X(SESSION, "session")                                              \
+	X(VIEW, "view")                                                    \
 	X(USERNS, "user_namespace")                                        \
 	X(UID_MAP, "uid_map")                                              \
 	X(NETNS, "namespaces")                                             \

@@ -162,6 +162,16 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 		CHECK(VE_STEP_CGROUP, ve_write_all(plan->procs_fds[i], "0", 1), i);
 	if (plan->new_session)
 		CHECK(VE_STEP_SESSION, new_session(), 0);
+	/* before the user namespace: entering the template needs the caller's caps */
+	int ruleset_fd = plan->landlock_fd, view_fd = -1;
+	if (plan->view) {
+		int idx = -1, outside = 0;
+		CHECK_RC(VE_STEP_VIEW, ve_view_enter(plan->view, &view_fd, &idx, &outside), idx);
+		if (outside)
+			((volatile struct ve_result *)res)->flags |= VE_RESULT_CWD_OUTSIDE_VIEW;
+		if (view_fd >= 0 || plan->view->ll)
+			ruleset_fd = view_fd;
+	}
 
 	/* first, as host root: the prepared namespace may belong to the host's user
 	 * namespace, which a child of a new user namespace could no longer join */
@@ -189,15 +199,17 @@ int ve_apply(const struct ve_plan *plan, struct ve_result *res)
 	}
 	/* with LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS (ABI 11) on a ruleset the kernel sets
 	 * no_new_privs iff the restriction succeeds; otherwise prctl does, first */
-	int nnp_by_landlock = plan->no_new_privs && plan->landlock_fd >= 0 &&
+	int nnp_by_landlock = plan->no_new_privs && ruleset_fd >= 0 &&
 			      (plan->landlock_flags & LANDLOCK_RESTRICT_SELF_NO_NEW_PRIVS);
 	if (plan->no_new_privs && !nnp_by_landlock)
 		CHECK(VE_STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
 	/* fd -1 with LOG_SUBDOMAINS_OFF alone is valid on ABI 7 */
-	if (plan->landlock_fd >= 0 || plan->landlock_flags)
+	if (ruleset_fd >= 0 || plan->landlock_flags)
 		CHECK_RC(VE_STEP_LANDLOCK,
-			 ve_landlock_restrict_self(plan->landlock_fd, plan->landlock_flags,
+			 ve_landlock_restrict_self(ruleset_fd, plan->landlock_flags,
 						   nnp_by_landlock), 0);
+	if (view_fd >= 0)
+		close(view_fd); /* built for this process (apply_self keeps running) */
 	/* ve_seccomp_load also fails when TSYNC could not synchronize a thread (the
 	 * kernel then returns that thread's id and installs nothing) */
 	if (plan->bpf_len > 0)
@@ -416,6 +428,7 @@ int ve_spawn(const struct ve_spawn_args *args, const struct ve_plan *plan,
 	res->step = VE_STEP_NONE;
 	res->err = 0;
 	res->index = 0;
+	res->flags = 0;
 
 	void *stack = mmap(NULL, VE_CHILD_STACK, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -1,6 +1,7 @@
 #ifndef VE_SPAWN_H
 #define VE_SPAWN_H
 #include "enforce.h"
+#include "view.h"
 
 
 #define VE_MAX_PROCS_FDS 16
@@ -29,12 +30,14 @@ struct ve_plan {
 	const void *bpf;   /* struct sock_filter[], precompiled */
 	uint32_t bpf_len;  /* instructions; 0: no filter */
 	uint32_t seccomp_flags;
+	const struct ve_view *view; /* NULL: the caller's filesystem (csrc/view.c) */
 };
 
 struct ve_result {
 	int step;
 	int err;
 	int index;
+	int flags;  /* VE_RESULT_* (view.h) */
 };
 
 struct ve_spawn_args {

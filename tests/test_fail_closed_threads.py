@@ -69,8 +69,9 @@ CASES = {
     # no filter: no_new_privs would reach the calling thread only
     "no_new_privs": (IsolationConfig(), {"contain": False}, ["no_new_privs"]),
     # namespaces are per thread
+    # (contained: the filesystem view, which a threaded process cannot enter at all)
     "namespaces": (IsolationConfig(seccomp="unconfined"), {},
-                   ["namespaces", "capabilities", "bounding set", "no_new_privs"]),
+                   ["namespaces", "view", "capabilities", "bounding set", "no_new_privs"]),
 }
 
 

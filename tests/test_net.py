@@ -194,16 +194,25 @@ def test_fifty_concurrent_spawns_from_four_processes_never_collide(tmp_path):
 # ── port forwards ────────────────────────────────────────────────────────────
 
 
+def _server(body: str, *args: str) -> list[str]:
+    """http.server on port 80 serving ``body`` as index.html from the child's own /tmp
+    (a contained child's view has a private /tmp; the host's is not there)."""
+    code = ("import os, runpy, sys, tempfile\n"
+            "d = tempfile.mkdtemp()\n"
+            f"open(os.path.join(d, 'index.html'), 'w').write({body!r})\n"
+            f"sys.argv = ['http.server', '80', *{list(args)!r}, '--directory', d]\n"
+            "runpy.run_module('http.server', run_name='__main__')\n")
+    return [PY, "-c", code]
+
+
 def _http(tmp: str, users: bool):
-    with open(os.path.join(tmp, "index.html"), "w") as f:
-        f.write("served from the sandbox\n")
     # an address of the stand-in host's own, besides the gateway and 127.0.0.1
     _ip("ip addr add 10.214.0.1/32 dev lo")
     before = _refused("127.0.0.1", 8080)
     cfg = private(PortForward(8080, 80), users=users)
     with ve.Sandbox(cfg) as sb:
         gw = sb.network.report()["gateway"]
-        p = sb.popen([PY, "-m", "http.server", "80", "--bind", "0.0.0.0", "--directory", tmp],
+        p = sb.popen(_server("served from the sandbox\n", "--bind", "0.0.0.0"),
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_port("127.0.0.1", 8080)
@@ -269,12 +278,9 @@ def test_udp_forward():
 
 
 def _hairpin(tmp: str):
-    with open(os.path.join(tmp, "index.html"), "w") as f:
-        f.write("from b\n")
     with ve.Sandbox(private(PortForward(8080, 80))) as b, ve.Sandbox(private()) as a:
         gw = b.network.report()["gateway"]
-        p = b.popen([PY, "-m", "http.server", "80", "--directory", tmp],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = b.popen(_server("from b\n"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_port("127.0.0.1", 8080)
             code = f"import urllib.request; print(urllib.request.urlopen('http://{gw}:8080/index.html', timeout=5).read().decode(), end='')"
@@ -293,23 +299,32 @@ def test_a_sandbox_reaches_a_forward_through_the_gateway(tmp_path):
     assert own == "from b\n", own_err
 
 
+def _marked(tmp: str, *forwards: PortForward) -> IsolationConfig:
+    """private(), with the marker's directory bound writable: a contained child's view
+    is the host's root read-only, so a marker elsewhere could never show it ran."""
+    cfg = private(*forwards)
+    cfg.landlock = ve.LandlockPolicy(rules=[ve.LandlockRule("/", ve.LandlockAccess.READ_EXEC),
+                                            ve.LandlockRule(tmp, ve.LandlockAccess.READ_WRITE)])
+    return cfg
+
+
 def _taken(tmp: str):
     marker = os.path.join(tmp, "ran")
     blocker = socket.create_server(("127.0.0.1", 8080))
     errors = []
     try:
-        ve.run(["touch", marker], isolation=private(PortForward(8080, 80)))
+        ve.run(["touch", marker], isolation=_marked(tmp, PortForward(8080, 80)))
     except EnforcementError as exc:
         errors.append(str(exc))
     blocker.close()
     # forwarded already by another sandbox (udp: another protocol, another port)
     with ve.Sandbox(private(PortForward(8080, 80), PortForward(8080, 81, "udp"))):
         try:
-            ve.run(["touch", marker], isolation=private(PortForward(8080, 80)))
+            ve.run(["touch", marker], isolation=_marked(tmp, PortForward(8080, 80)))
         except EnforcementError as exc:
             errors.append(str(exc))
     # the control: free again, the same config runs
-    rc = ve.run(["touch", marker], isolation=private(PortForward(8080, 80))).returncode
+    rc = ve.run(["touch", marker], isolation=_marked(tmp, PortForward(8080, 80))).returncode
     return errors, rc
 
 

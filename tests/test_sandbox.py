@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -90,7 +91,8 @@ def test_run_shell_allowed_and_denied(work):
     assert r.returncode == 0, r.stderr
     assert "read-ok" in r.stdout
     assert "hi" in r.stdout
-    assert "Permission denied" in r.stdout and "rc=1" in r.stdout
+    # contained: /usr is a read-only bind in the child's view
+    assert "Read-only file system" in r.stdout and "rc=1" in r.stdout
     assert not os.path.exists("/usr/volt-denied")
     assert r.report.landlock is not None and r.report.seccomp is not None
 
@@ -104,8 +106,13 @@ def test_coreutils_and_python(work):
                          text=True)
     assert r.returncode == 0, r.stderr
     assert '"pid"' in r.stdout
-    # reading outside the rules is denied
-    r = volt_enforce.run(["ls", "/root"], isolation=cfg, capture_output=True, text=True)
+    # reading outside the rules: absent from the contained view, denied by Landlock on
+    # the host's view
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = volt_enforce.run(["ls", here], isolation=cfg, capture_output=True, text=True)
+    assert r.returncode != 0 and "No such file or directory" in r.stderr
+    r = volt_enforce.run(["ls", here], isolation=cfg, capture_output=True, text=True,
+                         contain=False)
     assert r.returncode != 0 and "Permission denied" in r.stderr
 
 
@@ -225,7 +232,11 @@ def test_exec_errors_are_subprocess_errors(work):
             sb.run(["volt-no-such-command"])
         with pytest.raises(FileNotFoundError):
             sb.run(["/nonexistent/cmd"])
-        # outside the Landlock rules: the exec itself is denied
+        # outside the Landlock rules: absent from the contained view
+        with pytest.raises(FileNotFoundError):
+            sb.run([os.path.join(os.path.dirname(__file__), "..", "build.py")])
+    with Sandbox(_config(work), contain=False) as sb:
+        # on the host's view the exec itself is denied
         with pytest.raises(PermissionError):
             sb.run([os.path.join(os.path.dirname(__file__), "..", "build.py")])
 
@@ -235,7 +246,7 @@ def test_preexec_path(work):
     with Sandbox(cfg) as sb:
         r = subprocess.run(["sh", "-c", "touch /usr/volt-x 2>&1; grep Seccomp: /proc/self/status"],
                            preexec_fn=sb.preexec, capture_output=True, text=True)
-        assert "Permission denied" in r.stdout
+        assert "Read-only file system" in r.stdout  # the contained view
         assert "Seccomp:\t2" in r.stdout
 
 
@@ -263,7 +274,7 @@ def test_failing_step_never_runs_target(step, path, work):
 def test_real_failure_names_step(work):
     """A real (not injected) failure: a seccomp filter longer than the kernel allows
     is refused at validation; an invalid Landlock fd fails in the child."""
-    with Sandbox(_config(work)) as sb:
+    with Sandbox(_config(work), contain=False) as sb:  # the plan's own ruleset fd
         sb.plan.c.landlock_fd = 1 << 20  # not an fd
         with pytest.raises(EnforcementError) as ei:
             sb.run(["true"])
@@ -284,12 +295,13 @@ def test_apply_self(work):
         try:
             open("/usr/volt-apply-self", "w")
             return 1
-        except PermissionError:
-            pass
+        except OSError as exc:  # the view: a read-only bind
+            if exc.errno != errno.EROFS:
+                return 4
         try:
-            os.listdir("/root")
+            os.listdir(os.path.dirname(os.path.abspath(__file__)))
             return 2
-        except PermissionError:
+        except FileNotFoundError:  # not granted: absent from the view
             pass
         with open("/proc/self/status") as f:
             st = f.read()
@@ -312,8 +324,11 @@ def test_apply_self_refuses_threads(work):
         except EnforcementError as exc:
             if "threads" not in str(exc) or "TSYNC needs ABI 8" not in str(exc):
                 return 2
+        # a threaded process enters no mount namespace: the view is left out, and said so
         report = volt_enforce.apply_self(cfg, allow_threads=True, landlock_abi=7)
         ev.set()
+        if not any("view was not entered" in n for n in report.notes) or report.view:
+            return 4
         return 0 if any("TSYNC" in n for n in report.notes) else 3
 
     assert exit_status(child) == 0
@@ -371,7 +386,11 @@ def test_no_fd_or_cgroup_leak_after_1000_spawns(work):
             assert sb.run(["/bin/true"]).returncode == 0
     for _ in range(1000):  # one sandbox (and cgroup) per call; the ruleset is reused
         assert volt_enforce.run(["/bin/true"], isolation=cfg).returncode == 0
-    assert _fds() == before_fds + 1  # the one cached ruleset
+    cached = [sb for sb in volt_enforce.sandbox._PREPARED.values() if not sb._closed]
+    assert len(cached) == 1
+    view_fds = cached[0].view.open_fds if cached[0].view is not None else 0
+    assert _fds() == before_fds + 1 + view_fds  # the one cached ruleset and view template
+    del cached  # the last reference to the cached sandbox is the cache's
     volt_enforce.sandbox.clear_cache()
     assert _fds() == before_fds
     assert _volt_cgroups() == before_cg
@@ -464,7 +483,8 @@ def test_apply_self_with_tsync_fails_when_a_thread_cannot_be_synchronized():
         if not loaded.wait(5):
             return 4
         try:
-            volt_enforce.apply_self(IsolationConfig(seccomp="default"), allow_threads=True)
+            volt_enforce.apply_self(IsolationConfig(seccomp="default"), allow_threads=True,
+                                    contain=False)  # threads: the host's view
             return 1  # reported success
         except EnforcementError as exc:
             if exc.step != "seccomp" or "TSYNC" not in str(exc):

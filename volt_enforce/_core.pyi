@@ -91,6 +91,10 @@ class _Lib:
     LANDLOCK_RESTRICT_SELF_TSYNC: int
     LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET: int
     LANDLOCK_SCOPE_SIGNAL: int
+    MOUNT_ATTR_NODEV: int
+    MOUNT_ATTR_NOEXEC: int
+    MOUNT_ATTR_NOSUID: int
+    MOUNT_ATTR_RDONLY: int
     PER_LINUX: int
     PER_LINUX32: int
     SECCOMP_FILTER_FLAG_LOG: int
@@ -116,6 +120,7 @@ class _Lib:
     VE_MAX_BPF_INSNS: int
     VE_MAX_PROCS_FDS: int
     VE_PER_QUERY: int
+    VE_RESULT_CWD_OUTSIDE_VIEW: int
     VE_SPAWNER_FP_MAX: int
     VE_SPAWNER_MAX_FDS: int
     VE_SPAWNER_MAX_MSG: int
@@ -126,6 +131,19 @@ class _Lib:
     VE_SPAWNER_R_STALE: int
     VE_SPAWNER_R_TOO_BIG: int
     VE_STEP_COUNT: int
+    VE_VIEW_MAX_SLOTS: int
+    VE_VOP_ATTACH: int
+    VE_VOP_CLONE: int
+    VE_VOP_DEVPTS: int
+    VE_VOP_MKDIR: int
+    VE_VOP_MKNOD: int
+    VE_VOP_PIVOT: int
+    VE_VOP_PROC: int
+    VE_VOP_ROOT: int
+    VE_VOP_SETATTR: int
+    VE_VOP_SYMLINK: int
+    VE_VOP_TMPFS: int
+    VE_VOP_UMOUNT: int
     VE_X32_SYSCALL_BIT: int
     def ve_apply(self, *args: Any) -> int: ...
     def ve_cap_last(self, *args: Any) -> int: ...
@@ -156,5 +174,6 @@ class _Lib:
     def ve_spawner_setup(self, *args: Any) -> int: ...
     def ve_spawner_start(self, *args: Any) -> int: ...
     def ve_step_name(self, *args: Any) -> Any: ...
+    def ve_view_prepare(self, *args: Any) -> int: ...
 
 lib: _Lib

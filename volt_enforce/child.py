@@ -47,6 +47,7 @@ def step_number(name: str) -> int:
 _CGROUP, _UID_MAP, _CAPS = step_number("cgroup"), step_number("uid_map"), step_number("capabilities")
 _LANDLOCK, _SECCOMP, _LOOPBACK = step_number("landlock"), step_number("seccomp"), step_number("loopback")
 _EXEC, _CHDIR = step_number("exec"), step_number("chdir")
+_VIEW = step_number("view")
 _NETNS, _RESOLV = step_number("namespaces"), step_number("resolv_conf")
 _CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
 
@@ -90,6 +91,7 @@ class ChildPlan:
         bpf: bytes = b"",
         seccomp_flags: int = 0,
         seccomp_detail: str = "",
+        view: Any = None,
         net_fd: int = -1,
         resolv: tuple[str, str, int] | None = None,
     ) -> None:
@@ -141,6 +143,9 @@ class ChildPlan:
         c.bpf = self._bpf
         c.bpf_len = len(bpf) // 8
         c.seccomp_flags = seccomp_flags
+        #: the prepared filesystem view (volt_enforce.view.View), kept alive with the plan
+        self.view = view
+        c.view = view.c if view is not None else ffi.NULL
         self.c = c
         self.cap_keep = None if cap_keep is None else tuple(cap_keep)
         self.details = _Details(tuple(procs_paths), landlock_detail, seccomp_detail,
@@ -176,6 +181,8 @@ class ChildPlan:
                     "own); nothing was installed")
         elif step == _LOOPBACK:
             detail = "lo"
+        elif step == _VIEW and self.view is not None:
+            detail = self.view.describe_failure(index)
         elif step == _NETNS and index == 1:
             detail = "setns into the private network's namespace"
         elif step == _RESOLV:
@@ -193,6 +200,7 @@ class ChildPlan:
         res = ffi.new("struct ve_result *")
         if lib.ve_apply(self.c, res) < 0:
             raise self.error(res.step, res.err, res.index)
+        self.cwd_outside_view = bool(res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW)
 
     # ---- subprocess's preexec_fn --------------------------------------------
 
@@ -334,12 +342,15 @@ def spawn(
     cgroup_fd: int = -1,
     cgroup_procs_fd: int = -1,
     plan: ChildPlan | None = None,
+    info: dict[str, Any] | None = None,
 ) -> int:
     """Start ``argv`` in a new process under ``plan`` and return its pid.
 
     The child is placed in the cgroup2 directory ``cgroup_fd`` by clone3 when
     the kernel allows (else it writes itself into ``cgroup_procs_fd``), applies
-    the plan, and execs. Errors raise in the caller after the child was reaped:
+    the plan, and execs. ``info``, when given, gets "cwd_outside_view" (the cwd)
+    when the plan's view lacks the cwd and the child started in its "/".
+    Errors raise in the caller after the child was reaped:
     ``EnforcementError`` for an enforcement step, ``OSError`` (FileNotFoundError,
     PermissionError, ...) for the exec, as subprocess does.
     """
@@ -376,6 +387,10 @@ def spawn(
         if pid > 0:
             _reap(pid)
         raise spawn_error(res.step, res.err, res.index, ca.exec_paths, executable, cwd, plan)
+    if info is not None and res.flags & lib.VE_RESULT_CWD_OUTSIDE_VIEW:
+        # the view lacks the cwd: the child started in "/" of its view
+        info["cwd_outside_view"] = os.path.abspath(os.fsdecode(cwd)) if cwd is not None \
+            else os.getcwd()
     return pid
 
 

@@ -105,7 +105,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", choices=["server", "desktop", "none"],
                    help="Landlock preset (default: server, unless --config gives one)")
     g.add_argument("--rootfs", metavar="DIR", type=_text,
-                   help="root of the preset's paths (default: /)")
+                   help="root of the preset's paths, which a contained child is pivoted "
+                        "into (default: /, the host's)")
     g.add_argument("--ro", action="append", default=[], metavar="PATH", type=_text,
                    help="allow reading PATH (repeatable)")
     g.add_argument("--rw", action="append", default=[], metavar="PATH", type=_text,
@@ -379,8 +380,16 @@ def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
     return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
-                   unix_sockets=cli_landlock.unix_sockets(args),
+                   unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args),
                    log_denials=bool(getattr(args, "why", False)))
+
+
+def _view_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The host paths named writable (bound writable in the view; only --rw / makes the
+    host root writable, never a rule on / alone) and the rootfs to pivot into."""
+    named = tuple(os.path.abspath(p) for p in getattr(args, "rw", []))
+    rootfs = _rootfs(args) if getattr(args, "rootfs", None) is not None else None
+    return {"named_writable": named, "rootfs": rootfs}
 
 
 def _why(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
@@ -507,8 +516,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     return _exec_failed(sb, cmd, exc)
                 if why is not None:
                     why.follow(proc.pid)
+                outside = getattr(proc, "cwd_outside_view", None)
+                if outside is not None and getattr(args, "warnings", True):
+                    _error(f"the view lacks the working directory {outside}: starting in /")
                 rc = forwarder.wait(proc)
             report = sb.report.to_dict()
+            if outside is not None:
+                report["notes"].append(f"the view lacks the working directory {outside}: "
+                                       "started in /")
             report["returncode"] = rc
             if auto is not None:
                 report["auto_rules"] = auto.to_dict()
@@ -576,14 +591,18 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     from .diagnose import diagnose_exec
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
+    before = os.getcwd()
     try:
         report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
-                            unix_sockets=cli_landlock.unix_sockets(args))
+                            unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args))
     except BaseException:
         if report_file is not None:
             report_file.discard()
         raise
     _warn(args, report)
+    if report.view is not None and before != "/" and os.getcwd() == "/" \
+            and getattr(args, "warnings", True):  # ve_view_enter went to / for want of it
+        _error(f"the view lacks the working directory {before}: starting in /")
     if report_file is not None:
         written = report.to_dict()
         if auto is not None:
@@ -691,6 +710,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"--output {args.output}: {exc.strerror}") from None
     with out, compile_config(cfg, compatibility=_compatibility(args, cfg),
+                             contain=args.contain,
                              unix_sockets=cli_landlock.unix_sockets(args)) as compiled:
         _warn(args, EnforcementReport.of(compiled))
         text = compile_plan(compiled, netns=args.netns)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .landlock import CompiledRuleset
     from .seccomp import SeccompFilter
     from .seccomp.policy import Rule
+    from .view import ViewPlan
 
 __all__ = [
     "Compiled",
@@ -215,6 +216,10 @@ class Compiled:
         """The flags of the seccomp load: the profile's own, and LOG for log_denials."""
         flags = self.seccomp.flags if self.seccomp is not None else 0
         return flags | (lib.SECCOMP_FILTER_FLAG_LOG if self.log_denials else 0)
+    #: the filesystem view a contained child gets (volt_enforce.view), and the
+    #: Landlock scopes its ruleset adds at enforcement
+    view: ViewPlan | None = None
+    view_scopes: int = 0
 
     @property
     def new_session(self) -> bool:
@@ -321,6 +326,8 @@ def compile_config(
     landlock_abi: int | None = None,
     ruleset: CompiledRuleset | None = None,
     seccomp_filter: SeccompFilter | None = None,
+    named_writable: tuple[str, ...] = (),
+    rootfs: str | None = None,
     unix_sockets: Sequence[str] | None = None,
     log_denials: bool = False,
 ) -> Compiled:
@@ -390,6 +397,20 @@ def compile_config(
         notes.append("contained without a user namespace: " +
                      ", ".join(f"CAP_{c}" for c in lost if c in CONTAINED_DROPS) + " dropped")
 
+    view, view_scopes = None, 0
+    if contain:
+        from .landlock import effective_abi
+        from .view import plan_view, preset_scopes
+
+        root = rootfs if rootfs is not None else (config.rootfs or "/")
+        view = plan_view(config, named_writable=named_writable, rootfs=root)
+        for sock in unix_sockets or ():  # a socket the child may connect to is in its view
+            if os.path.exists(sock):
+                view = view.with_file_bind(sock, view.to_view(sock))
+        view_scopes, scope_note = preset_scopes(config, effective_abi(landlock_abi))
+        if scope_note:
+            notes.append(scope_note)
+
     # last: the only step that holds a resource
     borrowed = ruleset is not None
     sockets = tuple(unix_sockets or ())
@@ -412,6 +433,8 @@ def compile_config(
         dropped_namespaces=dropped,
         ruleset_borrowed=borrowed,
         log_denials=bool(log_denials),
+        view=view,
+        view_scopes=view_scopes,
     )
 
 

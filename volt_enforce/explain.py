@@ -101,6 +101,7 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     out["capabilities"] = {"reduced": keep is not None, "keep": None if keep is None else list(keep)}
     out["no_new_privs"] = compiled.no_new_privs
     out["best_effort"] = compiled.best_effort
+    out["view"] = compiled.view.to_dict() if compiled.view is not None else None
     return out
 
 
@@ -170,4 +171,15 @@ def format_explanation(info: dict[str, Any]) -> str:
     else:
         lines.append("capabilities: not reduced")
     lines.append("no_new_privs: set")
+    view = info.get("view")
+    if view:
+        root = "a tmpfs" if view["root"] == "tmpfs" else view["root"]
+        lines.append(f"filesystem view: root {root}"
+                     + (" (read-only)" if view["root_read_only"] else ""))
+        lines += [f"  bind {b['path']}: {'read-write' if b['writable'] else 'read-only'}"
+                  f"{'' if b['exec'] else ', noexec'}" for b in view["binds"]]
+        lines += [f"  link {ln['path']} -> {ln['target']}" for ln in view["symlinks"]]
+        if view["private"]:
+            lines.append("  private to each child: " + " ".join(view["private"]))
+        lines += [f"  note: {n}" for n in view["notes"]]
     return "\n".join(lines)

@@ -62,14 +62,16 @@ def _hex(text: str) -> str:
 
 def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
                  cgroup_dirs: Sequence[CgroupDirectory] | None = None,
-                 netns: str | None = None,
+                 contain: bool = True, netns: str | None = None,
                  unix_sockets: Sequence[str] | None = None) -> str:
     """The plan text for ``config`` (or its ``Compiled``) on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
     writes and joins; by default ``cgroup_directories`` derives it from the
     compiled limit plan for this host's layout, named after a hash of the rest
-    of the plan (so running one plan again reuses its cgroups).
+    of the plan (so running one plan again reuses its cgroups). ``contain``
+    False: no session, IPC/UTS namespaces or contained capability drops (as
+    ``--no-contain``): then no filesystem view either.
 
     ``netns``: for a private network, the name of the network that
     ``volt-enforce net up NAME`` made and pinned; volt-init joins it (and binds
@@ -78,11 +80,16 @@ def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = Fals
     """
     if isinstance(config, Compiled):
         return _plan_text(config, cgroup_dirs, netns)
-    with compile_config(config, best_effort=best_effort, unix_sockets=unix_sockets) as compiled:
+    with compile_config(config, best_effort=best_effort, contain=contain,
+                        unix_sockets=unix_sockets) as compiled:
         return _plan_text(compiled, cgroup_dirs, netns)
 
 
-def _network_lines(compiled: Compiled, netns: str | None) -> list[str]:
+def _network_lines(compiled: Compiled, netns: str | None,
+                   resolv_bind: list[tuple[str, str]] | None = None) -> list[str]:
+    """The plan's network records. ``resolv_bind``, when given (a filesystem view),
+    gets the resolv.conf bind (source, target) instead of a ``resolv`` record: the
+    view binds it, since the source is not inside the view."""
     if not compiled.private_network:
         if netns is not None:
             raise PolicyError("netns", netns, "names a pinned private network, but the config's "
@@ -100,7 +107,11 @@ def _network_lines(compiled: Compiled, netns: str | None) -> list[str]:
         # the flags of the mount that will hold the file (the run directory's, or /run's)
         where = next(p for p in (os.path.dirname(src), lease.RUN_DIR, "/run", "/")
                      if os.path.isdir(p))
-        lines.append(f"resolv {_hex(src)} {_hex(dns.bind_target())} {dns.mount_flags(where):x}")
+        if resolv_bind is not None:
+            resolv_bind.append((src, dns.bind_target()))
+        else:
+            lines.append(f"resolv {_hex(src)} {_hex(dns.bind_target())} "
+                         f"{dns.mount_flags(where):x}")
     return lines
 
 
@@ -115,7 +126,8 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
         body.append(f"caps {mask:x}")
     if compiled.new_session:
         body.append("session 1")
-    body += _network_lines(compiled, netns)
+    resolv_bind: list[tuple[str, str]] = []
+    body += _network_lines(compiled, netns, resolv_bind if compiled.view is not None else None)
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
 
@@ -137,6 +149,14 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
         # one rule per port, its TCP and UDP rights together (BIND_UDP, CONNECT_SEND_UDP)
         for port in rep.ports:
             tail.append(f"port {int(port.access):x} {port.port:x}")
+
+    if compiled.view is not None:  # the filesystem view, built and entered by volt-init
+        from .view import plan_records
+
+        view = compiled.view
+        for src, dst in resolv_bind:
+            view = view.with_file_bind(src, "/etc/resolv.conf" if view.rootfs != "/" else dst)
+        tail += plan_records(view, ruleset, compiled.view_scopes)
 
     filt = compiled.seccomp
     if filt is not None and filt.instructions:

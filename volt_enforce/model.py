@@ -1133,6 +1133,10 @@ class IsolationConfig:
     private_users: bool = False
     read_only_fs: bool = False
     capabilities: list[str] | None = None
+    #: The root directory a contained child is pivoted into (``default_isolation``
+    #: records its argument here). None: the host's. Never serialized, so the JSON
+    #: stays the seed's.
+    rootfs: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -1155,6 +1159,8 @@ class IsolationConfig:
         _check_type("PrivateUsers", self.private_users, bool, "a boolean")
         _check_type("ReadOnlyFS", self.read_only_fs, bool, "a boolean")
         self.capabilities = _cap_names("Capabilities", self.capabilities)
+        if self.rootfs is not None:
+            _check_abs_path("rootfs", self.rootfs)
 
     def nspawn_args(self) -> list[str]:
         """systemd-nspawn arguments for this configuration (seed: NspawnArgs)."""
@@ -1257,4 +1263,5 @@ def default_isolation(rootfs: str) -> IsolationConfig:
         network=default_network_config(),
         private_users=True,
         read_only_fs=False,
+        rootfs=rootfs,
     )

@@ -47,6 +47,8 @@ class SandboxedPopen(subprocess.Popen[Any]):
                              "pass contain=False to keep it in a process group")
         self._own_sandbox = own_sandbox
         self.sandbox = sandbox
+        #: the cwd, when the filesystem view lacks it and the child started in "/"
+        self.cwd_outside_view: str | None = None
         self.report = sandbox.report
         try:
             super().__init__(args, **kwargs)
@@ -73,6 +75,7 @@ class SandboxedPopen(subprocess.Popen[Any]):
         if executable is None:
             executable = args[0]
         sys.audit("subprocess.Popen", executable, args, p["cwd"], p["env"])
+        info: dict[str, Any] = {}
         # a Sandbox chooses between its spawner and the direct path (spawner.py)
         spawn_fn = getattr(self.sandbox, "spawn_child", None)
         try:
@@ -93,8 +96,10 @@ class SandboxedPopen(subprocess.Popen[Any]):
                 uid=p["uid"],
                 gid=p["gid"],
                 extra_groups=p["gids"],
+                info=info,
             )
             self._child_created = True
+            self.cwd_outside_view = info.get("cwd_outside_view")
         finally:
             close = self._close_pipe_fds  # type: ignore[attr-defined]
             close(p["p2cread"], p["p2cwrite"], p["c2pread"], p["c2pwrite"],

@@ -32,6 +32,7 @@ class EnforcementReport:
     capabilities: list[str] | None = None  # kept; None: not reduced
     no_new_privs: bool = False
     notes: list[str] = field(default_factory=list)
+    view: dict[str, Any] | None = None  # the filesystem view (volt_enforce.view), contained
     network: dict[str, Any] | None = None  # the private network: address, routes, forwards
     #: namespaces asked for and dropped (best effort), with the reason
     dropped_namespaces: dict[str, str] = field(default_factory=dict)
@@ -50,8 +51,9 @@ class EnforcementReport:
             namespaces=[ns.value for ns in compiled.namespaces],
             capabilities=None if compiled.capabilities is None else list(compiled.capabilities),
             no_new_privs=compiled.no_new_privs,
-            notes=list(compiled.notes),
+            notes=list(compiled.notes) + (compiled.view.notes if compiled.view else []),
             dropped_namespaces=dict(compiled.dropped_namespaces),
+            view=compiled.view.to_dict() if compiled.view is not None else None,
         )
 
     @property
@@ -68,6 +70,7 @@ class EnforcementReport:
             "capabilities": self.capabilities,
             "no_new_privs": self.no_new_privs,
             "notes": list(self.notes),
+            "view": self.view,
             "network": self.network,
             "dropped_namespaces": dict(self.dropped_namespaces),
             "calling_thread_only": list(self.calling_thread_only),

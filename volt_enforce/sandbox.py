@@ -30,13 +30,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._core import lib
+from ._core import ffi, lib
 from .child import ChildPlan, read_preexec_failure
 from .compile import Compiled, compile_config
 from .errors import EnforcementError, PolicyError
 from .model import Compatibility, IsolationConfig, NetworkMode, SeccompProfile
 from .process import SandboxedPopen, run_in
 from .report import EnforcementReport
+from .view import View, ViewPlan
 
 if TYPE_CHECKING:
     from .cgroups import Cgroup, CgroupStats
@@ -69,7 +70,8 @@ def _inputs_digest(config: IsolationConfig) -> str:
         return "unreadable"  # compiling it says what is wrong
 
 
-def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = True) -> Sandbox:
+def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = True,
+              rootfs: str | None = None) -> Sandbox:
     """A prepared Sandbox for a config without resource limits, from a small LRU
     cache keyed by the config's content (and the content of the files it names).
 
@@ -80,7 +82,8 @@ def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = T
     from . import landlock
 
     try:
-        presets = tuple(r.preset for r in config.landlock.rules) if config.landlock else ()
+        presets = (tuple(r.preset for r in config.landlock.rules) if config.landlock else (),
+                   rootfs, config.rootfs)
         ident = (id(config), abi, landlock.effective_abi(abi), contain)
         digest = _inputs_digest(config)
         # fast path: the same object as last time, unchanged (compared with a copy)
@@ -99,7 +102,8 @@ def _prepared(config: IsolationConfig, abi: int | None = None, contain: bool = T
     if hit is None or hit._closed:
         # a private network's config is here only as the base that lends its ruleset
         # and filter (run/Popen never reuse a sandbox with a network)
-        hit = Sandbox(config, landlock_abi=abi, contain=contain, _lend_only=_private(config))
+        hit = Sandbox(config, landlock_abi=abi, contain=contain, rootfs=rootfs,
+                      _lend_only=_private(config))
         with _PREPARED_LOCK:
             _PREPARED[key] = hit
             while len(_PREPARED) > _PREPARED_MAX:
@@ -163,6 +167,8 @@ class Sandbox:
         contain: bool = True,
         landlock_abi: int | None = None,
         share_compiled: bool = False,
+        named_writable: tuple[str, ...] = (),
+        rootfs: str | None = None,
         unix_sockets: Sequence[str] | None = None,
         log_denials: bool = False,
         userns_fd: int | None = None,
@@ -180,6 +186,10 @@ class Sandbox:
         self._base: Sandbox | None = None
         self._lend_only = _lend_only
         self.cgroup: Cgroup | None = None
+        self.view: View | None = None
+        self._own_view = False
+        self._named_writable = tuple(named_writable)
+        self._rootfs = rootfs
         self.network: PrivateNetwork | None = None
         self._spawners: SpawnerPool | None = None
         if spawner is not None and not isinstance(spawner, bool):
@@ -194,6 +204,27 @@ class Sandbox:
             self._place(cgroup, cgroup_parent, undo)
             if self.compiled.private_network and not _lend_only:
                 self._attach_network(userns_fd, undo)
+            base = self._base.view if self._base is not None else None
+            view_plan = self._view_plan()
+            if base is not None and base.plan == view_plan:
+                self.view = base  # the identical config's template, kept open by it
+            elif view_plan is not None:  # the template: a namespace held by fd
+                try:
+                    self.view = View(view_plan, self.compiled.ruleset,
+                                     self.compiled.view_scopes)
+                except EnforcementError as exc:
+                    if not self.compiled.best_effort:
+                        raise
+                    # reported, never silent: the host's filesystem, under Landlock's rules
+                    self.report.view = None
+                    self.report.notes.append(f"filesystem view dropped (best effort): {exc}; "
+                                             "the child sees the host's filesystem")
+                else:
+                    self._own_view = True
+                    undo.callback(self.view.close)
+            if self.view is not None and self.report.view is not None:
+                self.report.view = {**self.report.view,
+                                    "landlock_added": list(self.view.landlock_added)}
             self.plan = self._child_plan()
             self._choose_spawn_path(spawner)
             undo.pop_all()
@@ -210,12 +241,13 @@ class Sandbox:
         if share_compiled and not unix_sockets:
             # the ruleset and filter of an identical config without limits, kept open by it
             base = config.replace(resources=None) if config.resources is not None else config
-            self._base = _prepared(base, landlock_abi, contain)
+            self._base = _prepared(base, landlock_abi, contain, self._rootfs)
             ruleset, filt = self._base.compiled.ruleset, self._base.compiled.seccomp
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
                               landlock_abi=landlock_abi, unix_sockets=unix_sockets,
-                              ruleset=ruleset, seccomp_filter=filt, log_denials=log_denials)
+                              ruleset=ruleset, seccomp_filter=filt, log_denials=log_denials,
+                              named_writable=self._named_writable, rootfs=self._rootfs)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
                undo: contextlib.ExitStack) -> None:
@@ -248,6 +280,23 @@ class Sandbox:
         self.report.notes = [n for n in self.report.notes if not n.startswith("network private:")]
         self.report.notes.append(self.network.note())
 
+    def _view_plan(self) -> ViewPlan | None:
+        """The compiled view, with the private network's resolv.conf bound over the
+        host's (or its symlink's target) when there is one."""
+        plan = self.compiled.view
+        resolv = self._resolv()
+        if plan is None or resolv is None:
+            return plan
+        src, dst, _ = resolv
+        if plan.rootfs != "/":
+            dst = "/etc/resolv.conf"
+            if not os.path.isfile(os.path.join(plan.rootfs, "etc/resolv.conf")):
+                # nothing is made inside a rootfs: said, not silently skipped
+                self.report.notes.append(f"{plan.rootfs} has no etc/resolv.conf: the private "
+                                         "network's DNS servers are not bound into the view")
+                return plan
+        return plan.with_file_bind(src, dst)
+
     def _resolv(self) -> tuple[str, str, int] | None:
         network = self.network
         if network is None or not network.resolv_conf:
@@ -278,8 +327,10 @@ class Sandbox:
             seccomp_flags=c.seccomp_flags,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
+            view=self.view,
             net_fd=self.network.netns_fd if self.network is not None else -1,
-            resolv=self._resolv(),
+            # the view carries the private network's resolv.conf itself (_view_plan)
+            resolv=self._resolv() if self.view is None else None,
         )
 
     def _choose_spawn_path(self, option: bool | None) -> None:
@@ -381,6 +432,9 @@ class Sandbox:
             if self._report_r < 0:
                 r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
                 self._report_r, self._report_w = r, w
+            note = "preexec: the forked child made no PID namespace (it keeps its PID)"
+            if self.contained and note not in self.report.notes:
+                self.report.notes.append(note)
         return self.plan.preexec_fn(self._report_w)
 
     @contextlib.contextmanager
@@ -425,6 +479,8 @@ class Sandbox:
         self._closed = True
         errors: list[BaseException] = []
         closers: list[Callable[[], None]] = [self.compiled.close]
+        if self.view is not None and self._own_view:
+            closers.append(self.view.close)
         if self._spawners is not None:
             closers.insert(0, self._spawners.close)
         if self.cgroup is not None and self._own_cgroup:
@@ -486,6 +542,8 @@ def thread_coverage(plan: ChildPlan) -> dict[str, bool]:
         steps["cgroup"] = True
     if c.unshare_flags or c.join_net:  # unshare and setns change the calling thread's
         steps["namespaces"] = False
+    if c.view != ffi.NULL:  # a threaded process enters no mount namespace: not even its own
+        steps["view"] = False
     if c.new_session:
         steps["session"] = True
     if c.drop_caps:
@@ -526,6 +584,14 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
                 "allow_threads=True to accept that)",
             )
         sb.report.calling_thread_only = partial
+        if "view" in partial:
+            # setns(CLONE_NEWNS) refuses a process whose threads share its filesystem
+            # context: the view is left out, and said so; Landlock on the host's view
+            plan.c.view = ffi.NULL
+            sb.report.view = None
+            sb.report.notes.append(f"{threads} threads: the filesystem view was not entered "
+                                   "(a threaded process cannot enter a mount namespace); "
+                                   "Landlock's rules apply on the host's view")
         if plan.c.seccomp_flags & lib.SECCOMP_FILTER_FLAG_TSYNC:
             sb.report.notes.append(f"seccomp synchronized to all {threads} threads (TSYNC)")
         if plan.c.landlock_flags & lib.LANDLOCK_RESTRICT_SELF_TSYNC:
@@ -539,6 +605,11 @@ def _apply_plan_to_self(sb: Sandbox, allow_threads: bool) -> EnforcementReport:
     # spawner may stand in for this process
     disable_for_process("apply_self restricted this process: its threads may differ")
     plan.apply()
+    if sb.contained:
+        sb.report.notes.append("restricting itself, this process made no PID namespace "
+                               "(it keeps its PID)")
+    if getattr(plan, "cwd_outside_view", False):
+        sb.report.notes.append("the view lacks the working directory: now in /")
     return sb.report
 
 
@@ -556,7 +627,8 @@ class Popen(SandboxedPopen):
     """
 
     def __init__(self, args: Any, *, isolation: IsolationConfig | None = None,
-                 sandbox: Sandbox | None = None, contain: bool = True, **kwargs: Any) -> None:
+                 sandbox: Sandbox | None = None, contain: bool = True, rootfs: str | None = None,
+                 **kwargs: Any) -> None:
         if kwargs.get("preexec_fn") is not None:
             raise ValueError("volt_enforce.Popen runs no Python in the child: "
                              "use subprocess.Popen(preexec_fn=sandbox.preexec) instead")
@@ -564,14 +636,16 @@ class Popen(SandboxedPopen):
             raise ValueError("pass isolation= or sandbox=, not both")
         own = sandbox is None
         if sandbox is None and _limitless(isolation):
-            sandbox, own = _prepared(isolation or IsolationConfig(), contain=contain), False
+            sandbox, own = _prepared(isolation or IsolationConfig(), contain=contain,
+                                     rootfs=rootfs), False
         if sandbox is None:
-            sandbox = Sandbox(isolation, share_compiled=True, contain=contain)
+            sandbox = Sandbox(isolation, share_compiled=True, contain=contain, rootfs=rootfs)
         super().__init__(args, sandbox=sandbox, own_sandbox=own, **kwargs)
 
 
 def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox | None = None,
-        contain: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        contain: bool = True, rootfs: str | None = None,
+        **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """``subprocess.run`` with the child sandboxed (C spawn path).
 
     Returns a ``CompletedProcess`` with two more attributes: ``report`` (the
@@ -584,9 +658,9 @@ def run(args: Any, *, isolation: IsolationConfig | None = None, sandbox: Sandbox
             raise ValueError("pass isolation= or sandbox=, not both")
         return run_in(args, sandbox=sandbox, **kwargs)
     if _limitless(isolation):  # nothing per child to set up or tear down: reuse
-        return run_in(args, sandbox=_prepared(isolation or IsolationConfig(), contain=contain),
-                      **kwargs)
-    with Sandbox(isolation, share_compiled=True, contain=contain) as sb:
+        return run_in(args, sandbox=_prepared(isolation or IsolationConfig(), contain=contain,
+                                              rootfs=rootfs), **kwargs)
+    with Sandbox(isolation, share_compiled=True, contain=contain, rootfs=rootfs) as sb:
         return run_in(args, sandbox=sb, with_stats=True, **kwargs)
 
 

@@ -140,7 +140,7 @@ def eligibility(compiled: Compiled, cgroup: Cgroup | None, plan: ChildPlan | Non
         # for it
         c = plan.c
         if (c.n_procs_fds or c.new_session or c.unshare_flags or c.join_net or c.loopback_up
-                or ffi.string(c.resolv_src)):
+                or ffi.string(c.resolv_src) or c.view != ffi.NULL):
             return "the child plan has steps of each child's own"
     ruleset = compiled.ruleset
     if ruleset is None or ruleset.fd < 0:

@@ -38,6 +38,14 @@
  *                                     RULEFLAGS: landlock_add_rule flags (QUIET)
  *   port ACCESS_HEX PORT_HEX          TCP and UDP rights (BIND_UDP, CONNECT_SEND_UDP)
  *   seccomp FLAGS_HEX BPF_HEX         struct sock_filter[], at most 4096
+ *   view-op WHERE OP SLOT REC MODE ATTR PATH [DATA]
+ *                                     the filesystem view (csrc/view.h): WHERE 0 an
+ *                                     operation of the template, 1 of this process's
+ *                                     own mounts; PATH and DATA hex strings
+ *   view-ll FS NET SCOPED QFS QNET QSCOPED DIRONLY
+ *                                     the Landlock ruleset built inside the view
+ *   view-rule ACCESS FLAGS PATH       a rule of it, PATH in the view
+ *   view-port ACCESS PORT             a port rule of it
  *   end                               last line: a plan without it is truncated
  *
  * The whole plan is checked, the ruleset built and the filter decoded before
@@ -53,7 +61,7 @@
 #include <sys/stat.h>
 
 #define MAX_PLAN (8 << 20)
-#define MAX_FIELDS 8
+#define MAX_FIELDS 9
 
 static const char *prog = "volt-init";
 
@@ -61,6 +69,9 @@ static const char *prog = "volt-init";
  * step out of them again before removing them) */
 static char *made_dirs[VE_MAX_PROCS_FDS];
 static int made_parent_fds[VE_MAX_PROCS_FDS];
+/* the directory each was made in, held open: after the filesystem view was
+ * entered the cgroup paths are not there to rmdir by name */
+static int made_in_fds[VE_MAX_PROCS_FDS];
 static int n_made;
 
 static void undo_cgroups(void)
@@ -69,7 +80,11 @@ static void undo_cgroups(void)
 		int fd = made_parent_fds[i];
 		if (fd >= 0 && write(fd, "0", 1) < 0)
 			continue; /* still inside: rmdir would fail with EBUSY */
-		rmdir(made_dirs[i]);
+		const char *name = strrchr(made_dirs[i], '/');
+		if (made_in_fds[i] >= 0 && name)
+			unlinkat(made_in_fds[i], name + 1, AT_REMOVEDIR);
+		else
+			rmdir(made_dirs[i]);
 	}
 	n_made = 0;
 }
@@ -178,6 +193,10 @@ static int is_hex_field(const char *name, int i)
 		return i == 3;
 	if (!strcmp(name, "seccomp"))
 		return i == 2;
+	if (!strcmp(name, "view-op"))
+		return i >= 7;
+	if (!strcmp(name, "view-rule"))
+		return i == 3;
 	if (!strcmp(name, "netns"))
 		return i == 1;
 	if (!strcmp(name, "resolv"))
@@ -200,10 +219,13 @@ static int well_formed(const struct record *r)
 		{ "end", 1 }, { "nnp", 2 }, { "caps", 2 }, { "unshare", 2 }, { "session", 2 },
 		{ "cgroup-dir", 2 }, { "cgroup-join", 2 },
 		{ "landlock", 5 }, { "path", 4 }, { "port", 3 }, { "seccomp", 3 },
+		{ "view-ll", 8 }, { "view-rule", 4 }, { "view-port", 3 },
 		{ "netns", 2 }, { "resolv", 4 },
 	};
 	if (is_cgroup_write(r->f[0]))
 		return r->nf == 3 || r->nf == 5;
+	if (!strcmp(r->f[0], "view-op"))
+		return r->nf == 8 || r->nf == 9;
 	if (!strcmp(r->f[0], "landlock") && r->nf == 8)
 		return 1; /* with the quiet fields */
 	if (!strcmp(r->f[0], "path") && r->nf == 5)
@@ -410,12 +432,92 @@ static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 	return ruleset;
 }
 
+/* The view records: the template is built here (a mount namespace held by fd,
+ * nothing persistent), ve_apply enters it. */
+static struct ve_view view;
+
+static void *grow(void *p, int n, size_t size)
+{
+	if (n % 16 == 0) {
+		p = realloc(p, (size_t)(n + 16) * size);
+		if (!p)
+			die(125, "out of memory", NULL, ENOMEM);
+	}
+	return p;
+}
+
+static void prepare_view(struct record *recs, size_t n, struct ve_plan *plan)
+{
+	struct ve_view_op *tmpl = NULL, *own = NULL;
+	struct ve_view_rule *rules = NULL;
+	struct ve_view_port *ports = NULL;
+	int n_tmpl = 0, n_own = 0, n_rules = 0, n_ports = 0, ll = 0;
+	for (size_t k = 0; k < n; k++) {
+		char **f = recs[k].f;
+		int ln = recs[k].line;
+		if (!strcmp(f[0], "view-op")) {
+			int where = (int)num(f[1], ln);
+			struct ve_view_op op = {
+				.op = (int)num(f[2], ln), .slot = (int)num(f[3], ln) - 1,
+				.recursive = (int)num(f[4], ln), .mode = (uint32_t)num(f[5], ln),
+				.attr_set = num(f[6], ln), .path = f[7],
+				.data = recs[k].nf == 9 ? f[8] : NULL,
+			};
+			if (where == 0) {
+				tmpl = grow(tmpl, n_tmpl, sizeof(*tmpl));
+				tmpl[n_tmpl++] = op;
+			} else {
+				own = grow(own, n_own, sizeof(*own));
+				own[n_own++] = op;
+			}
+		} else if (!strcmp(f[0], "view-ll")) {
+			ll = 1;
+			view.handled_fs = num(f[1], ln);
+			view.handled_net = num(f[2], ln);
+			view.scoped = num(f[3], ln);
+			view.quiet_fs = num(f[4], ln);
+			view.quiet_net = num(f[5], ln);
+			view.quiet_scoped = num(f[6], ln);
+			view.dir_only = num(f[7], ln);
+		} else if (!strcmp(f[0], "view-rule")) {
+			rules = grow(rules, n_rules, sizeof(*rules));
+			rules[n_rules++] = (struct ve_view_rule){ f[3], num(f[1], ln),
+								  (uint32_t)num(f[2], ln) };
+		} else if (!strcmp(f[0], "view-port")) {
+			ports = grow(ports, n_ports, sizeof(*ports));
+			ports[n_ports++] = (struct ve_view_port){ num(f[1], ln), num(f[2], ln) };
+		}
+	}
+	if (n_tmpl == 0)
+		return;
+	int failed = -1;
+	int fd = ve_view_prepare(tmpl, n_tmpl, &failed);
+	if (fd < 0) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "(operation %d)", failed);
+		die(125, "view: cannot prepare the template", buf, -fd);
+	}
+	free(tmpl);
+	view.ns_fd = fd;
+	view.ops = own;
+	view.n_ops = n_own;
+	view.ll = ll;
+	view.rules = rules;
+	view.n_rules = n_rules;
+	view.ports = ports;
+	view.n_ports = n_ports;
+	plan->view = &view;
+}
+
 static void make_dir(const char *dir)
 {
 	if (mkdir(dir, 0755) == 0) {
 		if (n_made == VE_MAX_PROCS_FDS)
 			die(125, "too many cgroups in plan", NULL, 0);
 		made_parent_fds[n_made] = -1;
+		char parent[4200];
+		snprintf(parent, sizeof(parent), "%s/..", dir);
+		made_in_fds[n_made] = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		made_dirs[n_made++] = (char *)dir;
 	} else if (errno != EEXIST) {
 		die(125, "cgroup: cannot create", dir, errno);
@@ -497,10 +599,11 @@ int main(int argc, char **argv)
 	struct ve_plan plan;
 	memset(&plan, 0, sizeof(plan));
 	plan.landlock_fd = prepare(recs, n, &plan);
+	prepare_view(recs, n, &plan);
 	setup_cgroups(recs, n, &plan);
 	free(recs);
 
-	struct ve_result res = { 0, 0, 0 };
+	struct ve_result res = { 0, 0, 0, 0 };
 	if (ve_apply(&plan, &res) < 0)
 		{
 		const char *step = ve_step_name(res.step);
@@ -509,6 +612,10 @@ int main(int argc, char **argv)
 	n_made = 0; /* in force now: the cgroups stay */
 	if (plan.landlock_fd >= 0)
 		close(plan.landlock_fd);
+	if (plan.view)
+		close(view.ns_fd);
+	if (res.flags & VE_RESULT_CWD_OUTSIDE_VIEW)
+		fprintf(stderr, "%s: the view lacks the working directory: starting in /\n", prog);
 	for (int i = 0; i < plan.n_procs_fds; i++)
 		close(plan.procs_fds[i]);
 

@@ -1,0 +1,87 @@
+"""A contained spawn (the filesystem view, IPC/UTS namespaces, a session) of /bin/true,
+against plain subprocess.run and against bubblewrap with the equivalent isolation, in
+the same run (benchmarks/pairs.py: alternate rounds, the ratio of the medians).
+
+Targets (issue 13): contained ``Sandbox(cfg).run`` at most 2.0x plain; the
+``contain=False`` path at most 1.25x. bubblewrap gets ``--unshare-all
+--die-with-parent --new-session``, read-only binds of what the server preset grants
+on this host, ``--proc /proc --dev /dev --tmpfs /tmp``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from kernelreq import need_landlock, need_seccomp
+from pairs import paired
+
+import volt_enforce
+from volt_enforce import IsolationConfig, Sandbox, SeccompProfile, server_policy
+
+TRUE = ["/bin/true"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel():
+    need_landlock(1)
+    need_seccomp()
+    if os.geteuid() != 0:
+        pytest.skip("the view is built by root")
+
+
+def _config() -> IsolationConfig:
+    return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
+
+
+def _plain() -> None:
+    subprocess.run(TRUE)
+
+
+def _go(benchmark, fn, name: str) -> None:
+    benchmark.group = "contained spawn"
+    benchmark.name = name
+    paired(benchmark, fn, _plain, key="ratio_over_subprocess_run")
+
+
+def test_contained_sandbox_run(benchmark):
+    with Sandbox(_config()) as sb:
+        assert sb.contained and sb.view is not None
+        _go(benchmark, lambda: sb.run(TRUE), "contained Sandbox(cfg).run, prepared once")
+
+
+def test_contained_run_isolation(benchmark):
+    cfg = _config()
+    _go(benchmark, lambda: volt_enforce.run(TRUE, isolation=cfg),
+        "contained volt_enforce.run(..., isolation=cfg)")
+
+
+def test_uncontained_sandbox_run(benchmark):
+    with Sandbox(_config(), contain=False) as sb:
+        _go(benchmark, lambda: sb.run(TRUE), "Sandbox(cfg, contain=False).run")
+
+
+def _bwrap_args() -> list[str] | None:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+    for rule in server_policy("/").rules:
+        p = rule.path
+        if os.path.islink(p):
+            args += ["--symlink", os.readlink(p), p]
+        elif os.path.isdir(p) and p not in ("/tmp", "/var", "/run", "/app"):
+            args += ["--ro-bind", p, p]
+    return args + ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--", *TRUE]
+
+
+def test_peer_bubblewrap_equivalent(benchmark):
+    args = _bwrap_args()
+    if args is None:
+        pytest.skip("peer bubblewrap is not installed (apt-get install bubblewrap)")
+    if subprocess.run(args, capture_output=True).returncode != 0:
+        pytest.skip("bubblewrap cannot create its namespaces here")
+    _go(benchmark, lambda: subprocess.run(args),
+        "peer: bubblewrap --unshare-all --die-with-parent --new-session + ro binds")
