@@ -508,12 +508,13 @@ def test_exit_codes(mode, tmp_path):
     assert cp.returncode == 127
     cp = ve(mode, "--", "/etc/passwd")
     assert cp.returncode == 126 and "cannot execute" in cp.stderr
-    # a file Landlock forbids executing
+    # a file Landlock forbids executing (without the rule the CLI adds for it by default)
     (tmp_path / "s.sh").write_text("#!/bin/sh\ntrue\n")
     (tmp_path / "s.sh").chmod(0o755)
-    cp = ve(mode, "--profile", "none", *SYSTEM_ROX, "--ro", str(tmp_path), "--",
-            str(tmp_path / "s.sh"))
+    cp = ve(mode, "--profile", "none", *SYSTEM_ROX, "--ro", str(tmp_path), "--no-auto-rules",
+            "--", str(tmp_path / "s.sh"))
     assert cp.returncode == 126, cp.stderr
+    assert f"allow it with --rox {os.path.realpath(tmp_path)}" in cp.stderr
     # run reports a signal as 128+N; exec is replaced, so its caller sees the signal itself
     for sig in (signal.SIGTERM, signal.SIGKILL):
         rc = ve(mode, "--", "sh", "-c", f"kill -{sig.name[3:]} $$").returncode

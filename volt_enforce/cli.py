@@ -230,6 +230,9 @@ def _add_command_options(p: argparse.ArgumentParser,
     """What run and exec share: the policy, the report file, the command."""
     _add_policy_options(p)
     p.add_argument("--report", metavar="FILE", type=_text, help="write the enforcement report as JSON")
+    p.add_argument("--no-auto-rules", dest="auto_rules", action="store_false",
+                   help="add no rules for the program itself (its executable, ELF interpreter, "
+                        "libraries, Python prefix); by default they are added and reported")
     p.add_argument("--no-warnings", dest="warnings", action="store_false",
                    help="do not print a line on stderr for each restriction dropped")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
@@ -282,6 +285,8 @@ def _seccomp_value(text: str) -> str:
 
 def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     """The IsolationConfig the options describe; options override the file."""
+    from .autorules import FULL_WRITE
+
     _check_text_options(args)
     cfg = _read_config(args.config) if args.config is not None else IsolationConfig()
     rootfs = _rootfs(args)
@@ -296,7 +301,7 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
         elif args.config is None:
             landlock = server_policy(rootfs)
         extra = [(p, LandlockAccess.READ_ONLY) for p in args.ro]
-        extra += [(p, LandlockAccess.READ_WRITE) for p in args.rw]
+        extra += [(p, FULL_WRITE) for p in args.rw]
         extra += [(p, LandlockAccess.READ_EXEC) for p in args.rox]
         if landlock is None and extra:
             landlock = LandlockPolicy()  # only the paths given
@@ -376,7 +381,8 @@ def _sandbox(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
     from .sandbox import Sandbox
 
     return Sandbox(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
-                   unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args))
+                   unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args),
+                   log_denials=bool(getattr(args, "why", False)))
 
 
 def _view_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -385,6 +391,15 @@ def _view_options(args: argparse.Namespace) -> dict[str, Any]:
     named = tuple(os.path.abspath(p) for p in getattr(args, "rw", []))
     rootfs = _rootfs(args) if getattr(args, "rootfs", None) is not None else None
     return {"named_writable": named, "rootfs": rootfs}
+
+
+def _why(args: argparse.Namespace, cfg: IsolationConfig) -> Any:
+    """--why: the audit listener (volt_enforce.audit), and Landlock's logging after exec."""
+    if not getattr(args, "why", False):
+        return None
+    from .audit import DenialWatch
+
+    return DenialWatch.for_config(cfg)
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -454,30 +469,68 @@ def _not_run(name: str, status: int, why: str | None = None) -> int:
 # ---- commands -------------------------------------------------------------------------
 
 
+def _auto_rules(args: argparse.Namespace, cfg: IsolationConfig, cmd: list[str]) -> Any:
+    """Add (and report on stderr) the rules the program needs; None with --no-auto-rules."""
+    from .autorules import add_to_config
+
+    if not getattr(args, "auto_rules", True):
+        return None
+    if getattr(args, "rootfs", None) is not None:
+        return None  # the program is the rootfs's: host paths would be the wrong files
+    path, _status = _resolve(cmd[0])
+    found = add_to_config(cfg, path) if path is not None else None
+    for r in found.rules if found is not None else ():
+        _error(f"added {r.option} for {r.reason} (--no-auto-rules: none added)")
+    return found
+
+
+def _exec_failed(sb: Any, cmd: list[str], exc: OSError) -> int:
+    """Why the exec failed, when the sandbox is why; else as a shell says it."""
+    from .diagnose import diagnose_exec
+
+    path, _status = _resolve(cmd[0])
+    diag = diagnose_exec(sb.compiled, path) if path is not None else None
+    # Landlock answers EACCES; a missing path is the view's doing or no one's
+    if diag is not None and (isinstance(exc, PermissionError) or diag.denied_by == "view"):
+        _error(diag.message())
+        return EXIT_NOT_FOUND if diag.denied_by == "view" else EXIT_CANNOT_EXECUTE
+    if isinstance(exc, FileNotFoundError):
+        return _not_run(cmd[0], EXIT_NOT_FOUND)
+    return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     cmd = _command(args)
     cfg = config_from_args(args)
+    auto = _auto_rules(args, cfg, cmd)
+    why = _why(args, cfg)
     report_file = _open_report(args.report)
     try:
         with _sandbox(args, cfg) as sb, _Forwarder() as forwarder:
             _warn(args, sb.report)
-            try:
-                proc = sb.popen(cmd)
-            except EnforcementError:
-                raise
-            except FileNotFoundError:
-                return _not_run(cmd[0], EXIT_NOT_FOUND)
-            except OSError as exc:
-                return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
-            outside = getattr(proc, "cwd_outside_view", None)
-            if outside is not None and getattr(args, "warnings", True):
-                _error(f"the view lacks the working directory {outside}: starting in /")
-            rc = forwarder.wait(proc)
+            with why.watch() if why is not None else contextlib.nullcontext():
+                try:
+                    proc = sb.popen(cmd)
+                except EnforcementError:
+                    raise
+                except OSError as exc:
+                    return _exec_failed(sb, cmd, exc)
+                if why is not None:
+                    why.follow(proc.pid)
+                outside = getattr(proc, "cwd_outside_view", None)
+                if outside is not None and getattr(args, "warnings", True):
+                    _error(f"the view lacks the working directory {outside}: starting in /")
+                rc = forwarder.wait(proc)
             report = sb.report.to_dict()
             if outside is not None:
                 report["notes"].append(f"the view lacks the working directory {outside}: "
                                        "started in /")
             report["returncode"] = rc
+            if auto is not None:
+                report["auto_rules"] = auto.to_dict()
+            if why is not None:
+                report["denials"] = why.finish(sb.compiled, _error)
+                report["denials_notes"] = list(dict.fromkeys(why.notes))  # why it may be empty
             stats = sb.stats()
             if stats is not None:
                 report["stats"] = stats.to_dict() if hasattr(stats, "to_dict") else stats
@@ -534,6 +587,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     path, status = _resolve(cmd[0])
     if path is None:
         return _not_run(cmd[0], status)
+    auto = _auto_rules(args, cfg, cmd)
+    # imported now: once this process is restricted it may not read the module
+    from .diagnose import diagnose_exec
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     before = os.getcwd()
@@ -549,12 +605,19 @@ def _cmd_exec(args: argparse.Namespace) -> int:
             and getattr(args, "warnings", True):  # ve_view_enter went to / for want of it
         _error(f"the view lacks the working directory {before}: starting in /")
     if report_file is not None:
-        report_file.write(report.to_dict())
+        written = report.to_dict()
+        if auto is not None:
+            written["auto_rules"] = auto.to_dict()
+        report_file.write(written)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execv(path, cmd)
     except OSError as exc:
+        diag = diagnose_exec(report, path)
+        if diag is not None and (isinstance(exc, PermissionError) or diag.denied_by == "view"):
+            _error(diag.message())
+            return EXIT_CANNOT_EXECUTE
         status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
         return _not_run(cmd[0], status, exc.strerror)
     return EXIT_FAILURE  # unreachable: execv returned without raising
@@ -575,12 +638,27 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain, format_explanation
 
     cfg = config_from_args(args)
+    if args.path:
+        return _explain_paths(args, cfg)
     info = explain(cfg, best_effort=bool(args.best_effort), bpf=args.bpf,
                    unix_sockets=cli_landlock.unix_sockets(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
         print(format_explanation(info))
+    return 0
+
+
+def _explain_paths(args: argparse.Namespace, cfg: IsolationConfig) -> int:
+    from .compile import compiled
+    from .diagnose import explain_path, format_path_explanation
+
+    with compiled(cfg, best_effort=True) as c:
+        infos = [explain_path(c, p) for p in args.path]
+    if args.json:
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
+    else:
+        print("\n".join(format_path_explanation(i) for i in infos))
     return 0
 
 
@@ -726,6 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "default seccomp filter.",
                          epilog=EXAMPLES["run"], formatter_class=fmt)
     _add_command_options(run, _cmd_run)
+    run.add_argument("--why", action="store_true",
+                     help="have the kernel log denials (Landlock, seccomp) and print one line per "
+                          "distinct denial with the option that allows it (needs audit)")
 
     ex = sub.add_parser("exec", help="restrict this process and exec a command in place",
                         description="Restrict this process, then exec CMD in place (same PID): "
@@ -744,6 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(explain)
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.add_argument("--bpf", action="store_true", help="include the seccomp listing")
+    explain.add_argument("--path", action="append", default=None, metavar="PATH", type=_text,
+                         help="what the sandbox lets a child do with PATH, and why (repeatable)")
     explain.set_defaults(func=_cmd_explain)
 
     sc = sub.add_parser("seccomp", help="seccomp profiles: export, import, disasm",

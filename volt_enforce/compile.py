@@ -211,6 +211,15 @@ class Compiled:
     pid_namespace: bool = False
     #: vm.memfd_noexec of that namespace (0: not set; pidns.memfd_noexec_level)
     memfd_noexec: int = 0
+    #: Ask the kernel to log denials (SECCOMP_FILTER_FLAG_LOG; the Landlock logging
+    #: flags are the policy's): what ``volt-enforce run --why`` reads back from audit.
+    log_denials: bool = False
+
+    @property
+    def seccomp_flags(self) -> int:
+        """The flags of the seccomp load: the profile's own, and LOG for log_denials."""
+        flags = self.seccomp.flags if self.seccomp is not None else 0
+        return flags | (lib.SECCOMP_FILTER_FLAG_LOG if self.log_denials else 0)
     #: the filesystem view a contained child gets (volt_enforce.view), and the
     #: Landlock scopes its ruleset adds at enforcement
     view: ViewPlan | None = None
@@ -360,6 +369,7 @@ def compile_config(
     named_writable: tuple[str, ...] = (),
     rootfs: str | None = None,
     unix_sockets: Sequence[str] | None = None,
+    log_denials: bool = False,
 ) -> Compiled:
     """Decide everything the parent prepares for ``config`` on this kernel.
 
@@ -373,6 +383,9 @@ def compile_config(
     identical config (a process-wide cache), which are then not built again.
     ``unix_sockets``: pathname UNIX sockets the sandbox may connect to (see
     ``landlock.compile``), kept on the result for the filesystem view.
+    ``log_denials`` loads the seccomp filter with SECCOMP_FILTER_FLAG_LOG, so that
+    audit records every action but ALLOW (the policy's Landlock logging flags say
+    the same for Landlock).
 
     Raises PolicyError for an invalid config, CompatibilityError for a
     requirement this kernel cannot meet, EnforcementError when the kernel refused
@@ -467,6 +480,7 @@ def compile_config(
         ruleset_borrowed=borrowed,
         pid_namespace=pid_ns,
         memfd_noexec=memfd_level,
+        log_denials=bool(log_denials),
         view=view,
         view_scopes=view_scopes,
     )

@@ -143,6 +143,8 @@ class Sandbox:
     ``Popen(isolation=...)`` do): the paths of such a ruleset were resolved when
     it was first built. ``unix_sockets``: pathname UNIX sockets children may connect to
     (RESOLVE_UNIX, ABI 9; such a sandbox builds its own ruleset, never a shared one).
+    ``log_denials`` has the kernel log the seccomp filter's
+    denials to audit (SECCOMP_FILTER_FLAG_LOG; see volt_enforce.audit).
     ``spawner``: start children through a pre-restricted spawner
     (volt_enforce.spawner): True uses it where that gives children exactly what the
     direct path gives (a config or call that cannot use it is refused); None (the
@@ -169,6 +171,7 @@ class Sandbox:
         named_writable: tuple[str, ...] = (),
         rootfs: str | None = None,
         unix_sockets: Sequence[str] | None = None,
+        log_denials: bool = False,
         userns_fd: int | None = None,
         _lend_only: bool = False,
         spawner: bool | None = None,
@@ -197,7 +200,8 @@ class Sandbox:
         self._spawner_option = spawner
         with contextlib.ExitStack() as undo:
             self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
-                                          contain, landlock_abi, share_compiled, unix_sockets)
+                                          contain, landlock_abi, share_compiled, unix_sockets,
+                                          log_denials)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
@@ -239,7 +243,8 @@ class Sandbox:
     def _compile(self, config: IsolationConfig, best_effort: bool | None,
                  compatibility: Compatibility | None, no_new_privs: bool, contain: bool,
                  landlock_abi: int | None, share_compiled: bool,
-                 unix_sockets: Sequence[str] | None = None) -> Compiled:
+                 unix_sockets: Sequence[str] | None = None,
+                 log_denials: bool = False) -> Compiled:
         ruleset = filt = None
         if share_compiled and not unix_sockets:
             # the ruleset and filter of an identical config without limits, kept open by it
@@ -249,7 +254,7 @@ class Sandbox:
         return compile_config(config, best_effort=best_effort, compatibility=compatibility,
                               no_new_privs=no_new_privs, contain=contain,
                               landlock_abi=landlock_abi, unix_sockets=unix_sockets,
-                              ruleset=ruleset, seccomp_filter=filt,
+                              ruleset=ruleset, seccomp_filter=filt, log_denials=log_denials,
                               named_writable=self._named_writable, rootfs=self._rootfs)
 
     def _place(self, cgroup: Cgroup | None, cgroup_parent: str | None,
@@ -350,8 +355,8 @@ class Sandbox:
             landlock_detail=(f"ruleset of {len(ruleset.report.rules)} rules"
                              if ruleset is not None else ""),
             bpf=filt.bpf if filt is not None else b"",
-            # the profile's OCI flags (LOG, SPEC_ALLOW)
-            seccomp_flags=filt.flags if filt is not None else 0,
+            # the profile's OCI flags (LOG, SPEC_ALLOW), LOG for log_denials
+            seccomp_flags=c.seccomp_flags,
             seccomp_detail=(f"profile {filt.name}, {filt.instructions} instructions"
                             if filt is not None else ""),
             pid_namespace=c.pid_namespace,
