@@ -11,8 +11,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
@@ -63,17 +66,23 @@ options = st.fixed_dictionaries({
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work():
     need_landlock(1)
     need_seccomp()
     need_netns()
     need_userns()
-    d = tmp_path_factory.mktemp("property")
+    # not under pytest's 0700 /tmp/pytest-of-root: with PrivateUsers and --no-contain the
+    # child's root is an unprivileged host uid, which must reach the granted directory on
+    # the host's own tree, and write it (else the run is refused, naming it: test_users.py)
+    d = Path(tempfile.mkdtemp(prefix="volt-property-", dir="/var/tmp"))
+    d.chmod(0o755)
     (d / "granted").mkdir()
     (d / "granted" / "data").write_text("x")
+    (d / "granted").chmod(0o777)
     with open(DOCKER_PROFILE) as f:
         (d / "docker.json").write_text(f.read())
-    return d
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def argv(o: dict, work) -> list[str]:
@@ -110,7 +119,9 @@ def test_the_child_is_at_least_as_restricted_as_the_report_says(work, o):
     report_path = work / "report.json"
     if report_path.exists():
         report_path.unlink()
-    cp = subprocess.run([VOLT, *argv(o, work), "--", PY, "-S", "-c", PROBE,
+    # the mapped root of PrivateUsers cannot reach an interpreter under /root (pyenv's)
+    py = "/usr/bin/python3" if o["private_users"] and not PY.startswith("/usr/") else PY
+    cp = subprocess.run([VOLT, *argv(o, work), "--", py, "-S", "-c", PROBE,
                          str(work / "granted" / "data")],
                         capture_output=True, text=True, timeout=120, check=False)
     if cp.returncode == 125:
