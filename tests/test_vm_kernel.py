@@ -150,10 +150,11 @@ def test_memory_max_kills_and_the_statistics_count_the_oom_kill(v2_controllers):
 
 
 def test_pids_max_stops_forks_at_the_limit(v2_controllers):
-    # the shell counts as one: three sleeps fit under pids.max 4, the fourth fork fails
+    # the contained child's init (PID 1 of its namespace) and the shell count as two:
+    # three sleeps fit under pids.max 5, the fourth fork fails
     r = run(["sh", "-c", "n=0; for i in 1 2 3 4 5 6; do sleep 1 & n=$((n+1)); echo $n; done"],
-            isolation=_limits(pids_max=4), capture_output=True, text=True)
-    assert r.report.cgroup["written"]["pids.max"] == "4"
+            isolation=_limits(pids_max=5), capture_output=True, text=True)
+    assert r.report.cgroup["written"]["pids.max"] == "5"
     assert r.stdout.split() == ["1", "2", "3"], r.stderr
     assert r.returncode != 0 and "fork" in r.stderr.lower()
 
@@ -197,9 +198,10 @@ def test_cgroup_kill_and_removal_leave_nothing(v2_controllers):
     assert os.path.exists(os.path.join(path, "cgroup.kill"))  # 5.14: an atomic kill
     p = sb.popen(["sh", "-c", "sleep 60 & sleep 60 & sleep 60 & wait"])
     deadline = time.monotonic() + 30
-    while len(sb.cgroup.pids()) < 4 and time.monotonic() < deadline:
+    # the init, the shell and three sleeps
+    while len(sb.cgroup.pids()) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(sb.cgroup.pids()) == 4
+    assert len(sb.cgroup.pids()) == 5
     sb.close()
     assert p.wait(timeout=30) == -signal.SIGKILL
     assert not os.path.exists(path)
