@@ -1,5 +1,6 @@
 import contextlib
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
@@ -33,6 +34,15 @@ def assume_abi(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], contextlib.Ab
             monkeypatch.setattr(ll, "effective_abi", previous)
 
     return cap
+
+
+@pytest.fixture
+def victim() -> Iterator[subprocess.Popen[bytes]]:
+    """A host process of the same uid, the test's own: what attack tests try to reach."""
+    p = subprocess.Popen(["sleep", "300"])
+    yield p
+    p.kill()
+    p.wait()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from cliargs import SYSTEM_ROX, VOLT
 from kernelreq import (
     need_cgroup_v1,
     need_cgroup_v2_controller,
@@ -23,13 +24,10 @@ from kernelreq import (
 
 from volt_enforce import cgroups
 
-VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
 PY = sys.executable
 #: The test's Python may live outside /usr (pyenv): let sandboxed children run it.
 PY_ROX = [a for p in sorted({sys.base_prefix, sys.prefix}) for a in ("--rox", p)]
 #: What sh and coreutils need under --profile none.
-SYSTEM_ROX = [a for p in ("/usr", "/bin", "/lib", "/lib64") if os.path.exists(p)
-              for a in ("--rox", p)]
 
 #: A child that tries one thing of each kind and prints what it got, as JSON:
 #: "ok", or the errno's name. argv: a directory with a file "data", a TCP port.

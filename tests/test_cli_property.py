@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cliargs import SYSTEM_ROX, VOLT
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from kernelreq import VM_KERNEL, need_landlock, need_netns, need_seccomp, need_userns
 
@@ -25,12 +26,9 @@ from volt_enforce.model import CAPABILITIES
 
 pytestmark = pytest.mark.skipif(VM_KERNEL, reason="host only: too slow in the kernel matrix's VM")
 
-VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
 PY = os.path.realpath(sys.executable)
 PY_ROX = [a for p in sorted({sys.base_prefix, sys.prefix, os.path.dirname(PY)})
           for a in ("--rox", p)]
-SYSTEM_ROX = [a for p in ("/usr", "/bin", "/lib", "/lib64") if os.path.exists(p)
-              for a in ("--rox", p)]
 DOCKER_PROFILE = os.path.join(os.path.dirname(__file__), "..", "volt_enforce", "seccomp",
                               "docker-default.json")
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 
 import pytest
+from cliargs import SYSTEM_ROX, VOLT
 from kernelreq import need_cgroup_v1, need_cgroup_v2_controller, need_landlock, need_seccomp
 
 from volt_enforce import Compatibility, IsolationConfig, LandlockPolicy, cgroups as cgroups_pkg, cli, landlock
@@ -26,10 +25,6 @@ from volt_enforce.downgrades import downgrades
 from volt_enforce.landlock import Dropped, LandlockReport
 from volt_enforce.model import LandlockAccess, LandlockScope
 from volt_enforce.report import EnforcementReport
-
-VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
-SYSTEM_ROX = [a for p in ("/usr", "/bin", "/lib", "/lib64") if os.path.exists(p)
-              for a in ("--rox", p)]
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from cliargs import SYSTEM_ROX, VOLT
 from kernelreq import need_landlock, need_seccomp
 
 import volt_enforce
@@ -23,10 +23,6 @@ from volt_enforce import (
     ResourceLimits,
     server_policy,
 )
-
-VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
-SYSTEM_ROX = [a for p in ("/usr", "/bin", "/lib", "/lib64") if os.path.exists(p)
-              for a in ("--rox", p)]
 
 
 @pytest.fixture(autouse=True)

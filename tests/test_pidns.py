@@ -68,15 +68,6 @@ def _target_of(init_pid: int, timeout: float = 10.0) -> int:
     raise AssertionError(f"init {init_pid} has no child")
 
 
-@pytest.fixture
-def victim():
-    """A host process of the same uid, the test's own."""
-    p = subprocess.Popen(["sleep", "300"])
-    yield p
-    p.kill()
-    p.wait()
-
-
 # ---- attack 6: kill() a host process, the parent included ------------------------------
 
 _KILL = textwrap.dedent("""

@@ -20,15 +20,6 @@ pytestmark = pytest.mark.skipif(__import__("os").geteuid() != 0,
                                 reason="the attacks are a root child's")
 
 
-@pytest.fixture
-def victim():
-    """A host process of the same uid, the test's own."""
-    p = subprocess.Popen(["sleep", "300"])
-    yield p
-    p.kill()
-    p.wait()
-
-
 # ---- attack 6, its /proc half: host processes' command lines ---------------------------------
 
 _CMDLINE = textwrap.dedent("""
