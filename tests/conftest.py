@@ -45,6 +45,26 @@ def victim() -> Iterator[subprocess.Popen[bytes]]:
     p.wait()
 
 
+def _host_links() -> set[str]:
+    try:
+        return set(os.listdir("/sys/class/net"))
+    except OSError:
+        return set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_network_untouched() -> Iterator[None]:
+    """The host's network namespace (the one pytest runs in) gains no interface during the
+    run: network tests build their bridges and veths in namespaces of their own
+    (tests/netns_host.py). A test that made one on the host fails the session here."""
+    before = _host_links()
+    yield
+    made = sorted(_host_links() - before)
+    if made:
+        raise AssertionError(f"the host's network namespace gained interfaces during the run: "
+                             f"{', '.join(made)} (network tests must run in a stand-in namespace)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # the test-only extension (tests/build_testcore.py), on the host, before collection imports it
     build_testcore.ensure_built()
