@@ -353,7 +353,7 @@ def test_network_none_and_tcp_ports(data_dir):
 def test_bind_tcp_without_a_filesystem_profile(data_dir):
     need_landlock(4)
     port = free_port()
-    cmd = ["--profile", "none", "--bind-tcp", str(port), "--", PY, "-S", "-c", PROBE,
+    cmd = ["--profile", "none", "--network", "host", "--bind-tcp", str(port), "--", PY, "-S", "-c", PROBE,
            str(data_dir), str(port)]
     got = json.loads(ve("run", *cmd).stdout)
     # ports only: Landlock leaves the filesystem open, TCP bind is restricted to the

@@ -88,6 +88,11 @@ CPYTHON_TESTS = {
 #: (a writable directory is never executable by default).
 EXEC_IN_WORK = {"test_subprocess", "test_shutil"}
 
+#: Modules that serve and connect TCP on loopback (test_os's sendfile tests): the CLI's
+#: default network (none) denies TCP bind and connect, so they are given --network host
+#: explicitly, as a user running a local server would be.
+TCP_ON_LOOPBACK = {"test_os"}
+
 
 def test_cpython_test_modules_pass_sandboxed_as_they_pass_plainly(tmp_path):
     import importlib.util
@@ -106,7 +111,8 @@ def test_cpython_test_modules_pass_sandboxed_as_they_pass_plainly(tmp_path):
             argv = [sys.executable, "-m", "test", "-q", mod, *extra]
             if mode == "sandboxed":
                 rox = ["--rox", str(work)] if mod in EXEC_IN_WORK else []
-                argv = [VOLT, "run", "--rw", str(work), *rox, "--", *argv]
+                net = ["--network", "host"] if mod in TCP_ON_LOOPBACK else []
+                argv = [VOLT, "run", "--rw", str(work), *rox, *net, "--", *argv]
             procs[mode] = subprocess.Popen(argv, cwd=work, env=env, text=True,
                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         out = {mode: p.communicate(timeout=900)[0] for mode, p in procs.items()}

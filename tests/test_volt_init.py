@@ -142,6 +142,10 @@ def test_same_as_the_library(name, compiled, tmp_path):
     port = str(free_port())
     options = [o.replace("{port}", port) for o in SAME[name]]
     options += ["--ro", str(data), "--rox", "/usr", *PY_ROX]
+    if "--network" not in options:
+        # run's default network is none, compile's (a shim inside a container) the one it
+        # is given: the same network named for both
+        options += ["--network", "host"]
     # the user namespace's root is an unprivileged host uid: it cannot reach a Python
     # under root's 0700 home (pyenv), so it runs the system's
     py = "/usr/bin/python3" if "--private-users" in SAME[name] else PY

@@ -133,7 +133,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--network", choices=["none", "host", "private"],
                    help="none: own namespace, loopback only, TCP denied; host: shared; "
                         "private: own namespace with eth0 on a bridge (an address leased from "
-                        "its subnet, a default route via the bridge)")
+                        "its subnet, a default route via the bridge). Default: none for run "
+                        "(and explain), the current network for exec and compile")
     g.add_argument("--bridge", metavar="NAME", type=_text,
                    help="private network: the bridge (default voltbr0, made when missing with "
                         "10.213.0.0/16, gateway 10.213.0.1)")
@@ -347,6 +348,11 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
             net.mode = NetworkMode(args.network)
             cfg.network = net
         _private_network_options(args, cfg)
+        command = getattr(args, "command", None)
+        if cfg.network is None and args.config is None and command in ("run", "explain"):
+            # run's default is its own network namespace, loopback only: a child shares the
+            # host's network only when asked (--network host)
+            cfg.network = NetworkConfig(mode=NetworkMode.NONE)
         if args.private_users:
             cfg.private_users = True
         if args.read_only:
