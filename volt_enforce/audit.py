@@ -10,6 +10,14 @@ those of the child's domain (``AUDIT_LANDLOCK_DOMAIN`` names the process that ma
 it) and of its process tree (``AUDIT_SECCOMP`` names the process), and tells one line
 per distinct denial with the option that would allow it.
 
+The process tree is followed with the kernel's process events connector
+(``ProcessFollower``): its fork events name every descendant in host pids, also one
+that exits before its record arrives (a contained target is the PID-namespace init's
+child, reaped at once). Where the connector is unavailable (it answers only the
+initial user and PID namespaces, and before Linux 6.6 only ``CAP_NET_ADMIN``) a
+record's pid is walked up through /proc instead, which misses a process already
+reaped, and a note says so.
+
 Nothing here changes the audit configuration: where audit is off, unreadable, or
 (for seccomp denials that return an errno) has no rule loaded, it says so once, and
 how to turn it on. A path hidden by a filesystem view is never logged (it does not
@@ -35,7 +43,8 @@ if TYPE_CHECKING:
     from .compile import Compiled
     from .model import IsolationConfig
 
-__all__ = ["AuditState", "Denial", "DenialWatch", "audit_state", "parse_record", "summarize"]
+__all__ = ["AuditState", "Denial", "DenialWatch", "ProcessFollower", "audit_state", "parse_record",
+           "summarize"]
 
 NETLINK_AUDIT = 9
 AUDIT_NLGRP_READLOG = 1
@@ -239,7 +248,152 @@ def summarize(records: list[tuple[int, dict[str, str]]], domains: set[str], pids
     return [Denial(k[0], k[1], k[2], n, opt) for k, (n, opt) in counts.items()]
 
 
-# ---- watching a child -------------------------------------------------------------------
+# ---- following the child's process tree ---------------------------------------------------
+
+# from linux/netlink.h, linux/connector.h and linux/cn_proc.h
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC, CN_VAL_PROC = 0x1, 0x1
+PROC_CN_MCAST_LISTEN, PROC_CN_MCAST_IGNORE = 1, 2
+PROC_EVENT_NONE, PROC_EVENT_FORK = 0x0, 0x1
+_CN_MSG = struct.Struct("=IIIIHH")  # struct cn_msg: id.idx, id.val, seq, ack, len, flags
+_PROC_EVENT = struct.Struct("=IIQ")  # struct proc_event: what, cpu, timestamp_ns (then the union)
+_FORK_EVENT = struct.Struct("=iiii")  # struct fork_proc_event: parent pid, tgid; child pid, tgid
+_ACK_ERR = struct.Struct("=I")  # struct proc_event's ack.err (PROC_EVENT_NONE)
+#: How long the kernel's reply to PROC_CN_MCAST_LISTEN may take (it is sent synchronously).
+CONNECTOR_ACK_SECONDS = 1.0
+
+
+class ProcessFollower:
+    """The descendants of one process, from the kernel's process events connector.
+
+    Opening subscribes to the fork events (``OSError`` where the connector is
+    unavailable: it answers only the initial user and PID namespaces, and before
+    Linux 6.6 only ``CAP_NET_ADMIN``); open it before the spawn, name the spawned pid with
+    ``follow(pid)`` once, and call ``drain()`` to read what has arrived: ``pids`` then
+    holds the pid and every process forked below it (host pids, as audit names
+    them), also those that have exited and been reaped. A pid stays in ``pids`` once
+    seen: its records may arrive after it exited."""
+
+    def __init__(self) -> None:
+        self.pids: set[str] = set()
+        self.lost = False
+        self._lock = threading.Lock()
+        # the forks seen before follow() names the root: the spawn's own come first
+        self._early: dict[str, list[str]] | None = {}
+        self._cookie = (os.getpid() ^ int(time.monotonic_ns())) & 0x7FFFFFFF
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                             NETLINK_CONNECTOR)
+        self._sock: socket.socket | None = sock
+        self._listening = False
+        try:
+            with contextlib.suppress(OSError):  # a larger buffer where we may (root)
+                sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+            sock.bind((0, CN_IDX_PROC))
+            self._control(sock, PROC_CN_MCAST_LISTEN)
+            self._await_ack()
+        except BaseException:
+            self.close()
+            raise
+
+    def _control(self, sock: socket.socket, op: int) -> None:
+        data = struct.pack("=I", op)
+        cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, self._cookie, len(data), 0) + data
+        sock.send(_NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, 0) + cn)
+
+    def _await_ack(self) -> None:
+        """Read up to the kernel's reply to our LISTEN (others' replies and forks may
+        come first); a PID namespace other than the initial one gets no reply."""
+        sock = self._sock
+        assert sock is not None
+        deadline = time.monotonic() + CONNECTOR_ACK_SECONDS
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise OSError(errno.ETIMEDOUT, "no reply to PROC_CN_MCAST_LISTEN")
+            err = self._take(sock.recv(1 << 16))
+            if err is not None:
+                if err:
+                    raise OSError(err, os.strerror(err))
+                self._listening = True
+                return
+
+    def fileno(self) -> int:
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def follow(self, pid: int) -> None:
+        """Name the root (the spawned pid); forks seen before it are linked to it."""
+        with self._lock:
+            root = str(pid)
+            self.pids.add(root)
+            early, self._early = self._early or {}, None
+            todo = [root]
+            while todo:
+                for child in early.pop(todo.pop(), []):
+                    self.pids.add(child)
+                    todo.append(child)
+
+    def snapshot(self) -> set[str]:
+        """A copy of ``pids`` (another thread may be adding to it)."""
+        with self._lock:
+            return set(self.pids)
+
+    def drain(self) -> None:
+        """Read every event that has arrived, without waiting."""
+        sock = self._sock
+        while sock is not None:
+            try:
+                data = sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self.lost = True
+                    continue
+                raise
+            self._take(data)
+
+    def _take(self, data: bytes) -> int | None:
+        """Record the fork events in ``data``; return the error of our LISTEN's reply."""
+        ack: int | None = None
+        for _t, payload in _messages(data):
+            if len(payload) < _CN_MSG.size + _PROC_EVENT.size:
+                continue
+            idx, val, _seq, cookie, _len, _flags = _CN_MSG.unpack_from(payload)
+            if (idx, val) != (CN_IDX_PROC, CN_VAL_PROC):
+                continue
+            what, _cpu, _ts = _PROC_EVENT.unpack_from(payload, _CN_MSG.size)
+            body = _CN_MSG.size + _PROC_EVENT.size
+            if what == PROC_EVENT_NONE and cookie == (self._cookie + 1) & 0xFFFFFFFF:
+                (ack,) = _ACK_ERR.unpack_from(payload, body)
+            elif what == PROC_EVENT_FORK and len(payload) >= body + _FORK_EVENT.size:
+                _ppid_, ptgid, cpid, ctgid = _FORK_EVENT.unpack_from(payload, body)
+                if cpid != ctgid:  # a new thread, not a process
+                    continue
+                parent, child = str(ptgid), str(ctgid)
+                with self._lock:
+                    if self._early is not None:
+                        self._early.setdefault(parent, []).append(child)
+                    elif parent in self.pids:
+                        self.pids.add(child)
+        return ack
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            if self._listening:  # the kernel counts listeners: give ours back
+                with contextlib.suppress(OSError):
+                    self._control(sock, PROC_CN_MCAST_IGNORE)
+        finally:
+            sock.close()
+
+    def __enter__(self) -> ProcessFollower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _ppid(pid: str) -> str | None:
     try:
@@ -250,12 +404,31 @@ def _ppid(pid: str) -> str | None:
     return stat.rsplit(b")", 1)[1].split()[1].decode()
 
 
+def proc_ancestry(pid: str, roots: set[str]) -> list[str] | None:
+    """``pid`` and its ancestors below the first one in ``roots``, walked up through
+    /proc (None if none is: also when a process on the way has been reaped)."""
+    seen: list[str] = []
+    p: str | None = pid
+    for _ in range(64):
+        if p is None or p in ("0", "1"):
+            return None
+        if p in roots:
+            return seen
+        seen.append(p)
+        p = _ppid(p)
+    return None
+
+
+# ---- watching a child -------------------------------------------------------------------
+
+
 @dataclass
 class DenialWatch:
     """Collects a child's denials from audit while it runs (see the module doc).
 
-    ``watch()`` joins the multicast group before the spawn, so that no record is
-    missed; ``follow(pid)`` names the child; ``finish()`` waits for trailing records,
+    ``watch()`` joins the multicast group and subscribes to the fork events before
+    the spawn, so that no record and no descendant is missed; ``follow(pid)`` names
+    the child; ``finish()`` waits for trailing records,
     prints the notes and one line per denial through ``say``, and returns the
     denials as dicts (the report's ``denials``)."""
 
@@ -264,6 +437,7 @@ class DenialWatch:
     records: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     pids: set[str] = field(default_factory=set)
     _sock: socket.socket | None = None
+    _follower: ProcessFollower | None = None
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _last: float = 0.0
@@ -322,58 +496,112 @@ class DenialWatch:
             self.notes.append(f"cannot read audit records ({exc.strerror}); {TURN_ON}")
             yield self
             return
-        self._sock = sock
-        self._thread = threading.Thread(target=self._read, name="volt-enforce-audit", daemon=True)
-        self._thread.start()
         try:
-            yield self
+            self._follower = ProcessFollower()
+        except OSError as exc:
+            self.notes.append(
+                f"cannot follow the child's processes with the process events connector "
+                f"({exc.strerror}: it needs the initial user and PID namespaces, and before "
+                "Linux 6.6 CAP_NET_ADMIN): seccomp denials of a process reaped before its record "
+                "arrives are missed")
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        try:
+            self._thread = threading.Thread(target=self._read, name="volt-enforce-audit",
+                                            daemon=True)
+            self._thread.start()
+            try:
+                yield self
+            finally:
+                self._settle()
+                self._stop.set()
+                self._thread.join()
+                self._drain()  # what arrived after the reader's last look
         finally:
-            self._settle()
-            self._stop.set()
-            self._thread.join()
+            if self._follower is not None:
+                self._follower.close()
             sock.close()
             self._sock = None
 
     def follow(self, pid: int) -> None:
+        if self._follower is not None:
+            self._follower.follow(pid)
         with self._lock:
             self.pids.add(str(pid))
 
+    def _known(self) -> set[str]:
+        return self.pids | self._follower.snapshot() if self._follower is not None else self.pids
+
     def _ours(self, pid: str) -> bool:
-        """Whether ``pid`` is the child or below it (asked when its record arrives)."""
-        seen: list[str] = []
-        p: str | None = pid
-        for _ in range(64):
-            if p is None or p in ("0", "1"):
-                return False
-            if p in self.pids:
-                self.pids.update(seen)
-                return True
-            seen.append(p)
-            p = _ppid(p)
-        return False
+        """Whether ``pid`` is the child or below it (asked when its record arrives,
+        after the fork events that came before it): from the fork events, else
+        walked up through /proc while the process still lives."""
+        known = self._known()
+        if pid in known:
+            return True
+        chain = proc_ancestry(pid, known)
+        if chain is None:
+            return False
+        self.pids.update(chain)
+        return True
 
     def _read(self) -> None:
         sock = self._sock
         assert sock is not None
+        follower = self._follower
+        watched: list[Any] = [sock] if follower is None else [sock, follower]
         while not self._stop.is_set():
-            if not select.select([sock], [], [], 0.05)[0]:
+            ready = select.select(watched, [], [], 0.05)[0]
+            if not ready:
                 continue
+            if follower is not None:
+                try:  # the forks first: a process's fork event is queued before its records
+                    follower.drain()
+                except OSError as exc:
+                    self.notes.append(f"the process events connector failed ({exc.strerror}): "
+                                      "the child's processes are now looked up in /proc")
+                    follower, watched = None, [sock]
             try:
-                data = sock.recv(1 << 16)
+                if sock in ready:
+                    self._take(sock.recv(1 << 16))
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     self.notes.append("some audit records were lost (the buffer overflowed)")
                     continue
                 return
-            for t, payload in _messages(data):
-                if t not in (AUDIT_LANDLOCK_ACCESS, AUDIT_LANDLOCK_DOMAIN, AUDIT_SECCOMP):
-                    continue
-                fields = parse_record(payload.rstrip(b"\0").decode("utf-8", "replace"))
-                with self._lock:
-                    self._last = time.monotonic()
-                    if t == AUDIT_SECCOMP and fields.get("pid") and fields["pid"] not in self.pids:
-                        self._ours(fields["pid"])
-                    self.records.append((t, fields))
+
+    def _drain(self) -> None:
+        """Read what both sockets hold, without waiting."""
+        sock = self._sock
+        assert sock is not None
+        if self._follower is not None:
+            with contextlib.suppress(OSError):
+                self._follower.drain()
+        while True:
+            try:
+                self._take(sock.recv(1 << 16, socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    break
+                self.notes.append("some audit records were lost (the buffer overflowed)")
+        if self._follower is not None and self._follower.lost:
+            self.notes.append("some process events were lost (the buffer overflowed): a process "
+                              "reaped before its record arrived may be missed")
+
+    def _take(self, data: bytes) -> None:
+        for t, payload in _messages(data):
+            if t not in (AUDIT_LANDLOCK_ACCESS, AUDIT_LANDLOCK_DOMAIN, AUDIT_SECCOMP):
+                continue
+            fields = parse_record(payload.rstrip(b"\0").decode("utf-8", "replace"))
+            with self._lock:
+                self._last = time.monotonic()
+                if t in (AUDIT_SECCOMP, AUDIT_LANDLOCK_DOMAIN) and fields.get("pid"):
+                    self._ours(fields["pid"])
+                self.records.append((t, fields))
 
     def _settle(self) -> None:
         """Wait until records stop arriving: kauditd sends them after the fact."""
@@ -388,7 +616,7 @@ class DenialWatch:
     def denials(self, profile: str = "the filter") -> list[Denial]:
         with self._lock:
             records = list(self.records)
-            pids = set(self.pids)
+            pids = set(self._known())
         domains = {f["domain"] for t, f in records
                    if t == AUDIT_LANDLOCK_DOMAIN and f.get("pid") in pids and "domain" in f}
         return summarize(records, domains, pids, profile)
