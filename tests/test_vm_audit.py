@@ -6,10 +6,16 @@ what audit gives). The tests marked kernel_matrix run only in the kernel matrix'
 (sid's 7.2: Landlock audit needs ABI 7, Linux 6.15), where the test itself turns
 audit on and loads one harmless rule (seccomp's errno denials are logged only while
 a rule is loaded): a denied open and a denied syscall are each reported once with the
-right path and syscall name, and an allowed run reports no denial."""
+right path and syscall name, and an allowed run reports no denial. They run under the
+contained default (the view, a PID namespace whose init spawns the target): a denied
+syscall of a target that exits at once is still the child's, since its fork was
+followed (tests/test_audit_follow.py tests the follower on the host). A path outside
+the view is absent (ENOENT, which the exec diagnosis explains, not audit): the denied
+open is of a path the view holds and Landlock denies."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -31,6 +37,7 @@ from volt_enforce.audit import (
     parse_record,
     summarize,
 )
+from volt_enforce.model import IsolationConfig, LandlockAccess, LandlockRule, server_policy
 
 VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,29 +160,40 @@ def outside():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _why(argv: list[str], report: str) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
-    # on the host's view (--no-contain): a path outside the contained view is absent
-    # (ENOENT, which the exec diagnosis explains, not audit), and a contained target is
-    # the init's child, whose seccomp records are not yet matched once it is reaped
-    r = subprocess.run([VOLT, "run", "--no-contain", "--why", "--report", report, "--", *argv],
+def _why(argv: list[str], report: str, options: tuple[str, ...] = ()
+         ) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """``volt-enforce run --why`` under the contained default; the report."""
+    r = subprocess.run([VOLT, "run", "--why", "--report", report, *options, "--", *argv],
                        capture_output=True, text=True, timeout=600)
-    return r, json.load(open(report))["denials"]
+    return r, json.load(open(report))
 
 
 @pytest.mark.kernel_matrix
 def test_vm_a_denied_open_is_reported_once_with_its_path(audit_on, outside):
+    """A write-only drop directory: the view binds it (writable), Landlock denies reading."""
     secret = os.path.join(outside, "secret")
     with open(secret, "w") as f:
         f.write("x")
-    r, denials = _why(["cat", secret], os.path.join(outside, "r.json"))
-    assert r.returncode == 1 and "Permission denied" in r.stderr
-    assert denials == [{"kind": "landlock", "access": "fs.read_file", "target": secret, "count": 1,
-                        "option": f"--ro {outside}"}], r.stderr
+    policy = server_policy("/")
+    policy.rules.append(LandlockRule(path=outside, access=LandlockAccess.WRITE_FILE))
+    config = os.path.join(outside, "c.json")
+    with open(config, "w") as f:
+        f.write(IsolationConfig(landlock=policy, seccomp="default").to_json())
+    # /app of the preset need not exist on the VM's host
+    options = ("--config", config, "--ignore-missing")
+    r, report = _why(["sh", "-c", f"echo y >> {secret} && cat {secret}"],
+                     os.path.join(outside, "r.json"), options)
+    # control: the file is in the view (the write went through), reading it is what failed
+    assert r.returncode == 1 and "Permission denied" in r.stderr, r.stderr
+    assert open(secret).read() == "xy\n"
+    assert report["denials"] == [{"kind": "landlock", "access": "fs.read_file", "target": secret,
+                                  "count": 1, "option": f"--ro {outside}"}], r.stderr
     assert f"denied fs.read_file {secret} (Landlock); allow it with --ro {outside}" in r.stderr
 
 
-@pytest.mark.kernel_matrix
-def test_vm_a_denied_syscall_is_reported_once_with_its_name(audit_on, outside):
+def _acct(outside: str) -> str:
+    """A target that makes one syscall the default profile denies (acct) and exits at
+    once with its errno."""
     src = os.path.join(outside, "acct.c")
     with open(src, "w") as f:
         f.write("#include <errno.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n"
@@ -183,20 +201,54 @@ def test_vm_a_denied_syscall_is_reported_once_with_its_name(audit_on, outside):
     exe = os.path.join(outside, "acct")
     subprocess.run([shutil.which("gcc") or "cc", "-o", exe, src], check=True, timeout=300)
     assert subprocess.run([exe]).returncode == 0  # control: root may switch accounting off
-    r, denials = _why([exe], os.path.join(outside, "r.json"))
-    assert r.returncode == 1  # EPERM from the default profile
-    assert [d for d in denials if d["kind"] == "seccomp"] == [
-        {"kind": "seccomp", "access": "syscall", "target": "acct", "count": 1,
-         "option": "a --seccomp profile that allows acct (the default profile denies it)"}], r.stderr
+    return exe
+
+
+ACCT_DENIAL = {"kind": "seccomp", "access": "syscall", "target": "acct", "count": 1,
+               "option": "a --seccomp profile that allows acct (the default profile denies it)"}
+
+
+@pytest.mark.kernel_matrix
+def test_vm_a_denied_syscall_of_a_target_that_exits_at_once_is_reported_once(audit_on, outside):
+    """The target is the init's child, reaped before its record arrives."""
+    exe = _acct(outside)
+    r, report = _why([exe], os.path.join(outside, "r.json"))
+    assert r.returncode == errno.EPERM, r.stderr  # the denial happened: acct got EPERM
+    assert [d for d in report["denials"] if d["kind"] == "seccomp"] == [ACCT_DENIAL], r.stderr
     assert "denied syscall acct (seccomp)" in r.stderr
+    assert not any("process events connector" in n for n in report["denials_notes"])
+
+
+@pytest.mark.kernel_matrix
+def test_vm_a_denied_syscall_of_a_grandchild_is_reported_once(audit_on, outside):
+    """Below the target: a shell's child that makes the denied syscall and exits."""
+    exe = _acct(outside)
+    r, report = _why(["sh", "-c", f"{exe}; echo rc=$?"], os.path.join(outside, "r.json"),
+                     ("--rox", outside))
+    assert r.returncode == 0 and r.stdout == f"rc={errno.EPERM}\n", r.stderr
+    assert [d for d in report["denials"] if d["kind"] == "seccomp"] == [ACCT_DENIAL], r.stderr
+    assert r.stderr.count("denied syscall acct (seccomp)") == 1
+
+
+@pytest.mark.kernel_matrix
+def test_vm_without_the_process_events_connector_it_says_so_once(audit_on, outside):
+    """In a PID namespace of its own the connector does not answer: the watch falls back
+    to the /proc walk, says so once, and the run goes on."""
+    r = subprocess.run([shutil.which("unshare") or "unshare", "--pid", "--fork", "--kill-child",
+                        "--", VOLT, "run", "--why", "--report", os.path.join(outside, "r.json"),
+                        "--", "true"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("process events connector") == 1, r.stderr
+    notes = json.load(open(os.path.join(outside, "r.json")))["denials_notes"]
+    assert sum("process events connector" in n for n in notes) == 1, notes
 
 
 @pytest.mark.kernel_matrix
 def test_vm_an_allowed_run_reports_no_denial(audit_on, outside):
-    r, denials = _why(["sh", "-c", "cat /etc/hostname >/dev/null; echo ok"],
-                      os.path.join(outside, "r.json"))
+    r, report = _why(["sh", "-c", "cat /etc/hostname >/dev/null; sh -c true; echo ok"],
+                     os.path.join(outside, "r.json"))
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
-    assert denials == []
+    assert report["denials"] == []
     assert "denied" not in r.stderr and "audit is off" not in r.stderr
 
 
