@@ -268,11 +268,11 @@ class ProcessFollower:
 
     Opening subscribes to the fork events (``OSError`` where the connector is
     unavailable: it answers only the initial user and PID namespaces, and before
-    Linux 6.6 only ``CAP_NET_ADMIN``); open it before the spawn, name the spawned pid with
-    ``follow(pid)`` once, and call ``drain()`` to read what has arrived: ``pids`` then
-    holds the pid and every process forked below it (host pids, as audit names
-    them), also those that have exited and been reaped. A pid stays in ``pids`` once
-    seen: its records may arrive after it exited."""
+    Linux 6.6 only ``CAP_NET_ADMIN``); open it before the spawn, name the spawned
+    pid with ``follow(pid)`` once, and call ``drain()`` to read what has arrived:
+    ``pids`` then holds the pid and every process forked below it (host pids, as
+    audit names them), also those that have exited and been reaped. A pid stays in
+    ``pids`` once seen: its records may arrive after it exited."""
 
     def __init__(self) -> None:
         self.pids: set[str] = set()
@@ -366,7 +366,7 @@ class ProcessFollower:
             if what == PROC_EVENT_NONE and cookie == (self._cookie + 1) & 0xFFFFFFFF:
                 (ack,) = _ACK_ERR.unpack_from(payload, body)
             elif what == PROC_EVENT_FORK and len(payload) >= body + _FORK_EVENT.size:
-                _ppid_, ptgid, cpid, ctgid = _FORK_EVENT.unpack_from(payload, body)
+                _parent_pid, ptgid, cpid, ctgid = _FORK_EVENT.unpack_from(payload, body)
                 if cpid != ctgid:  # a new thread, not a process
                     continue
                 parent, child = str(ptgid), str(ctgid)
@@ -421,16 +421,15 @@ def proc_ancestry(pid: str, roots: set[str]) -> list[str] | None:
 
 # ---- watching a child -------------------------------------------------------------------
 
-
 @dataclass
 class DenialWatch:
     """Collects a child's denials from audit while it runs (see the module doc).
 
     ``watch()`` joins the multicast group and subscribes to the fork events before
     the spawn, so that no record and no descendant is missed; ``follow(pid)`` names
-    the child; ``finish()`` waits for trailing records,
-    prints the notes and one line per denial through ``say``, and returns the
-    denials as dicts (the report's ``denials``)."""
+    the child; ``finish()`` waits for trailing records, prints the notes and one
+    line per denial through ``say``, and returns the denials as dicts (the report's
+    ``denials``)."""
 
     landlock_logs: bool = True
     notes: list[str] = field(default_factory=list)
