@@ -619,7 +619,8 @@ def test_options_override_the_config_file(tmp_path):
     assert base["seccomp"]["profile"] == "strict"
     assert {r["path"] for r in base["landlock"]["rules"]} >= {"/usr", "/lib"}
     assert {w["value"] for w in base["cgroup"]["files"]} >= {"3", str(64 << 20)}
-    assert [n["namespace"] for n in base["namespaces"]] == ["network"]
+    assert [n["namespace"] for n in base["namespaces"]] == ["mount", "pid", "ipc", "uts",
+                                                            "network"]
 
     over = json.loads(ve("explain", "--config", str(cfg), "--json", "--seccomp", "default",
                          "--pids", "9", "--profile", "server", "--network", "host",
@@ -628,7 +629,7 @@ def test_options_override_the_config_file(tmp_path):
     assert "/etc" in {r["path"] for r in over["landlock"]["rules"]}
     values = {w["file"]: w["value"] for w in over["cgroup"]["files"]}
     assert values["pids.max"] == "9" and str(64 << 20) in values.values()  # kept
-    assert over["namespaces"] == []
+    assert [n["namespace"] for n in over["namespaces"]] == ["mount", "pid", "ipc", "uts"]
     assert over["landlock"]["compatibility"] == "hard_requirement"
 
     # and for real: the file's strict filter denies unshare, the option lifts it
@@ -654,6 +655,58 @@ def test_explain(tmp_path):
     assert info["capabilities"] == {"reduced": True, "keep": []}
     bpf = ve("explain", "--seccomp", "strict", "--bpf").stdout
     assert "listing:" in bpf and "ret" in bpf
+
+
+_NS_FILES = {"user": "user", "mount": "mnt", "pid": "pid", "ipc": "ipc", "uts": "uts",
+             "network": "net"}
+
+
+def _child_namespaces(*options: str) -> dict[str, bool]:
+    """For each namespace, whether a child that run makes with ``options`` has its own."""
+    script = "; ".join(f"echo {n} $(readlink /proc/self/ns/{f})" for n, f in _NS_FILES.items())
+    cp = ve("run", *options, "--", "/bin/sh", "-c", script)
+    assert cp.returncode == 0, cp.stderr
+    got = dict(line.split() for line in cp.stdout.splitlines())
+    return {n: got[n] != os.readlink(f"/proc/self/ns/{f}") for n, f in _NS_FILES.items()}
+
+
+def _explained_namespaces(*options: str) -> tuple[dict[str, bool], str]:
+    info = json.loads(ve("explain", "--json", *options).stdout)
+    text = ve("explain", *options).stdout
+    return {n["namespace"]: n["available"] for n in info["namespaces"]}, text
+
+
+@pytest.mark.parametrize("options", [(), ("--private-users",), ("--no-contain",),
+                                     ("--no-contain", "--network", "none"),
+                                     ("--network", "host")], ids=" ".join)
+def test_explain_lists_the_namespaces_run_makes(options):
+    """explain with run's options names exactly the namespaces of run's child, in
+    text and JSON: a contained child's mount, PID, IPC and UTS ones included."""
+    need_netns()
+    if "--private-users" in options:
+        need_userns()
+    listed, text = _explained_namespaces(*options)
+    own = _child_namespaces(*options)
+    assert set(listed) == {n for n, mine in own.items() if mine}, (listed, own)
+    assert all(listed.values()), listed  # this kernel has each
+    for name in listed:
+        assert f"namespace {name}: " in text, text
+    if "--no-contain" not in options:
+        assert {"mount", "pid", "ipc", "uts"} <= set(listed)
+
+
+def test_explain_no_contain_describes_the_host_view_sandbox():
+    """explain --no-contain describes what run --no-contain makes: no view, and root
+    keeps the capabilities containment would drop."""
+    contained = json.loads(ve("explain", "--json").stdout)
+    trusted = json.loads(ve("explain", "--json", "--no-contain").stdout)
+    assert contained["view"] is not None and trusted["view"] is None
+    assert "SETFCAP" not in contained["capabilities"]["keep"]
+    assert "SETFCAP" in trusted["capabilities"]["keep"]
+    assert "filesystem view" not in ve("explain", "--no-contain").stdout
+    # --rw / is the one option that makes the host root writable in the view
+    rw_root = json.loads(ve("explain", "--json", "--rw", "/").stdout)
+    assert contained["view"]["root_read_only"] and not rw_root["view"]["root_read_only"]
 
 
 def test_explain_writes_nothing():

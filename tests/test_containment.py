@@ -10,12 +10,14 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import socket
 import subprocess
 import sys
 import termios
 
 import pytest
-from kernelreq import need_landlock, need_seccomp
+from kernelreq import need_landlock, need_netns, need_seccomp, need_userns
+from netns_host import in_stand_in_host
 
 import volt_enforce
 from volt_enforce import IsolationConfig, LandlockRule, SeccompProfile
@@ -236,3 +238,143 @@ def test_mptcp_is_held_to_the_port_rules(tmp_path):
     cp = volt_enforce.run([PY, "-c", attack], isolation=cfg, capture_output=True, text=True)
     assert cp.stdout.startswith("refused"), (cp.stdout, cp.stderr)
     assert any("MPTCP" in n for n in cp.report.notes)
+
+
+# ---- AF_PACKET: sniffing the host's loopback --------------------------------------------
+
+_MARK = b"volt-sniff-7c1e"
+_SNIFF = f"""
+import socket, sys
+try:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))  # ETH_P_ALL
+    s.bind(("lo", 0))
+except OSError as exc:
+    print("refused", exc.errno, flush=True)
+    sys.exit(0)
+print("opened", flush=True)
+sys.stdin.readline()  # the stand-in host has sent its packets: they are queued by now
+s.setblocking(False)
+seen = 0
+try:
+    while True:
+        seen += {_MARK!r} in s.recv(65536)
+except BlockingIOError:
+    pass
+print("seen", seen, flush=True)
+"""
+
+
+def _sniff_in_stand_in_host(argv: list[str],
+                            cfg: IsolationConfig | None) -> tuple[str, str, list[str]]:
+    """In the stand-in host's netns: start the sniffer (sandboxed by ``cfg``
+    through the library, or as argv says), send it five UDP datagrams on this
+    namespace's loopback once it listens, and return its output, stderr and the
+    report's notes."""
+    kw: dict[str, object] = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    proc: subprocess.Popen[str]
+    if cfg is None:
+        proc = subprocess.Popen(argv, **kw)  # type: ignore[call-overload]
+    else:
+        proc = volt_enforce.Popen(argv, isolation=cfg, **kw)
+    assert proc.stdout is not None and proc.stdin is not None
+    first = proc.stdout.readline()
+    if first.startswith("opened"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            sink.bind(("127.0.0.1", 0))
+            for _ in range(5):
+                tx.sendto(_MARK, sink.getsockname())
+        proc.stdin.write("sent\n")
+        proc.stdin.flush()
+    out, err = proc.communicate(timeout=120)
+    report = getattr(proc, "report", None)
+    return first + out, err, list(report.notes) if report is not None else []
+
+
+def _seen(out: str) -> int:
+    """How many of the stand-in host's datagrams the sniffer saw; -errno if refused."""
+    words = out.split()
+    if words[:1] == ["refused"]:
+        return -int(words[1])
+    assert words[:1] == ["opened"] and words[-2] == "seen", out
+    return int(words[-1])
+
+
+def _sniff_cli(*options: str, py: str = PY) -> tuple[str, str, list[str]]:
+    argv = [VOLT, "run", *options, "--rox", sys.prefix, "--rox", sys.base_prefix, "--",
+            py, "-c", _SNIFF]
+    return in_stand_in_host(_sniff_in_stand_in_host, argv, None)
+
+
+def _sniff_library(cfg: IsolationConfig) -> tuple[str, str, list[str]]:
+    return in_stand_in_host(_sniff_in_stand_in_host, [PY, "-c", _SNIFF], cfg)
+
+
+def _host_network_config() -> IsolationConfig:
+    cfg = _library_config(sys.prefix)
+    cfg.network = volt_enforce.NetworkConfig(mode=volt_enforce.NetworkMode.HOST)
+    return cfg
+
+
+def test_sniff_control_sees_the_stand_in_hosts_loopback():
+    need_netns()
+    out, err, _ = in_stand_in_host(_sniff_in_stand_in_host, [PY, "-c", _SNIFF], None)
+    if _seen(out) == -errno.EAFNOSUPPORT:
+        pytest.skip("the kernel has no AF_PACKET (CONFIG_PACKET)")
+    assert _seen(out) >= 5, (out, err)  # each datagram once out and once in on lo
+
+
+def test_sniff_from_the_cli_default():
+    need_netns()
+    need_seccomp()
+    out, err, _ = _sniff_cli()
+    # its own network namespace: a loopback of its own, which the host's traffic never crosses
+    assert _seen(out) in (0, -errno.EPERM), (out, err)
+
+
+def test_sniff_from_the_library_default():
+    need_netns()
+    need_landlock(1)
+    out, err, _ = _sniff_library(_library_config(sys.prefix))
+    assert _seen(out) in (0, -errno.EPERM), (out, err)
+
+
+def test_sniff_on_the_host_network_contained():
+    """Sharing the host's network (--network host), a contained child that is host
+    root without a user namespace loses CAP_NET_RAW, and the report says so."""
+    need_netns()
+    need_seccomp()
+    out, err, _ = _sniff_cli("--network", "host")
+    assert _seen(out) == -errno.EPERM, (out, err)
+    # a --cap-drop of another capability lists the rest by name, but does not name NET_RAW
+    out, err, _ = _sniff_cli("--network", "host", "--cap-drop", "CHOWN")
+    assert _seen(out) == -errno.EPERM, (out, err)
+    need_landlock(1)
+    out, err, notes = _sniff_library(_host_network_config())
+    assert _seen(out) == -errno.EPERM, (out, err)
+    assert any("CAP_NET_RAW" in n and "host's network" in n for n in notes), notes
+
+
+def test_sniff_on_the_host_network_in_a_user_namespace():
+    """With private users, the child's capabilities are its own user namespace's,
+    which does not own the host's network namespace."""
+    need_netns()
+    need_seccomp()
+    need_userns()
+    # the mapped root cannot reach this interpreter's prefix under /root: the system one
+    py = "/usr/bin/python3" if not PY.startswith("/usr/") else PY
+    out, err, _ = _sniff_cli("--network", "host", "--private-users", "--cap-add", "NET_RAW",
+                             py=py)
+    assert _seen(out) == -errno.EPERM, (out, err)
+
+
+def test_sniff_on_the_host_network_with_net_raw_named():
+    """CAP_NET_RAW named by the user is kept, and then the sniffer sees the host's
+    traffic: the capability is what holds the contained child."""
+    need_netns()
+    need_seccomp()
+    out, err, _ = _sniff_cli("--network", "host", "--cap-add", "NET_RAW")
+    assert _seen(out) >= 5, (out, err)
+    out, err, _ = _sniff_cli("--network", "host", "--no-contain")
+    assert _seen(out) >= 5, (out, err)

@@ -21,7 +21,7 @@ import sys
 import pytest
 from kernelreq import need_seccomp
 
-from volt_enforce import IsolationConfig, compile_config
+from volt_enforce import IsolationConfig, NetworkConfig, NetworkMode, compile_config
 from volt_enforce.compile import capabilities_with, kept_capabilities
 from volt_enforce.errors import PolicyError
 from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
@@ -131,12 +131,33 @@ def test_capabilities_with():
     assert capabilities_with(default, drop=["NET_RAW"]) == [
         c for c in DOCKER_DEFAULT_CAPABILITIES if c != "NET_RAW"]
     assert capabilities_with(default, add=["cap_sys_admin"])[-1] == "SYS_ADMIN"
-    assert capabilities_with(IsolationConfig(), drop=["KILL"]) == [
+    assert capabilities_with(IsolationConfig(), drop=["KILL"], contain=False) == [
         c for c in CAPABILITIES if c != "KILL"]
-    assert capabilities_with(default, add=["ALL"]) == list(DOCKER_DEFAULT_CAPABILITIES) + [
-        c for c in CAPABILITIES if c not in DOCKER_DEFAULT_CAPABILITIES]
+    assert capabilities_with(default, add=["ALL"], contain=False) == list(
+        DOCKER_DEFAULT_CAPABILITIES) + [c for c in CAPABILITIES
+                                        if c not in DOCKER_DEFAULT_CAPABILITIES]
+    assert sorted(capabilities_with(default, add=["ALL"])) == sorted(CAPABILITIES)
     with pytest.raises(PolicyError, match="--cap-add"):
         capabilities_with(default, add=["NOT_A_CAP"])
+
+
+def test_contained_drops_stay_unless_named():
+    """Contained without a user namespace, CAP_SYS_ADMIN (and CAP_NET_RAW on the host's
+    network) are kept only when named: a --cap-drop of something else does not name them."""
+    host = IsolationConfig(seccomp="default")
+    own = IsolationConfig(seccomp="default", network=NetworkConfig(mode=NetworkMode.NONE))
+    assert "NET_RAW" not in kept_capabilities(host, contain=True)
+    assert "NET_RAW" in kept_capabilities(own, contain=True)
+    assert "NET_RAW" in kept_capabilities(host, contain=False)
+    assert "NET_RAW" not in capabilities_with(host, drop=["CHOWN"])
+    assert "NET_RAW" in capabilities_with(host, drop=["CHOWN"], contain=False)
+    assert "NET_RAW" in capabilities_with(own, drop=["CHOWN"])
+    assert "NET_RAW" in capabilities_with(host, add=["NET_RAW"], drop=["CHOWN"])
+    unconfined = IsolationConfig(seccomp="unconfined")
+    assert "SYS_ADMIN" not in capabilities_with(unconfined, drop=["KILL"])
+    assert "SYS_ADMIN" in capabilities_with(unconfined, add=["SYS_ADMIN"], drop=["KILL"])
+    users = IsolationConfig(seccomp="default", private_users=True)
+    assert kept_capabilities(users, contain=True) == DOCKER_DEFAULT_CAPABILITIES
 
 
 def test_a_bad_cap_option_runs_nothing(tmp_path):

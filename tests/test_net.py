@@ -143,6 +143,34 @@ def test_child_reads_the_configured_dns_servers():
     assert plain == host  # the control: no DNS configured, the host's file
 
 
+def _resolv_mounts(users: bool) -> list[tuple[int, str]]:
+    """How many mounts lie on the resolv.conf bind target in the child's mountinfo, and
+    what the child reads there: contained, and not (its own bind without a view)."""
+    from volt_enforce.net import dns
+
+    target = dns.bind_target()
+    out = []
+    for contain in (True, False):
+        r = ve.run(["sh", "-c", "cat /proc/self/mountinfo; echo ===; cat /etc/resolv.conf"],
+                   isolation=private(dns=["192.0.2.55"], users=users), contain=contain,
+                   capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        mountinfo, _, conf = r.stdout.partition("===\n")
+        points = [ln.split()[4] for ln in mountinfo.splitlines()]
+        out.append((points.count(target), conf))
+    return out
+
+
+@pytest.mark.parametrize("users", [False, True], ids=["root", "private-users"])
+def test_resolv_conf_is_bound_once(users):
+    """The private network's resolv.conf is one mount in the child: the view's bind when
+    contained, the child's own without a view (Sandbox._resolv feeds both, never both)."""
+    if users:
+        need_userns()
+    for count, conf in in_stand_in_host(_resolv_mounts, users):
+        assert count == 1 and conf.endswith("nameserver 192.0.2.55\n"), (count, conf)
+
+
 def _two_sandboxes():
     with ve.Sandbox(private()) as a, ve.Sandbox(private()) as b:
         got = [ve.run(["ip", "-4", "-o", "addr", "show", "eth0"], sandbox=s, capture_output=True,

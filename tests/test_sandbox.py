@@ -169,8 +169,8 @@ def test_default_isolation_based_sandbox(work):
 
 
 def test_capabilities_follow_profile(work):
-    def capbnd(seccomp, caps=None):
-        cfg = _config(work, seccomp=seccomp, capabilities=caps)
+    def capbnd(seccomp, caps=None, network=None):
+        cfg = _config(work, seccomp=seccomp, capabilities=caps, network=network)
         r = volt_enforce.run(["cat", "/proc/self/status"], isolation=cfg, capture_output=True,
                              text=True)
         assert r.returncode == 0, r.stderr
@@ -178,12 +178,26 @@ def test_capabilities_follow_profile(work):
 
     bnd, eff = capbnd(SeccompProfile.STRICT)
     assert bnd == 0 and eff == 0
-    # a contained child that is host root never keeps CAP_SETFCAP (Docker's set has it)
+    # a contained child that is host root never keeps CAP_SETFCAP (Docker's set has it),
+    # nor CAP_NET_RAW on the host's network unless named
     docker = sum(1 << CAPABILITIES[c] for c in DOCKER_DEFAULT_CAPABILITIES if c != "SETFCAP")
     bnd, eff = capbnd(SeccompProfile.DEFAULT)
-    assert bnd == docker
+    assert bnd == docker & ~(1 << CAPABILITIES["NET_RAW"])
     bnd, _ = capbnd(SeccompProfile.DEFAULT, ["NET_BIND_SERVICE"])
     assert bnd == 1 << CAPABILITIES["NET_BIND_SERVICE"]
+    bnd, _ = capbnd(SeccompProfile.DEFAULT, ["NET_RAW"])
+    assert bnd == 1 << CAPABILITIES["NET_RAW"]
+
+
+def test_net_raw_kept_on_a_network_of_its_own(work):
+    """CAP_NET_RAW in a network namespace of the child's own sees only its own traffic."""
+    need_netns()
+    cfg = _config(work, network=NetworkConfig(mode=NetworkMode.NONE))
+    r = volt_enforce.run(["cat", "/proc/self/status"], isolation=cfg, capture_output=True,
+                         text=True)
+    assert r.returncode == 0, r.stderr
+    docker = sum(1 << CAPABILITIES[c] for c in DOCKER_DEFAULT_CAPABILITIES if c != "SETFCAP")
+    assert int(_status("CapBnd", r.stdout), 16) == docker
 
 
 def test_network_none_denies_tcp(work):

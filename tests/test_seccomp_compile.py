@@ -71,13 +71,15 @@ def test_unconfined():
     ("arch_prctl", (), ALLOW), ("modify_ldt", (), ALLOW),
     ("open_by_handle_at", (), EPERM), ("chroot", (), ALLOW), ("iopl", (), EPERM),
     ("cachestat", (), ALLOW), ("mseal", (), ALLOW), ("file_getattr", (), EPERM),
+    # 6.19 .. 7.3: Docker's profile names none of them, so its default (EPERM)
+    ("listns", (), EPERM), ("rseq_slice_yield", (), EPERM), ("fchroot", (), EPERM),
 ])
 def test_default_decisions(default, name, args, expect):
     assert default.simulate(name, args) == expect
 
 
 def test_default_numbers_and_arches(default):
-    assert default.simulate(470) == ENOSYS
+    assert default.simulate(473) == ENOSYS
     assert default.simulate(400) == ENOSYS  # a hole in the x86_64 table
     assert default.simulate(0x3FFFFFFF) == ENOSYS
     assert default.simulate(X32 | 39) == EPERM  # x32 getpid
@@ -106,7 +108,7 @@ def test_default_for_aarch64():
     assert f.simulate("clone", (lib.CLONE_NEWNET,)) == EPERM
     assert f.simulate("getpid", arch="arm") == EPERM
     assert f.simulate(39, arch="x86_64") == KILL
-    assert f.simulate(470) == ENOSYS
+    assert f.simulate(473) == ENOSYS
     assert "arch_prctl" not in ARCHES["aarch64"].syscalls
 
 
@@ -141,6 +143,9 @@ def test_subarches_cover_compat_abis():
     ("socket", (lib.AF_VSOCK,), EPERM), ("socket", (1 << 32 | lib.AF_INET,), ALLOW),
     ("socket", (1 << 32 | 17,), EPERM),
     ("personality", (lib.PER_LINUX32,), ALLOW), ("personality", (0x0400000,), EPERM),
+    # 6.19 .. 7.3: namespace listing as namespace creation and listmount; fchroot as chroot
+    ("listns", (), EPERM), ("listmount", (), EPERM), ("fchroot", (), EPERM),
+    ("chroot", (), EPERM), ("rseq_slice_yield", (), ALLOW), ("rseq", (), ALLOW),
 ])
 def test_strict_decisions(name, args, expect):
     assert seccomp.compile("strict").simulate(name, args) == expect
@@ -215,9 +220,9 @@ def test_oci_runtime_spec_form():
     assert f.simulate("write") == EPERM  # a rule's errno defaults to EPERM, not defaultErrnoRet
     assert f.simulate("read", (0x1F,)) == ALLOW and f.simulate("read", (0x20,)) == KILL
     assert f.simulate("getpid") == seccomp.LOG
-    assert f.simulate(470) == ENOSYS
+    assert f.simulate(473) == ENOSYS
     allow_all = seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW"}, caps=())
-    assert allow_all.simulate(470) == ALLOW  # a denylist lets unknown numbers through
+    assert allow_all.simulate(473) == ALLOW  # a denylist lets unknown numbers through
     assert allow_all.simulate("getpid", arch="i386") == KILL  # ... but not the compat ABI
 
 

@@ -31,16 +31,21 @@ X86_64 = native_arch() == "x86_64"
 NR_MAX = ARCHES[native_arch()].max_nr
 
 
-def kernel_has_listns() -> bool:
-    """Whether the running kernel has listns(2) (x86_64 470, Linux 6.19): its own symbol
+def kernel_has(syscall: str, release: tuple[int, int]) -> bool:
+    """Whether the running kernel has ``syscall`` (added in ``release``): its own symbol
     table says, else its release does."""
     try:
         with open("/proc/kallsyms") as f:
-            return any(line.rstrip().endswith(" __x64_sys_listns") for line in f)
+            return any(line.rstrip().endswith(f"_sys_{syscall}") for line in f)
     except OSError:
-        release = os.uname().release.split("-")[0].split("+")[0]
-        major, minor = (int(x) for x in release.split(".")[:2])
-        return (major, minor) >= (6, 19)
+        version = os.uname().release.split("-")[0].split("+")[0]
+        major, minor = (int(x) for x in version.split(".")[:2])
+        return (major, minor) >= release
+
+
+def kernel_has_listns() -> bool:
+    """listns(2): x86_64 470, Linux 6.19."""
+    return kernel_has("listns", (6, 19))
 
 
 def need_x86_compat() -> None:
@@ -97,7 +102,8 @@ def test_default_profile_decisions():
             "alg": sys_("socket", lib.AF_ALG, socket.SOCK_SEQPACKET, 0),
             "personality_query": sys_("personality", lib.VE_PER_QUERY) >= 0,
             "personality_bad": sys_("personality", 0x0400000),  # READ_IMPLIES_EXEC
-            "unknown_470": sys_(470),
+            "listns": sys_("listns"),
+            "above_the_table": sys_(NR_MAX + 1),
             "unknown_1000": sys_(1000),
             "hole_400": sys_(400),
             "x32_getpid": sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"]) if X86_64 else None,
@@ -112,7 +118,9 @@ def test_default_profile_decisions():
         "mount": -errno.EPERM, "unshare_user": -errno.EPERM, "clone_newns": -errno.EPERM,
         "clone3": -errno.ENOSYS, "vsock": -errno.EPERM, "alg": -errno.EPERM,
         "personality_query": True, "personality_bad": -errno.EPERM,
-        "unknown_470": -errno.ENOSYS, "unknown_1000": -errno.ENOSYS, "hole_400": -errno.ENOSYS,
+        # listns is in the table (Linux 6.19) and not in Docker's profile: its default, EPERM
+        "listns": -errno.EPERM,
+        "above_the_table": -errno.ENOSYS, "unknown_1000": -errno.ENOSYS, "hole_400": -errno.ENOSYS,
         "x32_getpid": -errno.EPERM if X86_64 else None,
         "int80_getpid": -errno.EPERM if X86_64 else None,
         "nnp": 1, "mode": 2,
@@ -127,18 +135,20 @@ def test_without_a_filter_the_same_calls_behave_differently():
         "x32_is_getpid": sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"]) == os.getpid(),
         "int80_is_getpid": testlib.ve_test_int80_getpid() == os.getpid(),
         "clone3": sys_("clone3", 0, 0),
-        "unknown_470": sys_(470),
+        "listns": sys_("listns"),
+        "above_the_table": sys_(NR_MAX + 1),
     })
     assert got["mode"] == 0
     assert got["int80_is_getpid"]  # the i386 entry works: the EPERM above is the filter's
     assert got["clone3"] in (-errno.EFAULT, -errno.EINVAL)
     # x32 is off in this kernel (ENOSYS) or getpid; either way not the filter's EPERM
     assert got["x32_is_getpid"] or sys_(lib.VE_X32_SYSCALL_BIT | NR["getpid"]) == -errno.ENOSYS
-    # 470 lies past the table (its last is 469, Linux 6.17's file_setattr): the filter's
-    # ENOSYS above is its rule for numbers it does not know. The kernel itself has no 470
-    # before Linux 6.19, which made it listns(2), whose NULL request faults
-    assert NR_MAX == 469
-    assert got["unknown_470"] == (-errno.EFAULT if kernel_has_listns() else -errno.ENOSYS)
+    # the table ends at 472 (Linux 7.3's fchroot): the filter's ENOSYS above 472 is its rule
+    # for numbers it does not know, and no kernel of the matrix (up to 7.3) has 473
+    assert NR_MAX == 472
+    assert got["above_the_table"] == -errno.ENOSYS
+    # listns(2) (6.19) with a NULL request faults: the EPERM above is the filter's
+    assert got["listns"] == (-errno.EFAULT if kernel_has_listns() else -errno.ENOSYS)
 
 
 def test_subarches_let_i386_calls_through():
@@ -168,14 +178,30 @@ def test_strict_profile_decisions():
             "unix": sys_("socket", lib.AF_UNIX, socket.SOCK_STREAM, 0) >= 0,
             "netlink": sys_("socket", lib.AF_NETLINK, socket.SOCK_RAW, 0) >= 0,
             "getrandom": sys_("getrandom", 0, 0, 0),
+            "listns": sys_("listns"),
+            "fchroot": sys_("fchroot", 2**32 - 1, 0),
+            "rseq_slice_yield": sys_("rseq_slice_yield"),
         }
 
-    assert in_child(filt, calls) == {
+    got = in_child(filt, calls)
+    # strict allows rseq_slice_yield (as rseq and sched_yield): the kernel's answer, whatever
+    # it is (ENOSYS before the kernel has it), never the filter's EPERM
+    assert got.pop("rseq_slice_yield") != -errno.EPERM
+    assert got == {
         "ptrace": -errno.EPERM, "io_uring": -errno.EPERM, "bpf": -errno.EPERM,
         "perf": -errno.EPERM, "keyctl": -errno.EPERM, "userfaultfd": -errno.EPERM,
         "settime": -errno.EPERM, "unshare_net": -errno.EPERM, "packet": -errno.EPERM,
         "unix": True, "netlink": True, "getrandom": 0,
+        "listns": -errno.EPERM, "fchroot": -errno.EPERM,  # as setns/unshare, and chroot
     }
+
+
+def test_strict_new_calls_without_the_filter():
+    """The control for the new calls above: the kernel's own answers are not EPERM."""
+    got = in_child(seccomp.compile("unconfined"), lambda: {
+        "listns": sys_("listns"), "fchroot": sys_("fchroot", 2**32 - 1, 0)})
+    assert got == {"listns": -errno.EFAULT if kernel_has_listns() else -errno.ENOSYS,
+                   "fchroot": -errno.EBADF if kernel_has("fchroot", (7, 3)) else -errno.ENOSYS}
 
 
 def test_strict_kills_module_loading():

@@ -64,17 +64,31 @@ def test_aarch64_table_matches_asm_generic():
             assert {n: table[n] for n in common} == {n: cross[n] for n in common}
 
 
-def test_newer_syscalls_through_6_18():
+def test_newer_syscalls_through_7_3():
+    """The calls the 6.1 headers lack, as the kernel numbers them up to 7.3 (its
+    syscall tables, and Debian's linux-libc-dev 7.3~rc7-1~exp1 for 6.19 .. 7.3)."""
     newer = ["cachestat", "fchmodat2", "map_shadow_stack", "futex_wake", "futex_wait",
              "futex_requeue", "statmount", "listmount", "lsm_get_self_attr",
              "lsm_set_self_attr", "lsm_list_modules", "mseal", "setxattrat", "getxattrat",
-             "listxattrat", "removexattrat", "open_tree_attr", "file_getattr", "file_setattr"]
+             "listxattrat", "removexattrat", "open_tree_attr", "file_getattr", "file_setattr",
+             "listns", "rseq_slice_yield", "fchroot"]
     for arch in ("x86_64", "i386", "aarch64", "arm"):
-        assert [ARCHES[arch].syscalls[n] for n in newer] == list(range(451, 470)), arch
-    assert ARCHES["x86_64"].max_nr == 469 and tables.TABLE_KERNEL == "6.18"
+        assert [ARCHES[arch].syscalls[n] for n in newer] == list(range(451, 473)), arch
+        assert ARCHES[arch].max_nr == (0x0F0006 if arch == "arm" else 472), arch  # arm: get_tls
+    assert tables.TABLE_KERNEL == "7.3"
     assert ARCHES["x86_64"].syscalls["uretprobe"] == 335
-    assert ARCHES["x32"].syscalls["file_setattr"] == lib.VE_X32_SYSCALL_BIT | 469
+    assert ARCHES["x32"].syscalls["fchroot"] == lib.VE_X32_SYSCALL_BIT | 472
     assert "map_shadow_stack" not in ARCHES["x32"].syscalls
+
+
+def test_argument_widths_of_the_newer_syscalls():
+    """listns' flags and fchroot's fd and flags are 32-bit (int, unsigned int)."""
+    widths = json.loads((Path(tables.__file__).parent / "syscall_args.json").read_text())
+    assert widths["kernel"] == "7.3"
+    args = widths["args"]
+    assert args["listns"] == [64, 64, 64, 32]
+    assert args["fchroot"] == [32, 32]
+    assert args["rseq_slice_yield"] == []
 
 
 def test_arm_private_calls_and_audit_arches():

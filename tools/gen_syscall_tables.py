@@ -14,8 +14,9 @@ Sources, in order:
      ARM-private ``__ARM_NR_*`` calls: breakpoint, cacheflush, usr26, usr32, set_tls, get_tls).
    The headers are run through ``gcc -E -dM`` so that the architecture's switches
    and aliases (``__NR3264_*``, ``__NR_SYSCALL_BASE``) resolve as the compiler sees them.
-2. ``NEWER`` below: the syscalls added from Linux 6.2 through 6.18, which the 6.1
-   headers lack, transcribed from the kernel's own tables at v6.18:
+2. ``NEWER`` below: the syscalls added from Linux 6.2 through 7.3, which the 6.1
+   headers lack, transcribed from the kernel's own tables at v6.18 and, for 6.19 .. 7.3,
+   from Debian's linux-libc-dev 7.3~rc7-1~exp1 (``/usr/lib/linux/uapi/<arch>/asm/unistd*.h``):
    ``arch/x86/entry/syscalls/syscall_64.tbl`` (453 map_shadow_stack is ``64``, so not
    x32; the others ``common``), ``arch/x86/entry/syscalls/syscall_32.tbl`` (all ``i386``),
    ``scripts/syscall.tbl`` / ``include/uapi/asm-generic/unistd.h`` (aarch64) and
@@ -30,7 +31,7 @@ the machine the tests run on.
 ``syscall_args.json``: the width in bits of each argument as the kernel reads it, from
 the ``sys_*`` prototypes of ``include/linux/syscalls.h`` (Debian's
 ``linux-headers-<version>-common``, 6.12 when generated: ``apt-get download``,
-``dpkg-deb -x``) plus ``NEWER_PROTOTYPES`` below for 6.13 .. 6.18. The syscall
+``dpkg-deb -x``) plus ``NEWER_PROTOTYPES`` below for 6.13 .. 7.3. The syscall
 wrappers cast each register to the declared type (``__SC_CAST``), so an ``int`` or
 ``unsigned int`` argument is its low 32 bits and a ``umode_t`` its low 16, whatever
 the caller put above them.
@@ -53,7 +54,7 @@ X86_INCLUDE = Path("/usr/include/x86_64-linux-gnu")
 ARM64_INCLUDE = Path("/usr/aarch64-linux-gnu/include")
 ARM_INCLUDE = Path("/usr/arm-linux-gnueabihf/include")
 
-#: Linux 6.2 .. 6.18: (number, name, the arches that have it; None: all five).
+#: Linux 6.2 .. 7.3: (number, name, the arches that have it; None: all five).
 NEWER: list[tuple[int, str, frozenset[str] | None]] = [
     (451, "cachestat", None),  # 6.5
     (452, "fchmodat2", None),  # 6.6
@@ -74,6 +75,9 @@ NEWER: list[tuple[int, str, frozenset[str] | None]] = [
     (467, "open_tree_attr", None),  # 6.15
     (468, "file_getattr", None),  # 6.17
     (469, "file_setattr", None),
+    (470, "listns", None),  # 6.19
+    (471, "rseq_slice_yield", None),  # in 7.2's headers
+    (472, "fchroot", None),  # 7.3
     (335, "uretprobe", frozenset({"x86_64", "x32"})),  # 6.11, "common" in syscall_64.tbl only
     (336, "uprobe", frozenset({"x86_64", "x32"})),  # 6.18, "common" in syscall_64.tbl only
 ]
@@ -99,7 +103,7 @@ FOREIGN = sorted({
 })
 
 #: The kernel version the shipped tables describe.
-KERNEL = "6.18"
+KERNEL = "7.3"
 
 #: Architecture name -> (AUDIT_ARCH_* constant name, width of the arguments a filter
 #: sees). x32 has 32-bit pointers but enters through the 64-bit syscall path: its
@@ -230,7 +234,8 @@ def _deb_version(package: str) -> str:
 ARGS_OUT = ROOT / "volt_enforce" / "seccomp" / "syscall_args.json"
 
 #: Prototypes of the syscalls added after the 6.12 headers, as include/linux/syscalls.h
-#: declares them at v6.18 (uprobe and uretprobe are x86's SYSCALL_DEFINE0).
+#: declares them at v6.18 and in linux-headers-7.3-common (listns, rseq_slice_yield,
+#: fchroot); uprobe and uretprobe are x86's SYSCALL_DEFINE0.
 NEWER_PROTOTYPES = """
 asmlinkage long sys_setxattrat(int dfd, const char __user *path, unsigned int at_flags,
                                const char __user *name,
@@ -250,6 +255,10 @@ asmlinkage long sys_file_getattr(int dfd, const char __user *filename,
 asmlinkage long sys_file_setattr(int dfd, const char __user *filename,
                                  struct file_attr __user *attr, size_t usize,
                                  unsigned int at_flags);
+asmlinkage long sys_listns(const struct ns_id_req __user *req, u64 __user *ns_ids,
+                           size_t nr_ns_ids, unsigned int flags);
+asmlinkage long sys_rseq_slice_yield(void);
+asmlinkage long sys_fchroot(int fd, unsigned int flags);
 asmlinkage long sys_uretprobe(void);
 asmlinkage long sys_uprobe(void);
 """

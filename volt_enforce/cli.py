@@ -646,8 +646,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.path:
         return _explain_paths(args, cfg)
+    # the sandbox run would make with the same options
     info = explain(cfg, best_effort=bool(args.best_effort), bpf=args.bpf,
-                   unix_sockets=cli_landlock.unix_sockets(args))
+                   unix_sockets=cli_landlock.unix_sockets(args), contain=args.contain,
+                   **_view_options(args))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:

@@ -71,9 +71,10 @@ class Namespace(str, enum.Enum):
 
 
 #: What a contained child never keeps without a user namespace of its own: it is
-#: host root, and these would let it mark files with capabilities (SETFCAP) or
-#: undo its containment (SYS_ADMIN: mount, setns, pivot_root, ...).
-CONTAINED_DROPS = ("SETFCAP", "SYS_ADMIN")
+#: host root, and these would let it mark files with capabilities (SETFCAP),
+#: undo its containment (SYS_ADMIN: mount, setns, pivot_root, ...) or, on the
+#: host's network, sniff and forge the host's traffic (NET_RAW: AF_PACKET).
+CONTAINED_DROPS = ("SETFCAP", "SYS_ADMIN", "NET_RAW")
 
 
 def _is_oci_profile(profile: object) -> bool:
@@ -82,13 +83,22 @@ def _is_oci_profile(profile: object) -> bool:
         profile not in ("strict", "default", "unconfined")
 
 
-def kept_capabilities(config: IsolationConfig, contain: bool = False) -> tuple[str, ...] | None:
+def _shares_host_network(config: IsolationConfig) -> bool:
+    """Whether the config leaves the child on the host's network namespace."""
+    mode = config.network.effective_mode if config.network is not None else None
+    return mode not in (NetworkMode.NONE, NetworkMode.PRIVATE)
+
+
+def kept_capabilities(config: IsolationConfig, contain: bool = False,
+                      host_network: bool | None = None) -> tuple[str, ...] | None:
     """The capabilities a child keeps: the config's list, else by seccomp profile
     (``strict``: none; ``default`` or an OCI profile file: Docker's default set, the
     set such a profile is written for). None: not reduced.
 
     Contained without a user namespace, the child never keeps CAP_SETFCAP, nor
-    CAP_SYS_ADMIN unless the config lists it by name. An OCI profile's
+    CAP_SYS_ADMIN unless the config lists it by name, nor, on the host's network
+    (``host_network``; by default: the config makes no network namespace),
+    CAP_NET_RAW unless the config lists it by name. An OCI profile's
     ``includes``/``excludes`` ``caps`` are evaluated against this set."""
     if config.capabilities is not None:
         kept: tuple[str, ...] | None = tuple(config.capabilities)
@@ -100,10 +110,17 @@ def kept_capabilities(config: IsolationConfig, contain: bool = False) -> tuple[s
         kept = None
     if not contain or config.private_users:
         return kept
-    if kept is None:
-        return tuple(c for c in CAPABILITIES if c not in CONTAINED_DROPS)
     explicit = config.capabilities is not None
-    return tuple(c for c in kept if c != "SETFCAP" and (explicit or c != "SYS_ADMIN"))
+    unless_named = () if explicit else _unless_named(config, host_network)
+    return tuple(c for c in (CAPABILITIES if kept is None else kept)
+                 if c != "SETFCAP" and c not in unless_named)
+
+
+def _unless_named(config: IsolationConfig, host_network: bool | None = None) -> tuple[str, ...]:
+    """What a contained child without a user namespace keeps only when named."""
+    if host_network is None:
+        host_network = _shares_host_network(config)
+    return ("SYS_ADMIN", "NET_RAW") if host_network else ("SYS_ADMIN",)
 
 
 def _cap_list(option: str, names: Iterable[str]) -> list[str]:
@@ -120,16 +137,20 @@ def _cap_list(option: str, names: Iterable[str]) -> list[str]:
 
 
 def capabilities_with(config: IsolationConfig, add: Iterable[str] = (),
-                      drop: Iterable[str] = ()) -> list[str] | None:
+                      drop: Iterable[str] = (), contain: bool = True) -> list[str] | None:
     """The capability list of ``config`` after Docker's ``--cap-add``/``--cap-drop``:
     from the config's list, else the set its seccomp profile implies (all of them
     when that is not reduced), drop ``drop`` and then add ``add`` (``ALL`` names
-    every capability). None when neither is given (the config's own list stands)."""
+    every capability). None when neither is given (the config's own list stands).
+    ``contain``: the implied set leaves out what a contained child keeps only when
+    named (see ``kept_capabilities``), since the result lists capabilities by name."""
     add_l, drop_l = _cap_list("--cap-add", add), _cap_list("--cap-drop", drop)
     if not add_l and not drop_l:
         return None if config.capabilities is None else list(config.capabilities)
     base = kept_capabilities(config)
     caps = list(CAPABILITIES) if base is None else list(base)
+    if contain and config.capabilities is None and not config.private_users:
+        caps = [c for c in caps if c not in _unless_named(config)]
     if "ALL" in drop_l:
         caps = []
     caps = [c for c in caps if c not in drop_l]
@@ -410,7 +431,7 @@ def compile_config(
     # the namespaces first: they decide nothing irreversible, and the filter may depend on them
     namespaces = _namespaces(config, compat, contain, notes, dropped)
     pid_ns, memfd_level, memfd_rules = _pid_namespace(contain, compat, unconfined, notes, dropped)
-    kept = kept_capabilities(config, contain)
+    kept = kept_capabilities(config, contain, host_network=Namespace.NETWORK not in namespaces)
     if filt is None and config.seccomp is not None:
         # an OCI profile's includes/excludes caps: the capabilities the child keeps
         oci_caps = kept if _is_oci_profile(config.seccomp) else None
@@ -437,7 +458,9 @@ def compile_config(
     lost = sorted(set(base if base is not None else CAPABILITIES) - set(kept or ()))
     if contain and kept is not None and base != kept and lost:
         notes.append("contained without a user namespace: " +
-                     ", ".join(f"CAP_{c}" for c in lost if c in CONTAINED_DROPS) + " dropped")
+                     ", ".join(f"CAP_{c}" + (" (on the host's network: AF_PACKET would see its "
+                                             "traffic)" if c == "NET_RAW" else "")
+                               for c in lost if c in CONTAINED_DROPS) + " dropped")
 
     view, view_scopes = None, 0
     if contain:

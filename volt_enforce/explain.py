@@ -45,12 +45,17 @@ def _cgroup_part(plan: LimitPlan | None, best_effort: bool) -> dict[str, Any] | 
 
 
 def explain(config: IsolationConfig | Compiled, *, best_effort: bool = False,
-            bpf: bool = False, unix_sockets: Sequence[str] | None = None) -> dict[str, Any]:
+            bpf: bool = False, unix_sockets: Sequence[str] | None = None,
+            contain: bool = True, named_writable: tuple[str, ...] = (),
+            rootfs: str | None = None) -> dict[str, Any]:
     """Describe what ``config`` (or its ``Compiled``) enforces here: Landlock after
-    masking, the seccomp filter, cgroup files and values, namespaces, capabilities."""
+    masking, the seccomp filter, cgroup files and values, namespaces, capabilities,
+    the filesystem view. ``contain``, ``named_writable`` and ``rootfs`` are the
+    Sandbox's options of the same names: the sandbox described is the one they make."""
     if isinstance(config, Compiled):
         return _explain(config, bpf)
-    with compile_config(config, best_effort=True, unix_sockets=unix_sockets) as compiled:
+    with compile_config(config, best_effort=True, unix_sockets=unix_sockets, contain=contain,
+                        named_writable=named_writable, rootfs=rootfs) as compiled:
         # namespaces the kernel lacks are shown as unavailable, not raised
         info = _explain(compiled, bpf)
     info["best_effort"] = best_effort
@@ -80,20 +85,7 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     else:
         out["seccomp"] = None
     out["cgroup"] = _cgroup_part(compiled.limits, compiled.best_effort)
-    ns = []
-    wanted = ([(Namespace.USER, "root inside is an unprivileged range of host ids (users)")]
-              if config.private_users else [])
-    mode = config.network.effective_mode if config.network is not None else None
-    if mode in (NetworkMode.NONE, NetworkMode.PRIVATE):
-        detail = "loopback only"
-        if mode == NetworkMode.PRIVATE:
-            bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
-            detail = f"prepared in the parent: lo, and eth0 on bridge {bridge}"
-        wanted.append((Namespace.NETWORK, detail))
-    for name, detail in wanted:
-        ns.append({"namespace": name.value, "available": name in compiled.namespaces,
-                   "detail": detail})
-    out["namespaces"] = ns
+    out["namespaces"] = _namespaces(compiled)
     if compiled.private_network and config.network is not None:
         from .net import preview
 
@@ -104,6 +96,36 @@ def _explain(compiled: Compiled, bpf: bool) -> dict[str, Any]:
     out["best_effort"] = compiled.best_effort
     out["view"] = compiled.view.to_dict() if compiled.view is not None else None
     return out
+
+
+def _namespaces(compiled: Compiled) -> list[dict[str, Any]]:
+    """The namespaces a child gets, each with whether this kernel has it."""
+    config = compiled.config
+    # (name, made for the child, detail); a contained child's mount, PID, IPC and UTS ones
+    wanted: list[tuple[str, bool, str]] = []
+    if config.private_users:
+        wanted.append(("user", Namespace.USER in compiled.namespaces,
+                       "root inside is an unprivileged range of host ids (users)"))
+    if compiled.contain:
+        wanted.append(("mount", compiled.view is not None,
+                       "the filesystem view below; each child mounts its own /proc, /tmp, "
+                       "/dev/shm and devpts"))
+        wanted.append(("pid", compiled.pid_namespace,
+                       "each child's own, with a sealed init as PID 1 that forwards signals "
+                       "and reaps"))
+        wanted.append(("ipc", Namespace.IPC in compiled.namespaces,
+                       "each child's own SysV IPC and POSIX message queues"))
+        wanted.append(("uts", Namespace.UTS in compiled.namespaces,
+                       "each child's own hostname and domain name"))
+    mode = config.network.effective_mode if config.network is not None else None
+    if mode in (NetworkMode.NONE, NetworkMode.PRIVATE):
+        detail = "loopback only"
+        if mode == NetworkMode.PRIVATE:
+            bridge = (config.network.bridge if config.network is not None else "") or "voltbr0"
+            detail = f"prepared in the parent: lo, and eth0 on bridge {bridge}"
+        wanted.append(("network", Namespace.NETWORK in compiled.namespaces, detail))
+    return [{"namespace": name, "available": available, "detail": detail}
+            for name, available, detail in wanted]
 
 
 def _network_lines(net: dict[str, Any]) -> list[str]:

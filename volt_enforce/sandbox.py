@@ -330,6 +330,7 @@ class Sandbox:
         return plan.with_file_bind(src, dst)
 
     def _resolv(self) -> tuple[str, str, int] | None:
+        # not redundant: the one source of the bind, made by the view or, without one, the child
         network = self.network
         if network is None or not network.resolv_conf:
             return None

@@ -28,7 +28,7 @@ openat2, io_uring). Where it differs from Docker running the same profile:
   libseccomp compares 64: ``socket(AF_VSOCK | 1 << 32, ...)`` is AF_VSOCK, denied.
 
 * Syscall numbers the table does not know (holes, and above the highest number,
-  currently Linux 6.18's) return ENOSYS, not EPERM, so that libc falls back from
+  currently Linux 7.3's) return ENOSYS, not EPERM, so that libc falls back from
   syscalls newer than the table as it does on an older kernel (the clone3 lesson).
   runc adds the same rule only above the highest number libseccomp knows.
 * The compat ABIs are denied: on x86_64 every i386 call (``int 0x80``) and every

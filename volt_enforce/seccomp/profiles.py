@@ -13,9 +13,10 @@ by name here (a pointer): they are stopped by dropping CAP_SETFCAP.
 ``strict`` is an allowlist for untrusted server workloads: files, memory, processes
 and threads, signals, time, polling, sockets of the families servers use (AF_UNIX,
 AF_INET, AF_INET6, AF_NETLINK), SysV and POSIX IPC. Everything else returns EPERM,
-notably ptrace and process_vm_*, the mount family, namespace creation (unshare,
-setns, clone with CLONE_NEW* flags; clone3 gets ENOSYS so libc falls back to clone,
-where the flags can be checked), ``containment_rules``, io_uring, bpf, perf_event_open, the keyring,
+notably ptrace and process_vm_*, the mount family (with listmount and statmount),
+namespace creation and listing (unshare, setns, listns, clone with CLONE_NEW* flags;
+clone3 gets ENOSYS so libc falls back to clone, where the flags can be checked),
+chroot and fchroot, ``containment_rules``, io_uring, bpf, perf_event_open, the keyring,
 userfaultfd, fanotify, clock and time setting, swap, quotas, syslog, personality
 values other than Docker's. Loading kernel modules and kexec kill the process: no
 workload has a reason to try them.
@@ -143,7 +144,7 @@ STRICT_ALLOWED: tuple[str, ...] = tuple(sorted(set("""
     setfsgid32 capget capset
     getpgid setpgid getpgrp getsid setsid prctl arch_prctl set_tid_address set_thread_area
     get_thread_area set_tls get_tls cacheflush breakpoint
-    set_robust_list get_robust_list rseq fork vfork restart_syscall
+    set_robust_list get_robust_list rseq rseq_slice_yield fork vfork restart_syscall
     sched_yield sched_getaffinity sched_setaffinity sched_getparam sched_setparam
     sched_getscheduler sched_setscheduler sched_get_priority_max sched_get_priority_min
     sched_rr_get_interval sched_rr_get_interval_time64 sched_getattr sched_setattr getcpu
