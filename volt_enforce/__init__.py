@@ -10,8 +10,9 @@ almost nothing and a command imports only what it needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+# typing is not imported: the launcher (volt_enforce._launch) pays for every import
+# here before its cache look-up; type checkers take TYPE_CHECKING as true
+TYPE_CHECKING = False
 
 __version__ = "0.2.0"
 
@@ -100,10 +101,12 @@ if TYPE_CHECKING:
     from .sandbox import Popen, Sandbox, apply_self, run
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'volt_enforce' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # once: later lookups are plain attribute reads
     return value

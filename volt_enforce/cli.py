@@ -11,30 +11,20 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import cli_landlock
 from .errors import EnforcementError, PolicyError, VoltEnforceError
-from .fileout import Output, write_bytes
-from .model import (
-    Compatibility,
-    IsolationConfig,
-    LandlockAccess,
-    LandlockPolicy,
-    LandlockRule,
-    MissingPaths,
-    NetworkConfig,
-    NetworkMode,
-    PortForward,
-    ResourceLimits,
-    desktop_policy,
-    server_policy,
-)
+
+# the model, the file output and subprocess are imported by the commands that use them:
+# check, init-path and --help need none of them
+if TYPE_CHECKING:
+    import subprocess
+
+    from .model import Compatibility, IsolationConfig
 
 __all__ = [
     "EXIT_CANNOT_EXECUTE",
@@ -251,6 +241,8 @@ def _port(text: str) -> int:
 
 
 def _read_config(path: str) -> IsolationConfig:
+    from .model import IsolationConfig
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -287,6 +279,19 @@ def _seccomp_value(text: str) -> str:
 def config_from_args(args: argparse.Namespace) -> IsolationConfig:
     """The IsolationConfig the options describe; options override the file."""
     from .autorules import FULL_WRITE
+    from .model import (
+        Compatibility,
+        IsolationConfig,
+        LandlockAccess,
+        LandlockPolicy,
+        LandlockRule,
+        MissingPaths,
+        NetworkConfig,
+        NetworkMode,
+        ResourceLimits,
+        desktop_policy,
+        server_policy,
+    )
 
     _check_text_options(args)
     cfg = _read_config(args.config) if args.config is not None else IsolationConfig()
@@ -371,6 +376,7 @@ def _compatibility(args: argparse.Namespace, cfg: IsolationConfig) -> Compatibil
     """The one level for every facility: an option, else the config's own, else the
     command's default (see compile.resolve_compatibility)."""
     from .compile import resolve_compatibility
+    from .model import Compatibility
 
     override = (Compatibility.BEST_EFFORT if args.best_effort else
                 Compatibility.HARD_REQUIREMENT if args.hard_requirement else None)
@@ -423,6 +429,8 @@ class _Report:
     Nothing is left behind when nothing ran; an existing file stays as it was."""
 
     def __init__(self, path: str, in_place: bool) -> None:
+        from .fileout import Output
+
         self.path = path
         try:
             self.out = Output(path, in_place=in_place)
@@ -455,6 +463,8 @@ def _resolve(name: str) -> tuple[str | None, int]:
         if not os.path.exists(name):
             return None, EXIT_NOT_FOUND
         return name, 0
+    import shutil
+
     found = shutil.which(name)
     if found is not None:
         return found, 0
@@ -697,6 +707,8 @@ def _cmd_seccomp(args: argparse.Namespace) -> int:
 
 
 def _emit(path: str | None, data: bytes) -> None:
+    from .fileout import write_bytes
+
     if path is None:
         sys.stdout.buffer.write(data)
         return
@@ -708,6 +720,7 @@ def _emit(path: str | None, data: bytes) -> None:
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     from .compile import compile_config
+    from .fileout import Output
     from .init_plan import compile_plan
     from .report import EnforcementReport
 
@@ -732,6 +745,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _cmd_net(args: argparse.Namespace) -> int:
     from . import net
+    from .model import NetworkConfig, NetworkMode
 
     if args.action == "down":
         if not net.net_down(args.name):
@@ -766,6 +780,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _private_network_options(args: argparse.Namespace, cfg: IsolationConfig) -> None:
     """--bridge, --publish, --dns, --outbound: options of a private network."""
+    from .model import NetworkConfig, NetworkMode, PortForward
+
     given: dict[str, Any] = {
         "--bridge": getattr(args, "bridge", None), "--publish": getattr(args, "publish", None),
         "--dns": getattr(args, "dns", None), "--outbound": getattr(args, "outbound", None)}

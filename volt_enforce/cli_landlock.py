@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .model import LandlockAccess, LandlockPolicy, LandlockRule
+if TYPE_CHECKING:  # imported by apply: building the parser needs no model
+    from .model import LandlockPolicy
 
 __all__ = ["add_options", "apply", "wants_policy", "unix_sockets"]
 
@@ -57,6 +58,8 @@ def wants_policy(args: argparse.Namespace) -> bool:
 
 def apply(args: argparse.Namespace, policy: LandlockPolicy) -> None:
     """Apply --bind-udp, --connect-udp and --audit-quiet to ``policy``."""
+    from .model import LandlockAccess, LandlockRule
+
     bind, connect, quiet = _get(args)
     if bind is not None:
         policy.bind_udp = sorted(set((policy.bind_udp or []) + bind))
