@@ -63,7 +63,8 @@ def _hex(text: str) -> str:
 def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = False,
                  cgroup_dirs: Sequence[CgroupDirectory] | None = None,
                  contain: bool = True, netns: str | None = None,
-                 unix_sockets: Sequence[str] | None = None) -> str:
+                 unix_sockets: Sequence[str] | None = None, run: bool = False,
+                 kernel_check: bool = False) -> str:
     """The plan text for ``config`` (or its ``Compiled``) on this kernel.
 
     ``cgroup_dirs`` is a list of (directory, {file: value}) the shim creates,
@@ -77,12 +78,17 @@ def compile_plan(config: IsolationConfig | Compiled, *, best_effort: bool = Fals
     ``volt-enforce net up NAME`` made and pinned; volt-init joins it (and binds
     its resolv.conf), since it can make and clean up none itself. ``unix_sockets``
     as for ``compile_config``.
+
+    ``run``: a plan for ``volt-init run`` (which supervises a child): a contained
+    config's PID namespace is in it (a ``pidns`` record, which plain volt-init
+    refuses). ``kernel_check``: the plan names the Landlock ABI and errata it was
+    compiled for, and volt-init refuses it on another kernel (the plan cache's plans).
     """
     if isinstance(config, Compiled):
-        return _plan_text(config, cgroup_dirs, netns)
+        return _plan_text(config, cgroup_dirs, netns, run, kernel_check)
     with compile_config(config, best_effort=best_effort, contain=contain,
                         unix_sockets=unix_sockets) as compiled:
-        return _plan_text(compiled, cgroup_dirs, netns)
+        return _plan_text(compiled, cgroup_dirs, netns, run, kernel_check)
 
 
 def _network_lines(compiled: Compiled, netns: str | None,
@@ -116,11 +122,15 @@ def _network_lines(compiled: Compiled, netns: str | None,
 
 
 def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None,
-               netns: str | None = None) -> str:
+               netns: str | None = None, run: bool = False, kernel_check: bool = False) -> str:
     from . import landlock
 
     head = [f"volt-plan {PLAN_VERSION}", f"nnp {1 if compiled.no_new_privs else 0}"]
     body: list[str] = []
+    if kernel_check:
+        body.append(f"kernel-landlock {landlock.kernel_abi():x} {landlock.errata():x}")
+    if run and compiled.pid_namespace:
+        body.append(f"pidns {compiled.memfd_noexec:x}")
     mask = compiled.capability_mask
     if mask is not None:
         body.append(f"caps {mask:x}")

@@ -2,6 +2,21 @@
  * volt-init: apply a compiled plan to this process and exec a command.
  *
  *   volt-init PLAN -- CMD [ARGS...]
+ *   volt-init run PLAN -- CMD [ARGS...]
+ *
+ * run: supervise CMD as `volt-enforce run` does, instead of becoming it: CMD is
+ * started restricted by the plan (PID 1 of a PID namespace when the plan has a
+ * pidns record), in cgroups of this run's own (the plan's directories with
+ * ".PID" appended) that are killed and removed when it ended; SIGINT, SIGTERM,
+ * SIGHUP and SIGQUIT are passed on; the exit status is CMD's, 128+N when it died
+ * of signal N.
+ *
+ * Options before "--" (the plan cache's launcher, volt_enforce/plancache.py):
+ *   --plan-fd N    read the plan from fd N, a sealed memfd (F_SEAL_WRITE), instead
+ *                  of a file: nothing can change it between the check and the read
+ *   --prog NAME    the name messages start with
+ *   --exec FILE    the file to execute (CMD is its argv; default: CMD, by PATH)
+ *   --quiet        no warning for a working directory outside the view
  *
  * For container images without Python: `volt-enforce compile ... -o PLAN`
  * writes the plan (Landlock rules, seccomp bytes, cgroup settings,
@@ -41,6 +56,11 @@
  *                                     RULEFLAGS: landlock_add_rule flags (QUIET)
  *   port ACCESS_HEX PORT_HEX          TCP and UDP rights (BIND_UDP, CONNECT_SEND_UDP)
  *   seccomp FLAGS_HEX BPF_HEX         struct sock_filter[], at most 4096
+ *   kernel-landlock ABI_HEX ERRATA_HEX
+ *                                     the plan is for this Landlock ABI and errata
+ *                                     (the plan cache's): refused on another kernel
+ *   pidns MEMFD_NOEXEC_HEX            run only: CMD is PID 1 of a new PID namespace
+ *                                     (volt-pidinit), with this vm.memfd_noexec
  *   view-op WHERE OP SLOT REC MODE ATTR PATH [DATA]
  *                                     the filesystem view (csrc/view.h): WHERE 0 an
  *                                     operation of the template, 1 of this process's
@@ -57,17 +77,27 @@
  */
 #include "../spawn.h" /* first: enforce.h defines _GNU_SOURCE */
 #include "../landlock.h"
+#include "../pidns.h"
 #include "../users.h"
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #define MAX_PLAN (8 << 20)
 #define MAX_FIELDS 9
 
 static const char *prog = "volt-init";
+static int run_mode;      /* volt-init run: supervise */
+static int want_pidns;    /* a pidns record: CMD is PID 1 of a PID namespace */
+static int memfd_noexec;  /* its vm.memfd_noexec */
+static int quiet;
+static char view_cwd[4096]; /* the working directory before the view was entered */
 
 /* cgroup directories this run made, and their parents' cgroup.procs (to
  * step out of them again before removing them) */
@@ -148,9 +178,20 @@ static uint64_t num(const char *s, int line)
 	return v;
 }
 
-static char *read_plan(const char *path, size_t *len_out)
+static char *read_plan(const char *path, int plan_fd, size_t *len_out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = plan_fd;
+	if (fd >= 0) {
+		/* sealed against writes: what the launcher checked is what is read here */
+		int seals = fcntl(fd, F_GET_SEALS);
+		if (seals < 0 || !(seals & F_SEAL_WRITE) || !(seals & F_SEAL_SHRINK))
+			die(125, "--plan-fd: not a memfd sealed against writes:", path,
+			    seals < 0 ? errno : 0);
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			die(125, "cannot read plan", path, errno);
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
 	if (fd < 0)
 		die(125, "cannot open plan", path, errno);
 	char *buf = malloc(MAX_PLAN + 1);
@@ -225,7 +266,7 @@ static int well_formed(const struct record *r)
 		{ "cgroup-dir", 2 }, { "cgroup-join", 2 },
 		{ "landlock", 5 }, { "path", 4 }, { "port", 3 }, { "seccomp", 3 },
 		{ "view-ll", 8 }, { "view-rule", 4 }, { "view-port", 3 },
-		{ "netns", 2 }, { "resolv", 4 },
+		{ "netns", 2 }, { "resolv", 4 }, { "kernel-landlock", 3 }, { "pidns", 2 },
 	};
 	if (is_cgroup_write(r->f[0]))
 		return r->nf == 3 || r->nf == 5;
@@ -385,6 +426,22 @@ static void set_resolv(struct ve_plan *plan, char **f, int line)
 	plan->resolv_flags = (unsigned long)num(f[3], line);
 }
 
+/* The plan cache's plans are for one kernel's Landlock: refused elsewhere. */
+static void check_kernel(uint64_t abi, uint64_t errata)
+{
+	int have = ve_landlock_abi();
+	uint64_t have_abi = have > 0 ? (uint64_t)have : 0;
+	int e = have_abi ? ve_landlock_errata() : 0;
+	uint64_t have_errata = e > 0 ? (uint64_t)e : 0;
+	if (abi != have_abi || errata != have_errata) {
+		char buf[160];
+		snprintf(buf, sizeof(buf), "ABI %llu errata %llx, this kernel has ABI %llu errata %llx",
+			 (unsigned long long)abi, (unsigned long long)errata,
+			 (unsigned long long)have_abi, (unsigned long long)have_errata);
+		die(125, "the plan is for another kernel's Landlock:", buf, 0);
+	}
+}
+
 /* Pass 2: everything but cgroups into the plan; nothing changes yet. */
 static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 {
@@ -438,6 +495,15 @@ static int prepare(struct record *recs, size_t n, struct ve_plan *plan)
 		} else if (!strcmp(f[0], "resolv")) {
 			once(&seen, 128, f[0], ln);
 			set_resolv(plan, f, ln);
+		} else if (!strcmp(f[0], "kernel-landlock")) {
+			once(&seen, 256, f[0], ln);
+			check_kernel(num(f[1], ln), num(f[2], ln));
+		} else if (!strcmp(f[0], "pidns")) {
+			once(&seen, 512, f[0], ln);
+			if (!run_mode)
+				die_at("a pidns record is for 'volt-init run' only, at", ln);
+			want_pidns = 1;
+			memfd_noexec = (int)(num(f[1], ln) & 3);
 		} else if (!strcmp(f[0], "seccomp")) {
 			once(&seen, 16, f[0], ln);
 			plan->seccomp_flags = (uint32_t)num(f[1], ln);
@@ -590,12 +656,316 @@ static void setup_cgroups(struct record *recs, size_t n, struct ve_plan *plan)
 	}
 }
 
+
+/* run: this run's own cgroups, the plan's directories with ".PID" appended, so
+ * that two runs of one plan never share (or remove) each other's. */
+static void own_cgroups(struct record *recs, size_t n)
+{
+	char suffix[24];
+	snprintf(suffix, sizeof(suffix), ".%d", (int)getpid());
+	const char *dirs[VE_MAX_PROCS_FDS];
+	int n_dirs = 0;
+	for (size_t k = 0; k < n; k++)
+		if (!strcmp(recs[k].f[0], "cgroup-dir")) {
+			if (n_dirs == VE_MAX_PROCS_FDS)
+				die(125, "too many cgroups in plan", NULL, 0);
+			dirs[n_dirs++] = recs[k].f[1];
+		}
+	for (size_t j = 0; j < n; j++) {
+		char **f = recs[j].f;
+		int dir_rec = !strcmp(f[0], "cgroup-dir") || !strcmp(f[0], "cgroup-join");
+		if (!dir_rec && !is_cgroup_write(f[0]))
+			continue;
+		for (int i = 1; i < recs[j].nf; i++) {
+			if (!dir_rec && i % 2 == 0)
+				continue; /* a value, not a file */
+			for (int d = 0; d < n_dirs; d++) {
+				size_t dl = strlen(dirs[d]);
+				if (strncmp(f[i], dirs[d], dl) || (f[i][dl] != '\0' && f[i][dl] != '/'))
+					continue;
+				size_t len = strlen(f[i]) + strlen(suffix) + 1;
+				char *p = malloc(len);
+				if (!p)
+					die(125, "out of memory", NULL, ENOMEM);
+				snprintf(p, len, "%.*s%s%s", (int)dl, f[i], suffix, f[i] + dl);
+				f[i] = p;
+				break;
+			}
+		}
+	}
+}
+
+static volatile sig_atomic_t child_pid;
+static volatile sig_atomic_t pending[NSIG];
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+static void forward(int sig)
+{
+	if (child_pid > 0)
+		kill((pid_t)child_pid, sig);
+	else
+		pending[sig] = 1;
+}
+
+/* volt-pidinit (beside this executable) in a sealed memfd, as pidns.py makes it. */
+static int pidinit_memfd(void)
+{
+	char self[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		die(125, "pid namespace: cannot find this executable", NULL, errno);
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(path, sizeof(path), "%s/volt-pidinit", self);
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		die(125, "pid namespace: cannot open", path, errno);
+	unsigned base = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+	int fd = (int)syscall(SYS_memfd_create, "volt-pidinit", base | 0x0010U /* MFD_EXEC */);
+	if (fd < 0 && errno == EINVAL) /* before 6.3: memfds are executable */
+		fd = (int)syscall(SYS_memfd_create, "volt-pidinit", base);
+	if (fd < 0)
+		die(125, "pid namespace: memfd_create for the init", NULL, errno);
+	char buf[65536];
+	for (;;) {
+		ssize_t r = read(in, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die(125, "pid namespace: cannot read", path, errno);
+		if (r == 0)
+			break;
+		for (ssize_t off = 0; off < r;) {
+			ssize_t w = write(fd, buf + off, (size_t)(r - off));
+			if (w < 0)
+				die(125, "pid namespace: cannot write the init's memfd", NULL, errno);
+			off += w;
+		}
+	}
+	close(in);
+	fchmod(fd, 0555);
+	int seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+	if (fcntl(fd, F_ADD_SEALS, seals | 0x0020 /* F_SEAL_EXEC */) < 0 &&
+	    fcntl(fd, F_ADD_SEALS, seals) < 0)
+		die(125, "pid namespace: cannot seal the init's memfd", NULL, errno);
+	return fd;
+}
+
+static int high_fd(int fd)
+{
+	if (fd >= 3)
+		return fd;
+	int h = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	close(fd);
+	return h;
+}
+
+/* Kill what is left in a cgroup this run made, then remove it. */
+static void remove_cgroup(const char *dir)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
+	int have_kill = ve_write_file(path, "1") == 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	for (int tries = 0; tries < 2000; tries++) {
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return;
+		if (errno != EBUSY)
+			break;
+		if (!have_kill) { /* cgroup v1, or before 5.14: one by one */
+			FILE *f = fopen(path, "re");
+			int pid;
+			while (f && fscanf(f, "%d", &pid) == 1)
+				kill(pid, SIGKILL);
+			if (f)
+				fclose(f);
+		}
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	fprintf(stderr, "%s: cannot remove the cgroup %s: %s\n", prog, dir, strerror(errno));
+}
+
+static void not_run(const char *name, int err)
+{
+	if (err == ENOENT)
+		fprintf(stderr, "%s: %s: command not found\n", prog, name);
+	else
+		fprintf(stderr, "%s: %s: cannot execute: %s\n", prog, name, strerror(err));
+}
+
+/* The candidates execvp would try for NAME. */
+static char **exec_candidates(const char *name, const char *exec_file)
+{
+	const char *path_env = getenv("PATH");
+	if (!path_env)
+		path_env = "/usr/local/bin:/usr/bin:/bin";
+	size_t n = 2;
+	for (const char *p = path_env; *p; p++)
+		n += *p == ':';
+	char **out = calloc(n + 1, sizeof(*out));
+	if (!out)
+		die(125, "out of memory", NULL, ENOMEM);
+	if (exec_file || strchr(name, '/')) {
+		out[0] = (char *)(exec_file ? exec_file : name);
+		return out;
+	}
+	size_t k = 0;
+	const char *p = path_env;
+	for (;;) {
+		const char *end = strchr(p, ':');
+		size_t dl = end ? (size_t)(end - p) : strlen(p);
+		size_t len = dl + strlen(name) + 3;
+		char *c = malloc(len);
+		if (!c)
+			die(125, "out of memory", NULL, ENOMEM);
+		snprintf(c, len, "%.*s%s%s", (int)dl, dl ? p : ".", "/", name);
+		out[k++] = c;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return out;
+}
+
+/* volt-init run: start CMD under the plan and supervise it. */
+static int supervise(struct ve_plan *plan, char **cmd, const char *exec_file)
+{
+	char **paths = exec_candidates(cmd[0], exec_file);
+	struct ve_spawn_args a;
+	memset(&a, 0, sizeof(a));
+	a.exec_paths = (const char *const *)paths;
+	a.argv = cmd;
+	a.envp = NULL;
+	a.cwd = NULL;
+	a.fd0 = a.fd1 = a.fd2 = -1;
+	a.close_fds = 1;
+	a.restore_signals = 1;
+	a.pgid = -1;
+	a.umask_value = -1;
+	a.gid = a.uid = -1;
+	a.n_groups = -1;
+	a.cgroup_fd = a.cgroup_procs_fd = -1;
+	a.init_fd = -1;
+	a.init_fds[0] = a.init_fds[1] = -1;
+	int fate[2] = { -1, -1 }, pidfd = -1;
+	char slot[VE_PID_SLOT], fate_w[16], pidfd_s[16];
+	char *init_argv[5];
+	if (want_pidns) {
+		a.init_fd = pidinit_memfd();
+		pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+		if (pidfd < 0 && errno != ENOSYS)
+			die(125, "pid namespace: pidfd_open of this process", NULL, errno);
+		if (pidfd >= 0)
+			pidfd = high_fd(pidfd);
+		if (pipe2(fate, O_CLOEXEC) < 0)
+			die(125, "pid namespace: the fate pipe", NULL, errno);
+		fate[0] = high_fd(fate[0]);
+		fate[1] = high_fd(fate[1]);
+		memset(slot, 0, sizeof(slot));
+		snprintf(fate_w, sizeof(fate_w), "%d", fate[1]);
+		snprintf(pidfd_s, sizeof(pidfd_s), "%d", pidfd);
+		init_argv[0] = "volt-pidinit";
+		init_argv[1] = fate_w;
+		init_argv[2] = pidfd_s;
+		init_argv[3] = slot;
+		init_argv[4] = NULL;
+		a.init_argv = init_argv;
+		a.init_pid_slot = slot;
+		a.init_fds[0] = fate[1];
+		a.init_fds[1] = pidfd;
+		a.memfd_noexec = memfd_noexec;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		sigaction(forwarded[i], &sa, NULL);
+
+	struct ve_result res = { 0, 0, 0, 0 };
+	long pid = ve_spawn(&a, plan, &res);
+	if (fate[1] >= 0)
+		close(fate[1]);
+	if (pid > 0 && res.step == VE_STEP_NONE) {
+		child_pid = (sig_atomic_t)pid;
+		for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+			if (pending[forwarded[i]])
+				kill((pid_t)pid, forwarded[i]);
+	}
+	/* the parts the child took: the supervisor needs none of them */
+	if (plan->landlock_fd >= 0)
+		close(plan->landlock_fd);
+	if (plan->view)
+		close(view.ns_fd);
+	for (int i = 0; i < plan->n_procs_fds; i++)
+		close(plan->procs_fds[i]);
+	if (a.init_fd >= 0)
+		close(a.init_fd);
+
+	int rc;
+	if (pid < 0 && res.step == VE_STEP_NONE) {
+		fprintf(stderr, "%s: cannot start %s: %s\n", prog, cmd[0], strerror((int)-pid));
+		rc = 125;
+	} else if (res.step != VE_STEP_NONE) {
+		if (pid > 0)
+			while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+				;
+		if (res.step == VE_STEP_EXEC) {
+			not_run(cmd[0], res.err);
+			rc = res.err == ENOENT ? 127 : 126;
+		} else {
+			const char *step = ve_step_name(res.step);
+			fprintf(stderr, "%s: enforcement failed at %s: %s\n", prog,
+				step ? step : "an unknown step", strerror(res.err));
+			rc = 125;
+		}
+	} else {
+		if ((res.flags & VE_RESULT_CWD_OUTSIDE_VIEW) && !quiet) {
+			char cwd[4096];
+			fprintf(stderr, "%s: the view lacks the working directory %s: starting in /\n",
+				prog, getcwd(cwd, sizeof(cwd)) ? cwd : "(unknown)");
+		}
+		int st = 0;
+		while (waitpid((pid_t)pid, &st, 0) < 0) {
+			if (errno != EINTR) {
+				st = 125 << 8;
+				break;
+			}
+		}
+		child_pid = 0;
+		if (fate[0] >= 0) { /* the target's fate, as the init reported it */
+			struct ve_init_record rec;
+			fcntl(fate[0], F_SETFL, O_NONBLOCK);
+			if (read(fate[0], &rec, sizeof(rec)) == (ssize_t)sizeof(rec)) {
+				if (rec.kind == VE_INIT_SIGNALED)
+					st = rec.index & 0x7f;
+				else if (rec.kind == VE_INIT_EXITED)
+					st = (rec.index & 0xff) << 8;
+			}
+		}
+		rc = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+	}
+	if (fate[0] >= 0)
+		close(fate[0]);
+	for (int i = n_made - 1; i >= 0; i--)
+		remove_cgroup(made_dirs[i]);
+	n_made = 0;
+	return rc;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: %s PLAN -- CMD [ARGS...]\n"
+		"       %s run PLAN -- CMD [ARGS...]\n"
 		"Apply the plan written by 'volt-enforce compile ... -o PLAN' to this process,\n"
-		"then exec CMD. Exit status: CMD's own; 125 plan or enforcement error;\n"
-		"126 CMD cannot be executed; 127 CMD not found.\n", prog);
+		"then exec CMD; run: start CMD under the plan and wait for it, as\n"
+		"'volt-enforce run' does. Exit status: CMD's own (128+N: killed by signal N);\n"
+		"125 plan or enforcement error; 126 CMD cannot be executed; 127 CMD not found.\n",
+		prog, prog);
 }
 
 int main(int argc, char **argv)
@@ -604,18 +974,52 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc < 4 || strcmp(argv[2], "--") != 0) {
+	int i = 1, plan_fd = -1;
+	const char *plan_path = NULL, *exec_file = NULL;
+	char fd_name[32] = "";
+	if (argc > 1 && !strcmp(argv[1], "run")) {
+		run_mode = 1;
+		i = 2;
+	}
+	for (; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--plan-fd") && i + 1 < argc && !plan_path && plan_fd < 0) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v > 1 << 20 || end == argv[i]) {
+				usage(stderr);
+				return 125;
+			}
+			plan_fd = (int)v;
+			snprintf(fd_name, sizeof(fd_name), "(fd %d)", plan_fd);
+		} else if (!strcmp(argv[i], "--prog") && i + 1 < argc) {
+			prog = argv[++i];
+		} else if (!strcmp(argv[i], "--exec") && i + 1 < argc) {
+			exec_file = argv[++i];
+		} else if (!strcmp(argv[i], "--quiet")) {
+			quiet = 1;
+		} else if (!plan_path && plan_fd < 0) {
+			plan_path = argv[i];
+		} else {
+			usage(stderr);
+			return 125;
+		}
+	}
+	if ((!plan_path && plan_fd < 0) || i >= argc || i + 1 >= argc) {
 		usage(stderr);
 		return 125;
 	}
+	char **cmd = argv + i + 1;
 	size_t len = 0, n = 0;
-	char *text = read_plan(argv[1], &len);
-	struct record *recs = parse_plan(text, len, argv[1], &n);
+	const char *name = plan_path ? plan_path : fd_name;
+	char *text = read_plan(name, plan_fd, &len);
+	struct record *recs = parse_plan(text, len, name, &n);
 
 	struct ve_plan plan;
 	memset(&plan, 0, sizeof(plan));
 	plan.landlock_fd = prepare(recs, n, &plan);
 	prepare_view(recs, n, &plan);
+	if (run_mode)
+		own_cgroups(recs, n);
 	setup_cgroups(recs, n, &plan);
 	free(recs);
 	if (plan.join_userns) {
@@ -625,6 +1029,11 @@ int main(int argc, char **argv)
 			die(125, "user namespace: cannot prepare it", NULL, -plan.userns_fd);
 	}
 
+	if (run_mode)
+		return supervise(&plan, cmd, exec_file);
+
+	if (!getcwd(view_cwd, sizeof(view_cwd)))
+		view_cwd[0] = '\0';
 	struct ve_result res = { 0, 0, 0, 0 };
 	if (ve_apply(&plan, &res) < 0)
 		{
@@ -636,13 +1045,27 @@ int main(int argc, char **argv)
 		close(plan.landlock_fd);
 	if (plan.view)
 		close(view.ns_fd);
-	if (res.flags & VE_RESULT_CWD_OUTSIDE_VIEW)
-		fprintf(stderr, "%s: the view lacks the working directory: starting in /\n", prog);
-	for (int i = 0; i < plan.n_procs_fds; i++)
-		close(plan.procs_fds[i]);
+	if ((res.flags & VE_RESULT_CWD_OUTSIDE_VIEW) && !quiet) {
+		if (exec_file) { /* the launcher's: the message volt-enforce exec prints */
+			char cwd[4096];
+			fprintf(stderr, "%s: the view lacks the working directory %s: starting in /\n",
+				prog, view_cwd[0] ? view_cwd : (getcwd(cwd, sizeof(cwd)) ? cwd : "?"));
+		} else {
+			fprintf(stderr, "%s: the view lacks the working directory: starting in /\n",
+				prog);
+		}
+	}
+	for (int k = 0; k < plan.n_procs_fds; k++)
+		close(plan.procs_fds[k]);
 
-	execvp(argv[3], argv + 3);
+	if (exec_file)
+		execv(exec_file, cmd);
+	else
+		execvp(cmd[0], cmd);
 	int err = errno;
-	fprintf(stderr, "%s: cannot execute %s: %s\n", prog, argv[3], strerror(err));
+	if (exec_file)
+		not_run(cmd[0], err);
+	else
+		fprintf(stderr, "%s: cannot execute %s: %s\n", prog, cmd[0], strerror(err));
 	return err == ENOENT ? 127 : 126;
 }
