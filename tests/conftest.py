@@ -66,6 +66,12 @@ def _host_network_untouched() -> Iterator[None]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # run's and exec's plan cache (volt_enforce.plancache): this session's own, in a fresh
+    # 0700 directory, and its key in another (a test with --rw on one never covers both)
+    import tempfile
+
+    for var, name in (("VOLT_ENFORCE_PLAN_CACHE", "plans"), ("VOLT_ENFORCE_PLAN_KEY", "key")):
+        os.environ[var] = os.path.join(tempfile.mkdtemp(prefix=f"volt-test-{name}-"), name)
     # the test-only extension (tests/build_testcore.py), on the host, before collection imports it
     build_testcore.ensure_built()
     # the smoke run of an installed wheel (.ci/run) names the prefix volt_enforce must come from:
@@ -77,3 +83,12 @@ def pytest_configure(config: pytest.Config) -> None:
         where = os.path.realpath(volt_enforce.__file__)
         if not where.startswith(os.path.realpath(installed) + os.sep):
             raise pytest.UsageError(f"volt_enforce is imported from {where}, not from under {installed}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for var in ("VOLT_ENFORCE_PLAN_CACHE", "VOLT_ENFORCE_PLAN_KEY"):
+        path = os.environ.get(var, "")
+        if os.path.basename(os.path.dirname(path)).startswith("volt-test-"):
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)

@@ -515,15 +515,85 @@ def _exec_failed(sb: Any, cmd: list[str], exc: OSError) -> int:
     return _not_run(cmd[0], EXIT_CANNOT_EXECUTE, exc.strerror)
 
 
+# ---- the plan cache (volt_enforce.plancache) ---------------------------------------------
+
+
+def _cache_on() -> bool:
+    if os.geteuid() != 0:  # root's alone: nobody else can keep a 0700 root directory
+        return False
+    from . import plancache
+
+    return plancache.cache_dir() is not None
+
+
+def _cache_request(args: argparse.Namespace) -> Any:
+    """The cache request for this command line (its key computed now, before any input
+    file is read), or None when the cache does not serve it."""
+    if not _cache_on():
+        return None
+    from . import plancache
+
+    req = plancache.Request.from_argv(getattr(args, "raw_argv", None) or [])
+    if req is not None:
+        req.digest()
+    return req
+
+
+def _cache_guard(args: argparse.Namespace, compiled: Any) -> bool:
+    """Revoke the cache (entries and key) when this child may write it or its key;
+    True then (a ``run`` revokes again after the child ended)."""
+    if not _cache_on():
+        return False
+    from . import plancache
+
+    named = _view_options(args)["named_writable"]
+    if plancache.protected(plancache.writable_paths(compiled, named)):
+        return False
+    plancache.revoke()
+    return True
+
+
+def _cache_fill(req: Any, args: argparse.Namespace, cfg: IsolationConfig, compiled: Any,
+                auto: Any, notes: list[str]) -> None:
+    """Write the entry for ``req``: the plan volt-init applies on the next start. Never
+    for what volt-init does not do as the library does (user namespace ranges, a private
+    network, a rootfs, UNIX socket binds, --why), and never fails the command."""
+    if req is None or cfg.private_users or cfg.rootfs or compiled.unix_sockets \
+            or compiled.private_network or compiled.log_denials:
+        return
+    from . import plancache
+    from .init_plan import compile_plan
+
+    try:
+        text = compile_plan(compiled, run=req.command == "run", kernel_check=True)
+        named = _view_options(args)["named_writable"]
+        plancache.store(req, text, notes, plancache.guards(compiled, req.program, auto),
+                        plancache.writable_paths(compiled, named))
+    except (OSError, VoltEnforceError):
+        pass
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from . import plancache
+
+    n = plancache.clear()
+    print(f"removed {n} cached plan{'s' if n != 1 else ''}"
+          + (f" from {plancache.cache_dir()}" if plancache.cache_dir() else " (the cache is off)"))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     cmd = _command(args)
+    req = _cache_request(args)
     cfg = config_from_args(args)
     auto = _auto_rules(args, cfg, cmd)
     why = _why(args, cfg)
     report_file = _open_report(args.report)
+    revoked = False
     try:
         with _sandbox(args, cfg) as sb, _Forwarder() as forwarder:
             _warn(args, sb.report)
+            revoked = _cache_guard(args, sb.compiled)
             with why.watch() if why is not None else contextlib.nullcontext():
                 try:
                     proc = sb.popen(cmd)
@@ -533,6 +603,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     return _exec_failed(sb, cmd, exc)
                 if why is not None:
                     why.follow(proc.pid)
+                if not revoked:  # it started: the next start may take the plan from the cache
+                    _cache_fill(req, args, cfg, sb.compiled, auto, list(_printed))
                 outside = getattr(proc, "cwd_outside_view", None)
                 if outside is not None and getattr(args, "warnings", True):
                     _error(f"the view lacks the working directory {outside}: starting in /")
@@ -555,6 +627,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if report_file is not None:
             report_file.discard()  # nothing ran: no empty report left behind
+        if revoked:  # again: whatever the child wrote there meanwhile is gone too
+            from . import plancache
+
+            plancache.revoke()
     return _exit_status(rc)
 
 
@@ -598,6 +674,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     from .sandbox import apply_self
 
     cmd = _command(args)
+    req = _cache_request(args)
     cfg = config_from_args(args)
     # resolved before restricting, so "not found" is told apart from a denial
     path, status = _resolve(cmd[0])
@@ -606,6 +683,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     auto = _auto_rules(args, cfg, cmd)
     # imported now: once this process is restricted it may not read the module
     from .diagnose import diagnose_exec
+
+    if _cache_on():  # before restricting: the cache is never writable from inside
+        _exec_cache(args, cfg, req, auto, path)
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     before = os.getcwd()
@@ -637,6 +717,25 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         status = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXECUTE
         return _not_run(cmd[0], status, exc.strerror)
     return EXIT_FAILURE  # unreachable: execv returned without raising
+
+
+def _exec_cache(args: argparse.Namespace, cfg: IsolationConfig, req: Any, auto: Any,
+                path: str) -> None:
+    """exec's plan for the cache (compiled as apply_self compiles it), kept only when the
+    exec will not be denied (the diagnosis on a miss has no twin on a hit); or the
+    cache revoked, when this process may write it once restricted."""
+    from .compile import compile_config
+    from .diagnose import diagnose_exec
+    from .report import EnforcementReport
+
+    with compile_config(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
+                        unix_sockets=cli_landlock.unix_sockets(args),
+                        **_view_options(args)) as c:
+        if _cache_guard(args, c) or req is None or diagnose_exec(c, path) is not None:
+            return
+        warned = ([f"volt-enforce: warning: {ln}" for ln in EnforcementReport.of(c).downgrades()]
+                  if getattr(args, "warnings", True) else [])
+        _cache_fill(req, args, cfg, c, auto, list(_printed) + warned)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -893,19 +992,37 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--json", action="store_true", help="up: print the network as JSON")
     net.set_defaults(func=_cmd_net)
 
+    cache = sub.add_parser("cache", help="the plan cache of run and exec: clear",
+                           description="clear: remove every cached plan (the next run and "
+                                       "exec compile again). The cache is root's, in "
+                                       "VOLT_ENFORCE_PLAN_CACHE (default /run/volt-enforce/"
+                                       "plans; off: no cache).")
+    cache.add_argument("action", choices=["clear"])
+    cache.set_defaults(func=_cmd_cache)
+
     ip = sub.add_parser("init-path", help="print where the volt-init executable is",
                         epilog=EXAMPLES["init-path"], formatter_class=fmt)
     ip.set_defaults(func=_cmd_init_path)
     return parser
 
 
+#: the lines this command printed on stderr: a plan cache entry keeps them, for each hit
+#: to print them again (volt_enforce.plancache)
+_printed: list[str] = []
+
+
 def _error(msg: str) -> None:
-    sys.stderr.write(f"volt-enforce: {msg}\n")
+    line = f"volt-enforce: {msg}"
+    _printed.append(line)
+    sys.stderr.write(line + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(argv) if argv is not None else sys.argv[1:]
+    args = parser.parse_args(raw)
+    args.raw_argv = raw
+    _printed.clear()
     try:
         rc: int = args.func(args)
         return rc

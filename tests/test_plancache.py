@@ -1,0 +1,392 @@
+"""The plan cache of run and exec (volt_enforce.plancache, volt_enforce._launch).
+
+A hit is told from a miss by what the command imported (``python -X importtime``): a
+hit execs volt-init before the CLI is imported. The session's cache is a temporary
+directory of its own (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from volt_enforce import plancache
+
+VOLT = os.path.join(os.path.dirname(sys.executable), "volt-enforce")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the plan cache is root's alone")
+
+
+def ve(*args: str, cwd: str = "/", env: dict | None = None, timeout: int = 60):
+    """(returncode, stdout, stderr without the import lines, whether it was a hit)."""
+    cp = subprocess.run([sys.executable, "-X", "importtime", VOLT, *args], capture_output=True,
+                        text=True, cwd=cwd, timeout=timeout, env=env)
+    imports = [ln for ln in cp.stderr.splitlines() if ln.startswith("import time:")]
+    assert any(ln.endswith("| volt_enforce.plancache") or ln.endswith("| volt_enforce.cli")
+               for ln in imports), "the import lines are the test's only witness"
+    hit = not any(ln.endswith("| volt_enforce.cli") for ln in imports)
+    err = "\n".join(ln for ln in cp.stderr.splitlines() if not ln.startswith("import time:"))
+    return cp.returncode, cp.stdout, err, hit
+
+
+def entries() -> list[str]:
+    d = plancache.cache_dir()
+    assert d is not None
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    plancache.clear()
+    yield
+    plancache.clear()
+
+
+def miss_then_hit(*args: str, cwd: str = "/"):
+    first = ve(*args, cwd=cwd)
+    second = ve(*args, cwd=cwd)
+    assert not first[3], "the first start compiles"
+    assert second[3], f"the second start is a hit: {second}"
+    return first[:3], second[:3]
+
+
+# ---- hits behave as misses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"],
+    ["run", "--", "sh", "-c", "touch /usr/volt-x; echo $?"],                   # a denial
+    ["run", "--", "sh", "-c", "cat /proc/net/dev | tail -n +3 | cut -d: -f1"],  # network none
+    ["run", "--", "sh", "-c", "echo $$; hostname; ls /tmp | wc -l"],         # PID 2, UTS, view
+    ["run", "--", "sh", "-c", "kill -TERM $$"],                               # 128+15
+    ["run", "--seccomp", "strict", "--", "sh", "-c", "unshare -U true; echo $?"],
+    ["run", "--no-contain", "--profile", "none", "--ro", "/", "--", "sh", "-c",
+     "touch /var/tmp/volt-x 2>&1; echo $?"],
+    ["run", "--pids", "16", "--memory", "64M", "--", "sh", "-c", "echo limited"],
+    ["exec", "--", "sh", "-c", "echo $$ >/dev/null; touch /usr/volt-x; echo $?"],
+    ["exec", "--no-contain", "--profile", "none", "--ro", "/", "--", "sh", "-c",
+     "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; touch /var/tmp/volt-x; echo $?"],
+])
+def test_a_hit_behaves_as_the_miss(args):
+    miss, hit = miss_then_hit(*args)
+    assert hit == miss
+    assert miss[0] != 125, miss
+
+
+def test_a_child_that_may_write_the_cache_is_never_cached():
+    """--no-contain with the server profile may write /tmp, where this session's cache
+    is (and /run, the default's): never cached, each start compiles."""
+    d = plancache.cache_dir() or ""
+    assert d.startswith("/tmp/")
+    for _ in range(2):
+        assert not ve("exec", "--no-contain", "--", "/bin/true")[3]
+    assert entries() == []
+
+
+def test_the_cwd_outside_the_view_is_said_alike(tmp_path):
+    miss, hit = miss_then_hit("run", "--", "pwd", cwd=str(tmp_path))
+    assert hit == miss
+    assert "the view lacks the working directory" in miss[2] and miss[1] == "/\n"
+    miss, hit = miss_then_hit("run", "--no-warnings", "--", "pwd", cwd=str(tmp_path))
+    assert hit == miss and miss[2] == ""
+
+
+def test_exec_hit_keeps_the_pid_and_the_warnings(tmp_path):
+    cp = subprocess.run([VOLT, "exec", "--best-effort", "--", "sh", "-c", "echo $$"],
+                        capture_output=True, text=True, cwd="/")
+    proc = subprocess.Popen([VOLT, "exec", "--best-effort", "--", "sh", "-c", "echo $$"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    out, err = proc.communicate(timeout=60)
+    assert out.strip() == str(proc.pid)  # volt-init exec'd the target in place
+    assert err == cp.stderr
+
+
+def test_a_rw_path_stays_writable_on_a_hit(tmp_path):
+    d = tmp_path / "work"
+    d.mkdir()
+    for i in range(2):
+        rc, out, err, hit = ve("run", "--rw", str(d), "--", "sh", "-c", f"echo {i} > {d}/f")
+        assert (rc, hit) == (0, i == 1), err
+        assert (d / "f").read_text() == f"{i}\n"
+
+
+def test_the_cgroup_of_a_hit_is_removed():
+    def volt_cgroups() -> set[str]:
+        out = set()
+        for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+            out.update(os.path.join(root, d) for d in dirs if d.startswith("volt-init-"))
+            dirs[:] = [d for d in dirs if not d.startswith(("system.slice", "user.slice"))]
+        return out
+
+    before = volt_cgroups()
+    # the library also places the child in the memory hierarchy of a v1 host (for its
+    # figures); the limits are the same
+    miss, hit = miss_then_hit("run", "--pids", "8", "--", "sh", "-c", "cat /proc/self/cgroup | grep -c volt")
+    assert hit[0] == miss[0] == 0
+    assert int(miss[1]) >= 1 and int(hit[1]) >= 1  # the child was in a cgroup of its own
+    assert volt_cgroups() == before
+
+
+# ---- what is never cached ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [["--why"], ["--report", "/dev/null"], ["--private-users"],
+                                   ["--net", "none"], ["--network", "private"]])
+def test_options_that_are_never_served_from_the_cache(extra):
+    args = ["run", *extra, "--", "/bin/true"]
+    for _ in range(2):
+        rc, out, err, hit = ve(*args)
+        assert not hit
+    assert entries() == []
+    # the control: without the option the second start is a hit
+    miss_then_hit("run", "--", "/bin/true")
+
+
+def test_a_denied_exec_is_not_cached(tmp_path):
+    prog = tmp_path / "prog"
+    prog.write_text("#!/bin/sh\necho ran\n")
+    prog.chmod(0o755)
+    for _ in range(2):
+        rc, out, err, hit = ve("exec", "--no-auto-rules", "--no-contain", "--", str(prog))
+        assert rc == 126 and not hit, (rc, err)
+    assert entries() == []
+
+
+# ---- a policy change is another key ---------------------------------------------------------
+
+
+def test_a_config_change_invalidates(tmp_path):
+    cfg = tmp_path / "isolation.json"
+    from volt_enforce import LandlockAccess
+
+    rx, rw = int(LandlockAccess.READ_EXEC), int(LandlockAccess.all())
+    cfg.write_text(json.dumps({"Landlock": {"Rules": [{"Path": "/", "Access": rx}]}}))
+    args = ["run", "--config", str(cfg), "--no-contain", "--", "sh", "-c", "touch /var/tmp/volt-cfg; echo $?"]
+    miss, hit = miss_then_hit(*args)
+    assert hit == miss and miss[1].strip() != "0"
+    cfg.write_text(json.dumps({"Landlock": {"Rules": [{"Path": "/", "Access": rw}]}}))
+    try:
+        rc, out, err, was_hit = ve(*args)
+        assert not was_hit and out.strip() == "0", err
+    finally:
+        if os.path.exists("/var/tmp/volt-cfg"):
+            os.unlink("/var/tmp/volt-cfg")
+
+
+def test_a_seccomp_profile_change_invalidates(tmp_path):
+    prof = tmp_path / "profile.json"
+    allow = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}
+    deny = {"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    prof.write_text(json.dumps(allow))
+    args = ["run", "--seccomp", str(prof), "--", "sh", "-c", "mkdir /tmp/d && echo made"]
+    miss, hit = miss_then_hit(*args)
+    assert hit == miss and miss[1] == "made\n"
+    prof.write_text(json.dumps(deny))
+    rc, out, err, was_hit = ve(*args)
+    assert not was_hit and out == "" and rc != 0
+
+
+def test_an_option_change_invalidates():
+    miss_then_hit("run", "--", "sh", "-c", "touch /usr/volt-x 2>/dev/null; echo $?")
+    rc, out, err, hit = ve("run", "--rw", "/usr", "--", "sh", "-c", "touch /usr/volt-x 2>/dev/null; echo $?")
+    try:
+        assert not hit and out == "0\n"
+    finally:
+        if os.path.exists("/usr/volt-x"):
+            os.unlink("/usr/volt-x")
+
+
+def test_a_changed_program_invalidates(tmp_path):
+    prog = tmp_path / "prog"
+    prog.write_text("#!/bin/sh\necho one\n")
+    prog.chmod(0o755)
+    miss, hit = miss_then_hit("run", "--rox", str(tmp_path), "--", str(prog))
+    assert miss[1] == "one\n"
+    prog.write_text("#!/bin/sh\necho two\n")
+    rc, out, err, was_hit = ve("run", "--rox", str(tmp_path), "--", str(prog))
+    assert not was_hit and out == "two\n"
+
+
+def test_cache_clear():
+    miss_then_hit("run", "--", "/bin/true")
+    cp = subprocess.run([VOLT, "cache", "clear"], capture_output=True, text=True, check=True)
+    assert cp.stdout.startswith("removed 1 cached plan")
+    assert entries() == []
+    assert not ve("run", "--", "/bin/true")[3]
+
+
+# ---- tampering ------------------------------------------------------------------------------
+
+
+def _entry_path() -> str:
+    (name,) = entries()
+    return os.path.join(plancache.cache_dir() or "", name)
+
+
+@pytest.mark.parametrize("tamper", ["plan", "mode", "owner", "dir_mode", "link", "key"])
+def test_a_tampered_entry_is_a_miss(tamper):
+    args = ("run", "--", "sh", "-c", "touch /usr/volt-x 2>/dev/null; echo $?")
+    miss_then_hit(*args)
+    path = _entry_path()
+    if tamper == "plan":  # the MAC no longer matches: the Landlock ruleset dropped
+        data = open(path, "rb").read()
+        data = b"\n".join(ln for ln in data.split(b"\n") if not ln.startswith((b"landlock ", b"path ")))
+        open(path, "wb").write(data)
+    elif tamper == "mode":
+        os.chmod(path, 0o644)
+    elif tamper == "owner":
+        os.chown(path, 65534, 0)
+    elif tamper == "dir_mode":
+        os.chmod(os.path.dirname(path), 0o755)
+    elif tamper == "link":
+        os.link(path, path + ".hard")
+    elif tamper == "key":
+        os.unlink(plancache.key_path())
+    try:
+        rc, out, err, hit = ve(*args)
+        assert not hit and out == "1\n"
+    finally:
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.exists(path + ".hard"):
+            os.unlink(path + ".hard")
+    assert not os.path.exists("/usr/volt-x")
+
+
+def digest(args) -> str:
+    """The key of ``args`` as the command computes it (its cwd is the tests' "/")."""
+    cp = subprocess.run([sys.executable, "-c", "import sys; from volt_enforce import plancache; "
+                         "print(plancache.Request.from_argv(sys.argv[1:]).digest())", *args],
+                        capture_output=True, text=True, cwd="/", check=True)
+    return cp.stdout.strip()
+
+
+def _rm(path: str) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def _forge_permissive(args: tuple[str, ...]) -> bytes:
+    """An entry for ``args`` whose plan is that of the same command with --rw /usr, MAC'd
+    with the current key: what an attacker who can write the cache would plant."""
+    permissive = ["run", "--rw", "/usr", *args[1:]]
+    try:
+        assert ve(*permissive)[1] == "0\n"  # fills the permissive entry
+    finally:
+        _rm("/usr/volt-x")
+    pd, d = digest(permissive), digest(args)
+    pdata = open(os.path.join(plancache.cache_dir() or "", pd), "rb").read()
+    body = pdata.split(b"\n", 1)[1].replace(pd.encode(), d.encode())
+    secret = open(plancache.key_path(), "rb").read()
+    plancache.clear()
+    return b"mac " + plancache._mac(secret, body).hex().encode() + b"\n" + body
+
+
+def _plant(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+
+
+ARGS = ("run", "--", "sh", "-c", "touch /usr/volt-x 2>/dev/null; echo $?")
+
+
+def test_control_a_forged_entry_with_the_key_is_taken():
+    """The control of the attacks below: the forged entry, planted by the test itself
+    with the real key, is served (so the attacks could succeed if the cache let them)."""
+    forged = _forge_permissive(ARGS)
+    _plant(os.path.join(plancache.cache_dir() or "", digest(ARGS)), forged)
+    try:
+        rc, out, err, hit = ve(*ARGS)
+        assert hit and out == "0\n"
+    finally:
+        _rm("/usr/volt-x")
+
+
+@pytest.mark.parametrize("command, where", [
+    ("run", "cache"), ("run", "parent"), ("run", "key_dir"), ("run", "both"),
+    ("exec", "cache"), ("exec", "parent"),
+    # an exec'd child that may write the key's directory outlives the command: the key's
+    # default place is the installed package, which such a child could rewrite anyway
+])
+def test_attack_a_child_that_may_write_the_cache_cannot_plant_a_plan(tmp_path, where, command):
+    """A child given --rw on the cache directory, on its parent, or on the key's
+    directory writes a forged entry (and the key it was MAC'd with) for the next run:
+    that run compiles again, and the touch stays denied."""
+    forged = _forge_permissive(ARGS)
+    name = digest(ARGS)
+    d = plancache.cache_dir() or ""
+    key = plancache.key_path()
+    secret = open(key, "rb").read()
+    stash = tmp_path / "stash"
+    stash.mkdir()
+    (stash / "entry").write_bytes(forged)
+    (stash / "key").write_bytes(secret)
+    targets = {"cache": [d], "parent": [os.path.dirname(d)], "key_dir": [os.path.dirname(key)],
+               "both": [d, os.path.dirname(key)]}[where]
+    rw = [a for t in targets for a in ("--rw", t)]
+    script = (f"mkdir -p {d} {os.path.dirname(key)}; "
+              f"cat {stash}/entry > {d}/{name} && chmod 600 {d}/{name} && "
+              f"cat {stash}/key > {key} && chmod 600 {key} && echo planted")
+    rc, out, err, hit = ve(command, *rw, "--ro", str(stash), "--", "sh", "-c", script)
+    assert out == "planted\n", err  # the child could write there
+    try:
+        rc, out, err, hit = ve(*ARGS)
+        assert not hit and out == "1\n", (out, err)
+    finally:
+        if os.path.exists("/usr/volt-x"):
+            os.unlink("/usr/volt-x")
+            pytest.fail("the forged plan ran")
+    assert ve(*ARGS)[3]  # the cache works again: the second start after is a hit
+
+
+def test_attack_a_plan_that_writes_the_cache_is_never_served(tmp_path):
+    """The entry of a command whose child may write the cache is never written, nor
+    served if planted: its writable paths are checked on each use."""
+    d = plancache.cache_dir() or ""
+    for _ in range(2):
+        assert not ve("run", "--rw", os.path.dirname(d), "--", "/bin/true")[3]
+    assert entries() == []
+
+
+def test_a_signal_to_a_hit_reaches_the_child():
+    args = ["run", "--", "sh", "-c", "trap 'echo got; exit 42' TERM; echo ready; "
+                                     "while :; do sleep 0.1; done"]
+    ve(*args[:1], "--", "/bin/true")
+    for _ in range(2):
+        proc = subprocess.Popen([VOLT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd="/")
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert (proc.returncode, out) == (42, "got\n")
+    assert len(entries()) == 2  # /bin/true's and this one's: the second start was a hit
+
+
+def test_the_cache_directory_is_0700_and_entries_0600():
+    miss_then_hit("run", "--", "/bin/true")
+    d = plancache.cache_dir() or ""
+    assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700
+    for name in entries():
+        st = os.lstat(os.path.join(d, name))
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+    assert stat.S_IMODE(os.lstat(plancache.key_path()).st_mode) == 0o600
+
+
+def test_an_untrusted_directory_is_never_used(tmp_path):
+    d = tmp_path / "open"
+    d.mkdir(mode=0o777)
+    os.chmod(d, 0o777)
+    env = dict(os.environ, VOLT_ENFORCE_PLAN_CACHE=str(d / "plans"))
+    for _ in range(2):
+        assert not ve("run", "--", "/bin/true", env=env)[3]
+    assert not os.path.exists(d / "plans")  # its parent is world-writable: never made
+    shutil.rmtree(d)
