@@ -19,10 +19,11 @@ The key covers the library (its version and the size and mtime of its files), th
 kernel (release, build, boot id: the Landlock ABI and errata are fixed for a boot, and
 the plan records them for volt-init to check), this process's credentials,
 capabilities, no_new_privs, seccomp and cgroup (with the cgroup mounts), the working
-directory, PATH and HOME, the command, each option token, the bytes of every input
-file (``--config``, a seccomp profile file) and the program run. Each entry also
-holds guards checked on a hit: the program's and the ELF loader cache's stat, and the
-identity (or absence) of every path a rule names.
+directory, PATH and HOME, the loader's, Python's and this library's environment
+variables (``LD_*``, ``PYTHON*``, ``VOLT_ENFORCE_*``), the command, each option
+token, the bytes of every input file (``--config``, a seccomp profile file) and the
+program run. Each entry also holds guards checked on a hit: the program's and the ELF
+loader cache's stat, and the identity (or absence) of every path a rule names.
 
 Clear it with ``volt-enforce cache clear`` (or ``clear()``).
 
@@ -57,6 +58,7 @@ __all__ = ["DEFAULT_DIR", "Entry", "Request", "cache_dir", "clear", "covers", "k
 FORMAT = b"volt-plan-cache 1"
 DEFAULT_DIR = "/run/volt-enforce/plans"
 KEY_BYTES = 32
+MAX_ENTRIES = 1024
 
 #: run and exec options a cached plan may have: (takes a value, the values allowed or None)
 _OPTIONS: dict[str, tuple[bool, tuple[str, ...] | None]] = {
@@ -346,6 +348,10 @@ class Request:
                  os.fsencode(os.getcwd()),
                  os.fsencode(os.environ.get("PATH", os.defpath)),
                  os.fsencode(os.environ.get("HOME", "")),
+                 # what the program's rules are found by (the loader's and Python's
+                 # search paths) and the library's own settings
+                 b"\0".join(os.fsencode(f"{k}={v}") for k, v in sorted(os.environ.items())
+                            if k.startswith(("LD_", "PYTHON", "VOLT_ENFORCE_"))),
                  os.fsencode(cache_dir() or ""), os.fsencode(key_path()),
                  self.command.encode(), b"%d" % len(self.tokens)]
         parts += [os.fsencode(t) for t in self.tokens]
@@ -494,6 +500,8 @@ def store(req: Request, plan: str, notes: Sequence[str], guard_records: Sequence
     d = cache_dir()
     if d is None or os.geteuid() != 0 or not protected(writable) or not _ensure_dir(d):
         return False
+    if len(os.listdir(d)) >= MAX_ENTRIES:  # a bound on what /run (memory) holds
+        clear()
     secret = _secret(create=True)
     if secret is None:
         return False
