@@ -390,3 +390,18 @@ def test_an_untrusted_directory_is_never_used(tmp_path):
         assert not ve("run", "--", "/bin/true", env=env)[3]
     assert not os.path.exists(d / "plans")  # its parent is world-writable: never made
     shutil.rmtree(d)
+
+
+def test_a_linked_cache_directory_is_never_used(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o755)
+    link = tmp_path / "plans"
+    link.symlink_to(real)
+    env = dict(os.environ, VOLT_ENFORCE_PLAN_CACHE=str(link))
+    for _ in range(2):
+        assert not ve("run", "--", "/bin/true", env=env)[3]
+    assert os.listdir(real) == []
+    # the control: the directory itself is used
+    env["VOLT_ENFORCE_PLAN_CACHE"] = str(real)
+    assert [ve("run", "--", "/bin/true", env=env)[3] for _ in range(2)] == [False, True]

@@ -84,15 +84,22 @@ _STATUS_FIELDS = (b"Uid:", b"Gid:", b"Groups:", b"CapInh:", b"CapPrm:", b"CapEff
 def cache_dir() -> str | None:
     """The entries' directory, or None when the cache is off."""
     d = os.environ.get("VOLT_ENFORCE_PLAN_CACHE", DEFAULT_DIR)
-    return None if d in ("", "off") else os.path.abspath(d)
+    return None if d in ("", "off") else _resolved_parent(d)
 
 
 def key_path() -> str:
     """The MAC secret's file."""
     k = os.environ.get("VOLT_ENFORCE_PLAN_KEY")
     if k:
-        return os.path.abspath(k)
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), ".plan-cache.key")
+        return _resolved_parent(k)
+    return os.path.join(os.path.dirname(os.path.realpath(__file__)), ".plan-cache.key")
+
+
+def _resolved_parent(path: str) -> str:
+    """``path`` with its directory resolved (once: every later step uses this string,
+    whatever a link is changed to); the last part is never followed (checked by lstat)."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 # ---- trust checks -------------------------------------------------------------------
