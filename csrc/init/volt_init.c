@@ -85,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -833,6 +834,8 @@ static char **exec_candidates(const char *name, const char *exec_file)
 /* volt-init run: start CMD under the plan and supervise it. */
 static int supervise(struct ve_plan *plan, char **cmd, const char *exec_file)
 {
+	/* unrestricted root beside a restricted child: nobody attaches to it */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	char **paths = exec_candidates(cmd[0], exec_file);
 	struct ve_spawn_args a;
 	memset(&a, 0, sizeof(a));
