@@ -603,11 +603,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     return _exec_failed(sb, cmd, exc)
                 if why is not None:
                     why.follow(proc.pid)
-                if not revoked:  # it started: the next start may take the plan from the cache
-                    _cache_fill(req, args, cfg, sb.compiled, auto, list(_printed))
                 outside = getattr(proc, "cwd_outside_view", None)
-                if outside is not None and getattr(args, "warnings", True):
-                    _error(f"the view lacks the working directory {outside}: starting in /")
+                cwd_note = (f"the view lacks the working directory {outside}: starting in /"
+                            if outside is not None and getattr(args, "warnings", True) else None)
+                if cwd_note is not None:
+                    _error(cwd_note)
+                if not revoked:  # it started: the next start may take the plan from the cache
+                    # (whose hit says the cwd note before its child starts: the cwd is in the key)
+                    _cache_fill(req, args, cfg, sb.compiled, auto, list(_printed))
                 rc = forwarder.wait(proc)
             report = sb.report.to_dict()
             if outside is not None:

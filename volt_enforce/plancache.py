@@ -590,7 +590,8 @@ def launch(req: Request, entry: Entry) -> None:
     fd = plan_memfd(entry.plan)
     argv = [init] + (["run"] if req.command == "run" else [])
     argv += ["--plan-fd", str(fd), "--prog", "volt-enforce", "--exec", req.program]
-    argv += ["--quiet"] if req.quiet else []
+    # run: the entry's notes already said it, before the child could write a line
+    argv += ["--quiet"] if req.quiet or req.command == "run" else []
     argv += ["--", *req.cmd]
     try:
         os.execv(init, argv)
