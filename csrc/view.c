@@ -29,6 +29,9 @@
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
 #endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000 /* 5.12 */
+#endif
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
@@ -208,6 +211,19 @@ static long run_op(const struct ve_view_op *o, int *slots)
 		umask(old);
 		errno = saved;
 		return r;
+	}
+	case VE_VOP_IDMAP: {
+		if (o->slot < 0 || o->slot >= VE_VIEW_MAX_SLOTS || slots[o->slot] < 0) {
+			errno = EBADF;
+			return -1;
+		}
+		struct mount_attr attr;
+		memset(&attr, 0, sizeof(attr));
+		attr.attr_set = MOUNT_ATTR_IDMAP;
+		attr.userns_fd = (uint64_t)o->userns_fd;
+		/* the top mount only: a submount not idmapped keeps ids the child cannot use */
+		return syscall(__NR_mount_setattr, slots[o->slot], "", AT_EMPTY_PATH, &attr,
+			       sizeof(attr));
 	}
 	case VE_VOP_PIVOT:
 		/* the old root is stacked on "." and detached at once */

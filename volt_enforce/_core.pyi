@@ -139,6 +139,7 @@ class _Lib:
     VE_VOP_ATTACH: int
     VE_VOP_CLONE: int
     VE_VOP_DEVPTS: int
+    VE_VOP_IDMAP: int
     VE_VOP_MKDIR: int
     VE_VOP_MKNOD: int
     VE_VOP_PIVOT: int

@@ -129,12 +129,18 @@ def _view_path(path: str) -> str:
     return os.path.join(os.path.realpath(parent), name) if name else "/"
 
 
+#: An idmapped bind's mapping: (owner uid, owner gid) on disk shown as the child's
+#: root (root uid, root gid) on the host: volt_enforce.users.owner_userns.
+IdmapSpec = tuple[int, int, int, int]
+
+
 @dataclass
 class _Bind:
     host: str
     view: str
     attr: int
     writable: bool
+    idmap: IdmapSpec | None = None
 
 
 @dataclass
@@ -158,6 +164,24 @@ class ViewPlan:
     #: each child mounts a procfs of its own (for a PID namespace of its own); without
     #: one the template's procfs shows the same processes, so none is mounted
     fresh_proc: bool = False
+    #: the root bind idmapped (``--rw /`` under PrivateUsers), as a bind's ``idmap``
+    root_idmap: IdmapSpec | None = None
+
+    def with_idmaps(self, maps: dict[str, IdmapSpec]) -> ViewPlan:
+        """A copy whose writable binds of the host paths in ``maps`` are idmapped
+        (PrivateUsers: directories the child's root could not write otherwise)."""
+        import dataclasses
+
+        binds = [dataclasses.replace(b, idmap=maps[b.host]) if b.host in maps and b.writable
+                 else b for b in self.binds]
+        root = maps.get(self.root) if self.root != "tmpfs" and not self.root_attr & _RDONLY \
+            else None
+        return dataclasses.replace(self, binds=binds, root_idmap=root)
+
+    def idmapped(self) -> list[str]:
+        """The host paths bound idmapped."""
+        out = [self.root] if self.root_idmap is not None else []
+        return out + [b.host for b in self.binds if b.idmap is not None]
 
     def with_file_bind(self, host: str, view: str) -> ViewPlan:
         """A copy that also binds the file ``host`` at ``view``, read-only (the
@@ -199,7 +223,9 @@ class ViewPlan:
             "root": self.root,
             "root_read_only": bool(self.root_attr & _RDONLY),
             "binds": [{"path": b.view, "source": b.host, "writable": b.writable,
-                       "exec": not b.attr & _NOEXEC} for b in self.binds],
+                       "exec": not b.attr & _NOEXEC,
+                       **({"idmapped": {"owner": list(b.idmap[:2]), "as": list(b.idmap[2:])}}
+                          if b.idmap is not None else {})} for b in self.binds],
             "symlinks": [{"path": p, "target": t} for p, t in self.symlinks],
             "private": sorted(self.private) + ([self.home] if self.home else []),
             "rootfs": self.rootfs,
@@ -421,6 +447,7 @@ class _Op:
     mode: int = 0
     attr: int = 0
     data: str | None = None
+    userns_fd: int = -1
 
 
 _STASH = "dev/.volt-binds"
@@ -448,14 +475,26 @@ def _nested(plan: ViewPlan) -> list[_Bind]:
     return [b for b in plan.binds if any(_under(b.view, p) and b.view != p for p in privates)]
 
 
-def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
-    """The template's operations, and what each is about (for errors)."""
+def _template_ops(plan: ViewPlan, idmap_fds: dict[str, int] | None = None
+                  ) -> tuple[list[_Op], list[str]]:
+    """The template's operations, and what each is about (for errors).
+    ``idmap_fds``: the user namespace of each idmapped bind, by host path."""
     ops: list[_Op] = []
     what: list[str] = []
 
     def add(op: _Op, about: str) -> None:
         ops.append(op)
         what.append(about)
+
+    def idmap(host: str, spec: IdmapSpec | None, slot: int) -> None:
+        if spec is None:
+            return
+        fd = (idmap_fds or {}).get(host, -1)
+        if fd < 0:
+            raise PolicyError("view", host, "is to be bound idmapped, but no user namespace "
+                              "was given for it")
+        add(_Op(lib.VE_VOP_IDMAP, "", slot=slot, userns_fd=fd),
+            f"idmapping {host} (its owner as the child's root)")
 
     # Clones are taken before the root is attached at the scratch directory only for
     # what that hides; everything else is cloned and attached in turn (one slot).
@@ -464,12 +503,14 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     if plan.root != "tmpfs":
         add(_Op(lib.VE_VOP_CLONE, plan.root, slot=slot, recursive=True, attr=plan.root_attr),
             f"binding {plan.root} as the root")
+        idmap(plan.root, plan.root_idmap, slot)
         root_slot, slot = slot, slot + 1
     early: dict[str, int] = {}
     for b in plan.binds:
         if _under(b.host, plan.scratch):
             add(_Op(lib.VE_VOP_CLONE, b.host, slot=slot, recursive=True, attr=b.attr),
                 f"binding {b.host}")
+            idmap(b.host, b.idmap, slot)
             early[b.view] = slot
             slot += 1
     turn = slot  # the slot of a clone attached at once
@@ -477,6 +518,7 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     def bind(b: _Bind, where: str, about: str) -> None:
         if b.view not in early:
             add(_Op(lib.VE_VOP_CLONE, b.host, slot=turn, recursive=True, attr=b.attr), about)
+            idmap(b.host, b.idmap, turn)
         add(_Op(lib.VE_VOP_ATTACH, where, slot=early.get(b.view, turn)), about)
 
     # the device nodes: made in the template's /dev (a mount each would be copied
@@ -600,6 +642,7 @@ class _COps:
                 o.op, o.slot, 1 if o.recursive else 0, o.mode, o.attr)
             c.path = self._str(o.path)
             c.data = self._str(o.data) if o.data is not None else ffi.NULL
+            c.userns_fd = o.userns_fd
 
     def _str(self, s: str) -> Any:
         b = ffi.new("char[]", os.fsencode(s))
@@ -673,15 +716,17 @@ class View:
     ``ruleset``: the compiled Landlock ruleset whose rules, handled rights and
     ports the child builds again inside its view (None: no Landlock).
     ``scopes``: Landlock scopes added at enforcement (the presets'), best effort.
+    ``idmap_fds``: the user namespace of each idmapped bind, by host path (the
+    mounts keep them: the caller may close them once the view is made).
     """
 
     def __init__(self, plan: ViewPlan, ruleset: CompiledRuleset | None = None,
-                 scopes: int = 0) -> None:
+                 scopes: int = 0, idmap_fds: dict[str, int] | None = None) -> None:
         self.plan = plan
         self.notes = list(plan.notes)
         self.scopes = 0
         self._fd = -1
-        ops, what = _template_ops(plan)
+        ops, what = _template_ops(plan, idmap_fds)
         tmpl = _COps(ops)
         failed = ffi.new("int *")
         fd = lib.ve_view_prepare(tmpl.arr, tmpl.n, failed)
