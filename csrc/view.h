@@ -26,6 +26,7 @@ enum {
 	VE_VOP_PIVOT,     /* template: pivot_root(".", "."), detach the old root, chdir / */
 	VE_VOP_MKNOD,     /* a device node: mode (type and permissions), attr_set the dev_t */
 	VE_VOP_IDMAP,     /* slot's detached mount idmapped through userns_fd */
+	VE_VOP_BIND,      /* bind data onto path ([MS_REC]); attr_set: every flag it then gets */
 };
 
 #define VE_VIEW_MAX_SLOTS 64
