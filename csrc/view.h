@@ -25,6 +25,8 @@ enum {
 	VE_VOP_UMOUNT,    /* umount2(path, MNT_DETACH); not mounted is fine */
 	VE_VOP_PIVOT,     /* template: pivot_root(".", "."), detach the old root, chdir / */
 	VE_VOP_MKNOD,     /* a device node: mode (type and permissions), attr_set the dev_t */
+	VE_VOP_IDMAP,     /* slot's detached mount idmapped through userns_fd */
+	VE_VOP_BIND,      /* bind data onto path ([MS_REC]); attr_set: every flag it then gets */
 };
 
 #define VE_VIEW_MAX_SLOTS 64
@@ -37,6 +39,7 @@ struct ve_view_op {
 	uint64_t attr_set;
 	const char *path;
 	const char *data;
+	int userns_fd;    /* VE_VOP_IDMAP only */
 };
 
 struct ve_view_rule {

@@ -34,6 +34,7 @@ HOST_FEATURES = {
     "cgroup v1 controllers",
     "cgroup2 placement",
     "private network",
+    "idmapped mounts",
 }
 _VM_COMMON = {
     "landlock",

@@ -39,7 +39,6 @@ from volt_enforce import (
     server_policy,
 )
 from volt_enforce.child import ENFORCEMENT_STEPS
-from volt_enforce.errors import PolicyError
 from volt_enforce.model import CAPABILITIES, DOCKER_DEFAULT_CAPABILITIES
 
 
@@ -120,13 +119,14 @@ def test_coreutils_and_python(work):
 def _default_isolation_run(work):
     cfg = default_isolation("/")
     cfg.landlock.rules.append(LandlockRule(path=work, access=LandlockAccess.READ_WRITE))
-    # root inside is an unprivileged host uid: host root's 0755 work dir is refused,
-    # naming it (volt_enforce.users)
-    try:
-        volt_enforce.run(["true"], isolation=cfg)
-        refused = ""
-    except PolicyError as exc:
-        refused = str(exc)
+    # root inside is an unprivileged host uid: host root's 0755 work dir is bound
+    # idmapped (its owner is the child's root), so what the child makes there is
+    # host root's, the directory owner's (volt_enforce.users)
+    r = volt_enforce.run(["sh", "-c", f"echo ok > {work}/idmapped"], isolation=cfg,
+                         capture_output=True, text=True)
+    made = os.path.join(work, "idmapped")
+    idmapped = (r.returncode, r.stderr, os.stat(made).st_uid if os.path.exists(made) else None,
+                any("bound idmapped" in n for n in r.report.notes))
     work = tempfile.mkdtemp(prefix="volt-default-", dir="/tmp")
     os.chmod(work, 0o1777)  # writable for anyone, as /tmp (and reachable: not below tmp_path)
     cfg = default_isolation("/")
@@ -142,7 +142,7 @@ def _default_isolation_run(work):
     finally:
         shutil.rmtree(work)
     return r.returncode, r.stdout, r.stderr, r.report.namespaces, r.report.cgroup is not None, \
-        r.report.network, refused, written
+        r.report.network, idmapped, written
 
 
 def test_default_isolation_based_sandbox(work):
@@ -153,9 +153,9 @@ def test_default_isolation_based_sandbox(work):
     need_cgroup_v1("pids")
     from netns_host import in_stand_in_host
 
-    rc, out, err, namespaces, has_cgroup, network, refused, written = in_stand_in_host(
+    rc, out, err, namespaces, has_cgroup, network, idmapped, written = in_stand_in_host(
         _default_isolation_run, work)
-    assert "host uid" in refused and work in refused
+    assert list(idmapped) == [0, "", 0, True]  # (a JSON reply: a list)
     assert rc == 0, err
     lines = out.split()
     assert lines[0] == "0" and int(lines[1]) > 0 and lines[2] == "65536"  # never host root

@@ -16,9 +16,9 @@ import threading
 
 import pytest
 from hypothesis import given, strategies as st
-from kernelreq import need_userns
+from kernelreq import need, need_userns
 
-from volt_enforce import IsolationConfig, LandlockAccess, LandlockRule, Sandbox, users
+from volt_enforce import IsolationConfig, LandlockAccess, LandlockRule, Sandbox, SeccompProfile, users
 from volt_enforce.errors import EnforcementError, PolicyError
 from volt_enforce.model import LandlockPolicy
 
@@ -226,18 +226,20 @@ def test_mapped_root_cannot_change_host_root_files(ids, shared_dir):
     assert cp.stdout.split("\n")[:3] == ["chmod done", "chown done", "utime done"]
 
 
-def _rw(path: str) -> IsolationConfig:
-    return IsolationConfig(private_users=True, landlock=LandlockPolicy(
+def _rw(path: str, seccomp: SeccompProfile | None = None) -> IsolationConfig:
+    return IsolationConfig(private_users=True, seccomp=seccomp, landlock=LandlockPolicy(
         rules=[LandlockRule(path="/", access=LandlockAccess.READ_EXEC),
                          LandlockRule(path=path, access=LandlockAccess.READ_WRITE)]))
 
 
 def test_a_writable_dir_the_mapped_root_cannot_write_is_refused(ids, shared_dir):
+    """Without a filter that keeps setuid bits off what it makes there, no idmapped
+    bind: refused, naming the directory and the uid it needs."""
     need_userns()
     with pytest.raises(PolicyError) as exc:
         Sandbox(_rw(shared_dir))
     msg = str(exc.value)
-    assert shared_dir in msg and "host uid" in msg
+    assert shared_dir in msg and "host uid" in msg and "seccomp strict or default" in msg
     assert sorted(os.listdir(ids.state)) == ["lock"]  # nothing stays allocated
     # given to the uid it names, it works, and what the child writes is that uid's
     uid = int(msg.split("give uid ")[1].split()[0])
@@ -249,10 +251,180 @@ def test_a_writable_dir_the_mapped_root_cannot_write_is_refused(ids, shared_dir)
     assert os.stat(os.path.join(shared_dir, "made")).st_uid == uid
 
 
+def test_without_a_view_no_idmapped_bind(ids, shared_dir):
+    """contain=False has no view to bind into: refused as before, naming the uid."""
+    need_userns()
+    with pytest.raises(PolicyError) as exc:
+        Sandbox(_rw(shared_dir, SeccompProfile.DEFAULT), contain=False)
+    assert shared_dir in str(exc.value) and "give uid" in str(exc.value)
+    assert sorted(os.listdir(ids.state)) == ["lock"]
+
+
+def _need_idmap(path: str) -> None:
+    alloc = users.allocate()
+    try:
+        fd = users.open_userns(alloc.idmap)
+        try:
+            os.close(users.idmapped_tree(path, fd))
+            ok, why = True, ""
+        except OSError as exc:
+            ok, why = False, f"{users.fs_type(path)} at {path}: {exc.strerror}"
+        finally:
+            os.close(fd)
+    finally:
+        alloc.release()
+    need("idmapped mounts", ok, why)
+
+
+#: What the child tries in a directory bound idmapped: make a file, then give it
+#: (and a file of host root's that was there) setuid bits, root's ownership and a
+#: file capability, and create files and directories with setuid/setgid modes.
+_IDMAPPED = r"""
+import os, sys
+d = sys.argv[1]
+made = os.path.join(d, "made")
+with open(made, "w") as f:
+    f.write("#!/bin/sh\n")
+print("id", os.getuid())
+cap = bytes.fromhex("01000002" + "ffffffff" * 2 + "00000000" * 2)  # v2, every cap +ep
+tries = [
+    ("chmod", lambda: os.chmod(made, 0o4755)),
+    ("chmod-g", lambda: os.chmod(made, 0o2755)),
+    ("chown", lambda: os.chown(made, 0, 0)),
+    ("setcap", lambda: os.setxattr(made, "security.capability", cap)),
+    ("creat", lambda: os.close(os.open(os.path.join(d, "c"), os.O_CREAT | os.O_WRONLY, 0o6755))),
+    ("mkdir", lambda: os.mkdir(os.path.join(d, "m"), 0o2755)),
+    ("victim", lambda: os.chmod(os.path.join(d, "victim"), 0o4755)),
+]
+for name, fn in tries:
+    try:
+        fn(); print(name, "done")
+    except OSError as exc:
+        print(name, "refused", exc.errno)
+for sib in sys.argv[2:]:
+    try:
+        open(os.path.join(sib, "x"), "w").close(); print("sibling done")
+    except OSError as exc:
+        print("sibling refused", exc.errno)
+"""
+
+
+def _privileged(d: str) -> list[str]:
+    """Files below ``d`` that would give a host user something: a setuid/setgid bit,
+    a file capability."""
+    out = []
+    for name in os.listdir(d):
+        p = os.path.join(d, name)
+        st = os.lstat(p)
+        if st.st_mode & 0o6000 and not os.path.isdir(p):
+            out.append(f"{name}: mode {st.st_mode & 0o7777:o} uid {st.st_uid}")
+        try:
+            os.getxattr(p, "security.capability", follow_symlinks=False)
+            out.append(f"{name}: security.capability")
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("owner", [(0, 0), (1234, 2345)], ids=["root's", "another uid's"])
+def test_a_dir_the_mapped_root_cannot_write_is_bound_idmapped(ids, owner):
+    """--rw of a directory the mapped root cannot write (host root's 0755, another
+    uid's): bound idmapped, its owner as the child's root. What the child makes
+    lands as the owner, and nothing it does there leaves a setuid/setgid file or a
+    file capability; a host root file there stays as it was; a sibling not named
+    writable stays out of reach. Control: host root does it all unsandboxed."""
+    need_userns()
+    base = tempfile.mkdtemp(prefix="volt-idmap-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        d, sibling = os.path.join(base, "rw"), os.path.join(base, "sibling")
+        for p in (d, sibling):
+            os.mkdir(p, 0o755)
+        os.chown(d, *owner)
+        victim = os.path.join(d, "victim")
+        with open(victim, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(victim, 0o755)
+        _need_idmap(d)
+        cmd = ["/usr/bin/python3", "-S", "-c", _IDMAPPED, d, sibling, "/etc"]
+        with Sandbox(_rw(d, SeccompProfile.DEFAULT)) as sb:
+            assert any("bound idmapped" in n and d in n for n in sb.report.notes)
+            assert "SETFCAP" not in (sb.report.capabilities or ())
+            assert sb.view is not None and sb.view.plan.idmapped() == [d]
+            cp = sb.run(cmd, capture_output=True, text=True)
+        out = cp.stdout.splitlines()
+        assert out[0] == "id 0", cp.stdout + cp.stderr
+        got = dict(line.split()[:2] for line in out[1:8])
+        assert got == {"chmod": "refused", "chmod-g": "refused", "chown": "done",
+                       "setcap": "refused", "creat": "refused", "mkdir": "refused",
+                       "victim": "refused"}, cp.stdout
+        # the sibling is absent (the private /tmp), /etc read-only
+        assert out[8:] == [f"sibling refused {errno.ENOENT}", f"sibling refused {errno.EROFS}"]
+        st = os.stat(os.path.join(d, "made"))
+        assert (st.st_uid, st.st_gid) == owner  # not a mapped id, not 0 unless the dir is 0's
+        assert _privileged(d) == []
+        assert os.stat(victim).st_mode & 0o7777 == 0o755 and os.stat(victim).st_uid == 0
+        assert os.listdir(sibling) == []
+        # control: the same unsandboxed (host root), in a fresh directory of that owner
+        ctl = os.path.join(base, "control")
+        os.mkdir(ctl, 0o755)
+        os.chown(ctl, *owner)
+        shutil.copy(victim, os.path.join(ctl, "victim"))
+        cp = subprocess.run(["/usr/bin/python3", "-S", "-c", _IDMAPPED, ctl], capture_output=True,
+                            text=True)
+        assert {line.split()[0]: line.split()[1] for line in cp.stdout.splitlines()[1:8]} == \
+            dict.fromkeys(got, "done"), cp.stdout + cp.stderr
+        assert os.stat(os.path.join(ctl, "made")).st_uid == 0  # host root's, not the owner's
+        assert _privileged(ctl)
+    finally:
+        shutil.rmtree(base)
+
+
+_RAMFS = """
+import os, subprocess, sys
+from volt_enforce import IsolationConfig, LandlockAccess, LandlockRule, Sandbox, SeccompProfile
+from volt_enforce.errors import PolicyError
+from volt_enforce.model import LandlockPolicy
+d = sys.argv[1]
+if sys.argv[2:] == ["ramfs"]:
+    subprocess.run(["mount", "-t", "ramfs", "-o", "mode=0755", "none", d], check=True)
+cfg = IsolationConfig(private_users=True, seccomp=SeccompProfile.DEFAULT, landlock=LandlockPolicy(
+    rules=[LandlockRule(path="/", access=LandlockAccess.READ_EXEC),
+           LandlockRule(path=d, access=LandlockAccess.READ_WRITE)]))
+try:
+    Sandbox(cfg).close()
+    print("made")
+except PolicyError as exc:
+    print(exc)
+"""
+
+
+def test_a_filesystem_without_idmapped_mounts_is_refused(ids, shared_dir):
+    """ramfs has no idmapped mounts: the run fails naming the directory, its
+    filesystem and the uid it needs (in a mount namespace of the test's own).
+    Control: the same directory on the host's filesystem is made."""
+    need_userns()
+    d = os.path.join(shared_dir, "ram")
+    os.mkdir(d, 0o755)
+    cp = subprocess.run(["unshare", "--mount", "--propagation", "private", PY, "-c", _RAMFS, d,
+                         "ramfs"],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    msg = cp.stdout
+    assert d in msg and "(ramfs)" in msg and "give uid" in msg, msg
+    assert sorted(os.listdir(ids.state)) == ["lock"]
+    assert os.listdir(d) == []  # nothing made on the host's side of the mount point
+    _need_idmap(d)
+    cp = subprocess.run([PY, "-c", _RAMFS, d],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.stdout.splitlines()[-1] == "made", cp.stdout + cp.stderr
+
+
 def test_idmapped_tree_shows_host_root_files_as_the_mapped_root(ids, shared_dir):
     """For the view: a bind idmapped through the namespace makes host root's files
     the namespace root's (control: the same file through the plain path)."""
     need_userns()
+    _need_idmap(shared_dir)  # the 6.1 VM's /tmp (an overlay) has no idmapped mounts
     path = os.path.join(shared_dir, "f")
     open(path, "w").close()
     alloc = users.allocate()

@@ -896,7 +896,10 @@ def test_pathname_sockets_are_absent_unless_named(tmp_path):
 @pytest.mark.parametrize("fresh", [False, True])
 def test_a_procfs_of_its_own_when_asked(fresh):
     """Without a PID namespace of its own a child shares the template's procfs (it
-    shows the same processes); ``fresh_proc`` (for a PID namespace) mounts one per child."""
+    shows the same processes); ``fresh_proc`` (for a PID namespace) mounts one per
+    child, on a bare mount point: the template then has none (the child mounts it as
+    the caller, where no other procfs needs to be visible). Either way the child has
+    exactly one procfs at /proc (what it shows is tests/test_pidns_proc.py's)."""
     from volt_enforce.child import ChildPlan, spawn
     from volt_enforce.view import View
 
@@ -919,4 +922,8 @@ def test_a_procfs_of_its_own_when_asked(fresh):
                 os.close(fd)
         view.close()
     procs = [ln for ln in text.splitlines() if ln.strip() and ln.split()[4] == "/proc"]
-    assert len(procs) == (2 if fresh else 1), procs
+    assert len(procs) == 1 and " - proc " in procs[0], procs
+    assert [ln.split()[4] for ln in text.splitlines() if ln.strip()].count("/proc/sys") == 1
+    # the child's own procfs, mounted by each child; the template's, copied with it
+    assert ("the child's /proc" in view._child_what) == fresh
+    assert ("the template's /proc" in view.template_what) == (not fresh)

@@ -137,8 +137,10 @@ class _Lib:
     VE_STEP_COUNT: int
     VE_VIEW_MAX_SLOTS: int
     VE_VOP_ATTACH: int
+    VE_VOP_BIND: int
     VE_VOP_CLONE: int
     VE_VOP_DEVPTS: int
+    VE_VOP_IDMAP: int
     VE_VOP_MKDIR: int
     VE_VOP_MKNOD: int
     VE_VOP_PIVOT: int

@@ -135,8 +135,11 @@ def parent_pidfd() -> int:
 
 
 def _pipe() -> tuple[int, int]:
-    """A close-on-exec pipe whose ends are above stdio (the child dup2s onto 0-2)."""
-    r, w = os.pipe2(os.O_CLOEXEC)
+    """A close-on-exec, non-blocking pipe whose ends are above stdio (the child dup2s
+    onto 0-2). Non-blocking: read once the init was reaped, when its record (if any)
+    is there, never waiting on a write end that a process forked meanwhile may still
+    hold; the init's one small record always fits."""
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     out = []
     for fd in (r, w):
         if fd < 3:
@@ -199,6 +202,16 @@ class Fate:
         self.close()
 
 
+_ARGV0 = ffi.new("char[]", b"volt-pidinit")
+_PIDFD_ARG: list[Any] = [None, None]  # the pidfd, its argv string
+
+
+def _pidfd_arg(pidfd: int) -> Any:
+    if _PIDFD_ARG[0] != pidfd:
+        _PIDFD_ARG[:] = [pidfd, ffi.new("char[]", b"%d" % pidfd)]
+    return _PIDFD_ARG[1]
+
+
 class Launch:
     """The per-spawn half: the fate pipe and the init's argv, set into a struct
     ve_spawn_args before the clone."""
@@ -207,12 +220,8 @@ class Launch:
         memfd = init_memfd()
         pidfd = parent_pidfd()
         self.fate_r, self.fate_w = _pipe()
-        # read once the init was reaped, when its record (if any) is there: never wait
-        # on a write end that a process forked meanwhile may still hold
-        os.set_blocking(self.fate_r, False)
         slot = ffi.new("char[]", lib.VE_PID_SLOT)  # TARGET_PID, written by the child
-        bufs = [ffi.new("char[]", b"volt-pidinit"), ffi.new("char[]", b"%d" % self.fate_w),
-                ffi.new("char[]", b"%d" % pidfd), slot]
+        bufs = [_ARGV0, ffi.new("char[]", b"%d" % self.fate_w), _pidfd_arg(pidfd), slot]
         arr = ffi.new("char *[]", bufs + [ffi.NULL])
         self._keep = (bufs, arr)
         args.init_fd = memfd

@@ -189,6 +189,10 @@ class Sandbox:
         self.cgroup: Cgroup | None = None
         self._ids: Allocation | None = None
         self._userns_fd = -1
+        #: host path -> its idmapping (idmapped binds), and by owner the user
+        #: namespace of that mapping, open until the view's mounts hold it
+        self._idmaps: dict[str, tuple[int, int, int, int]] = {}
+        self._idmap_fds: dict[tuple[int, int], int] = {}
         self.view: View | None = None
         self._own_view = False
         self._named_writable = tuple(named_writable)
@@ -219,8 +223,12 @@ class Sandbox:
             elif view_plan is not None:  # the template: a namespace held by fd
                 try:
                     self.view = View(view_plan, self.compiled.ruleset,
-                                     self.compiled.view_scopes)
+                                     self.compiled.view_scopes,
+                                     idmap_fds={p: self._idmap_fds[spec[:2]]
+                                                for p, spec in self._idmaps.items()})
                 except EnforcementError as exc:
+                    if self._idmaps:
+                        raise  # without the view the idmapped directories are unwritable
                     if not self.compiled.best_effort:
                         raise
                     # reported, never silent: the host's filesystem, under Landlock's rules
@@ -230,6 +238,7 @@ class Sandbox:
                 else:
                     self._own_view = True
                     undo.callback(self.view.close)
+            self._close_idmap_fds()  # the template's mounts keep those namespaces
             if self.view is not None and self.report.view is not None:
                 self.report.view = {**self.report.view,
                                     "landlock_added": list(self.view.landlock_added)}
@@ -290,10 +299,58 @@ class Sandbox:
         self._ids = users.allocate()
         undo.callback(self._ids.release)
         idmap = self._ids.idmap
-        users.check_writable(self.config, idmap, self.compiled.capabilities)
+        need = users.check_writable(self.config, idmap, self.compiled.capabilities,
+                                    can_idmap=self.compiled.view is not None,
+                                    named_writable=self._named_writable)
         self._userns_fd = users.open_userns(idmap)
         undo.callback(os.close, self._userns_fd)
         self.report.notes.append(idmap.describe())
+        if need:
+            undo.callback(self._close_idmap_fds)
+            self._prepare_idmaps(need, idmap)
+
+    def _prepare_idmaps(self, paths: list[str], idmap: IdMap) -> None:
+        """Idmapped binds for the writable directories the child's root cannot write:
+        a user namespace per owner maps that owner to the child's root (users.py).
+        What the child makes there is the owner's on the host, so the filter must
+        keep setuid/setgid bits off it and the child loses CAP_SETFCAP."""
+        import stat as _stat
+
+        from . import users
+        from .model import CAPABILITIES
+
+        profile = self.config.seccomp
+        name = profile.value if isinstance(profile, SeccompProfile) else profile
+        for path in paths:
+            st = os.stat(path)
+            if name not in users.IDMAP_SECCOMP:
+                raise PolicyError(
+                    "PrivateUsers", path,
+                    f"is writable by the policy but not by the user namespace's root, host uid "
+                    f"{idmap.uid} (gid {idmap.gid}): it belongs to {st.st_uid}:{st.st_gid} with "
+                    f"mode {_stat.S_IMODE(st.st_mode):o}; an idmapped bind (files made there "
+                    f"are uid {st.st_uid}'s on the host) needs seccomp strict or default, which "
+                    f"deny setuid/setgid bits (seccomp is {name!r}); give uid {idmap.uid} write "
+                    f"access to it, or turn PrivateUsers off")
+            owner = (st.st_uid, st.st_gid)
+            if owner not in self._idmap_fds:
+                self._idmap_fds[owner] = users.owner_userns(st, idmap)
+            users.probe_idmap(path, self._idmap_fds[owner], idmap)
+            self._idmaps[path] = (*owner, idmap.uid, idmap.gid)
+        caps = self.compiled.capabilities
+        if caps is None or "SETFCAP" in caps:
+            kept = tuple(c for c in (caps if caps is not None else CAPABILITIES) if c != "SETFCAP")
+            self.compiled.capabilities = kept
+            self.report.capabilities = list(kept)
+        owners = ", ".join(f"{p} (uid {spec[0]}, gid {spec[1]})"
+                           for p, spec in self._idmaps.items())
+        self.report.notes.append(f"bound idmapped (the owner is the child's root): {owners}; "
+                                 "CAP_SETFCAP dropped")
+
+    def _close_idmap_fds(self) -> None:
+        fds, self._idmap_fds = self._idmap_fds, {}
+        for fd in fds.values():
+            os.close(fd)
 
     @property
     def idmap(self) -> IdMap | None:
@@ -316,6 +373,8 @@ class Sandbox:
         """The compiled view, with the private network's resolv.conf bound over the
         host's (or its symlink's target) when there is one."""
         plan = self.compiled.view
+        if plan is not None and self._idmaps:
+            plan = plan.with_idmaps(self._idmaps)
         resolv = self._resolv()
         if plan is None or resolv is None:
             return plan

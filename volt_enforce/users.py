@@ -20,8 +20,17 @@ else uses (never 0 to 0):
 name other files and another state directory (the tests' stand-ins).
 
 A writable directory that the mapped root cannot write (host root's 0755, say)
-is refused by ``check_writable``, naming it and the uid it needs, unless the
-caller can bind it idmapped (``idmapped_tree``, for the filesystem view).
+is bound idmapped in the filesystem view (``check_writable`` with ``can_idmap``,
+``owner_userns``, ``probe_idmap``): the mount's idmapping is a user namespace of
+its own that maps only the directory's owner (uid and gid) to the child's root,
+so the child's root writes there and its files land owned by that owner; every
+other id on that mount is unmapped (the overflow id), which nothing in the
+child can chown, chmod or override. Such a bind needs a seccomp filter that
+denies setuid/setgid mode bits (``strict``, ``default``) and costs the child
+CAP_SETFCAP: what it makes there is the owner's on the host (host root's, for a
+directory of root). Where the filesystem (or the kernel, before 5.12) has no
+idmapped mounts, or there is no view (``contain=False``), the directory is
+refused, naming it, its filesystem and the uid it needs.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ from .errors import EnforcementError, PolicyError
 from .model import IsolationConfig, LandlockAccess, LandlockRule
 
 __all__ = ["COUNT", "DEFAULT_BASE", "DEFAULT_SLOTS", "IdMap", "Allocation", "parse_subid",
-           "slots", "allocate", "plan_idmap", "open_userns", "check_writable", "idmapped_tree"]
+           "slots", "allocate", "plan_idmap", "open_userns", "check_writable", "idmapped_tree",
+           "owner_userns", "probe_idmap", "fs_type", "IDMAP_SECCOMP"]
 
 COUNT = 65536
 DEFAULT_BASE = 0x70000000
@@ -265,22 +275,46 @@ def _writable(st: os.stat_result, idmap: IdMap, dac_override: bool) -> bool:
     return st.st_mode & 0o003 == 0o003
 
 
+def _writable_idmapped(st: os.stat_result, dac_override: bool) -> bool:
+    """Whether the child's root writes the directory once its owner is mapped to it."""
+    return dac_override or st.st_mode & 0o300 == 0o300
+
+
+#: The seccomp profiles whose filter denies setuid/setgid mode bits (the
+#: containment rules): an idmapped bind needs one (what the child makes there is
+#: the directory owner's on the host).
+IDMAP_SECCOMP = ("strict", "default")
+
+
+def _refusal(path: str, st: os.stat_result, idmap: IdMap, why: str) -> PolicyError:
+    return PolicyError(
+        "PrivateUsers", path,
+        f"is writable by the policy but not by the user namespace's root, host uid "
+        f"{idmap.uid} (gid {idmap.gid}): it belongs to {st.st_uid}:{st.st_gid} with "
+        f"mode {_stat.S_IMODE(st.st_mode):o}{why}; give uid {idmap.uid} write access to it, "
+        f"or turn PrivateUsers off")
+
+
 def check_writable(config: IsolationConfig, idmap: IdMap, capabilities: Sequence[str] | None,
-                   *, can_idmap: bool = False) -> list[str]:
-    """The writable directories of ``config`` (its own rules, not the presets')
-    that the namespace's root cannot write. With ``can_idmap`` they are returned
-    (to be bound idmapped); without, the first one raises PolicyError naming it
-    and the uid it needs."""
+                   *, can_idmap: bool = False,
+                   named_writable: Sequence[str] = ()) -> list[str]:
+    """The writable directories of ``config`` (its own rules, and preset rules the
+    caller named writable, ``named_writable``: those are bound, not private) that
+    the namespace's root cannot write. With ``can_idmap`` (a filesystem view) they
+    are returned, to be bound idmapped; without, the first one raises PolicyError
+    naming it and the uid it needs. One that an idmapped bind would not make
+    writable either (mode without u+w, no CAP_DAC_OVERRIDE) is refused as well."""
     policy = config.landlock
     if policy is None:
         return []
     presets = _preset_rules()
+    named = {os.path.normpath(p) for p in named_writable}
     dac = capabilities is None or "DAC_OVERRIDE" in capabilities
     out = []
     for rule in policy.rules:
         if not isinstance(rule, LandlockRule) or not rule.access & _WRITE:
             continue
-        if (rule.path, int(rule.access)) in presets:
+        if (rule.path, int(rule.access)) in presets and os.path.normpath(rule.path) not in named:
             continue
         try:
             st = os.stat(rule.path)
@@ -289,11 +323,56 @@ def check_writable(config: IsolationConfig, idmap: IdMap, capabilities: Sequence
         if not _stat.S_ISDIR(st.st_mode) or _writable(st, idmap, dac):
             continue
         if not can_idmap:
-            raise PolicyError(
-                "PrivateUsers", rule.path,
-                f"is writable by the policy but not by the user namespace's root, host uid "
-                f"{idmap.uid} (gid {idmap.gid}): it belongs to {st.st_uid}:{st.st_gid} with "
-                f"mode {_stat.S_IMODE(st.st_mode):o}; give uid {idmap.uid} write access to it, "
-                f"or turn PrivateUsers off")
-        out.append(rule.path)
+            raise _refusal(rule.path, st, idmap, "")
+        if not _writable_idmapped(st, dac):
+            raise _refusal(rule.path, st, idmap, " (without u+w, an idmapped bind would not "
+                           "make it writable either)")
+        if rule.path not in out:
+            out.append(rule.path)
     return out
+
+
+def fs_type(path: str) -> str:
+    """The type of the filesystem ``path`` is on (the last mount over it in
+    /proc/self/mountinfo), or "unknown"."""
+    real = os.path.realpath(path)
+    best, kind = -1, "unknown"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                point = fields[4].replace("\\040", " ")
+                inside = point == "/" or real == point or real.startswith(point + "/")
+                if inside and len(point) >= best:
+                    best, kind = len(point), right.split()[0]
+    except OSError:
+        pass
+    return kind
+
+
+def owner_userns(st: os.stat_result, idmap: IdMap) -> int:
+    """The user namespace of an idmapped bind of a directory with ``st``: its owner
+    uid and gid (only they) map to the child's root, ``idmap.uid`` and ``idmap.gid``.
+    Its fd (the mount keeps the namespace once idmapped; the caller closes it)."""
+    step = ffi.new("int *")
+    fd = lib.ve_userns_open(f"{st.st_uid} {idmap.uid} 1\n".encode(),
+                            f"{st.st_gid} {idmap.gid} 1\n".encode(), step)
+    if fd < 0:
+        what = ("clone(CLONE_NEWUSER)", "uid_map", "gid_map", "/proc/PID/ns/user")[step[0]]
+        raise EnforcementError(-fd, "user_namespace", f"preparing the idmapped bind's: {what}")
+    return int(fd)
+
+
+def probe_idmap(path: str, userns_fd: int, idmap: IdMap) -> None:
+    """Refuse ``path`` (PolicyError naming it, its filesystem and the uid it needs)
+    where its mount cannot be idmapped: the filesystem has no idmapped mounts
+    (EINVAL), the kernel predates them (ENOSYS), or the mount is refused (EPERM)."""
+    try:
+        os.close(idmapped_tree(path, userns_fd))
+    except OSError as exc:
+        st = os.stat(path)
+        raise _refusal(path, st, idmap, f", and its filesystem ({fs_type(path)}) cannot be "
+                       f"bound idmapped ({exc.strerror})") from None

@@ -129,12 +129,18 @@ def _view_path(path: str) -> str:
     return os.path.join(os.path.realpath(parent), name) if name else "/"
 
 
+#: An idmapped bind's mapping: (owner uid, owner gid) on disk shown as the child's
+#: root (root uid, root gid) on the host: volt_enforce.users.owner_userns.
+IdmapSpec = tuple[int, int, int, int]
+
+
 @dataclass
 class _Bind:
     host: str
     view: str
     attr: int
     writable: bool
+    idmap: IdmapSpec | None = None
 
 
 @dataclass
@@ -158,6 +164,24 @@ class ViewPlan:
     #: each child mounts a procfs of its own (for a PID namespace of its own); without
     #: one the template's procfs shows the same processes, so none is mounted
     fresh_proc: bool = False
+    #: the root bind idmapped (``--rw /`` under PrivateUsers), as a bind's ``idmap``
+    root_idmap: IdmapSpec | None = None
+
+    def with_idmaps(self, maps: dict[str, IdmapSpec]) -> ViewPlan:
+        """A copy whose writable binds of the host paths in ``maps`` are idmapped
+        (PrivateUsers: directories the child's root could not write otherwise)."""
+        import dataclasses
+
+        binds = [dataclasses.replace(b, idmap=maps[b.host]) if b.host in maps and b.writable
+                 else b for b in self.binds]
+        root = maps.get(self.root) if self.root != "tmpfs" and not self.root_attr & _RDONLY \
+            else None
+        return dataclasses.replace(self, binds=binds, root_idmap=root)
+
+    def idmapped(self) -> list[str]:
+        """The host paths bound idmapped."""
+        out = [self.root] if self.root_idmap is not None else []
+        return out + [b.host for b in self.binds if b.idmap is not None]
 
     def with_file_bind(self, host: str, view: str) -> ViewPlan:
         """A copy that also binds the file ``host`` at ``view``, read-only (the
@@ -199,7 +223,9 @@ class ViewPlan:
             "root": self.root,
             "root_read_only": bool(self.root_attr & _RDONLY),
             "binds": [{"path": b.view, "source": b.host, "writable": b.writable,
-                       "exec": not b.attr & _NOEXEC} for b in self.binds],
+                       "exec": not b.attr & _NOEXEC,
+                       **({"idmapped": {"owner": list(b.idmap[:2]), "as": list(b.idmap[2:])}}
+                          if b.idmap is not None else {})} for b in self.binds],
             "symlinks": [{"path": p, "target": t} for p, t in self.symlinks],
             "private": sorted(self.private) + ([self.home] if self.home else []),
             "rootfs": self.rootfs,
@@ -421,10 +447,12 @@ class _Op:
     mode: int = 0
     attr: int = 0
     data: str | None = None
+    userns_fd: int = -1
 
 
 _STASH = "dev/.volt-binds"
 _PRIVATE = "dev/.volt-private"
+_PRIVATE_ATTR = _NOSUID | _NODEV | _NOEXEC
 
 
 def _privates(plan: ViewPlan) -> dict[str, tuple[int, str]]:
@@ -448,14 +476,29 @@ def _nested(plan: ViewPlan) -> list[_Bind]:
     return [b for b in plan.binds if any(_under(b.view, p) and b.view != p for p in privates)]
 
 
-def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
-    """The template's operations, and what each is about (for errors)."""
+def _template_ops(plan: ViewPlan, idmap_fds: dict[str, int] | None = None,
+                  proc: bool = True) -> tuple[list[_Op], list[str]]:
+    """The template's operations, and what each is about (for errors).
+    ``idmap_fds``: the user namespace of each idmapped bind, by host path.
+    ``proc``: a procfs in the template; without, a child with a procfs of its own
+    mounts it on the bare mount point (it does so as the caller, in the initial
+    user namespace, where no other procfs needs to be visible)."""
     ops: list[_Op] = []
     what: list[str] = []
 
     def add(op: _Op, about: str) -> None:
         ops.append(op)
         what.append(about)
+
+    def idmap(host: str, spec: IdmapSpec | None, slot: int) -> None:
+        if spec is None:
+            return
+        fd = (idmap_fds or {}).get(host, -1)
+        if fd < 0:
+            raise PolicyError("view", host, "is to be bound idmapped, but no user namespace "
+                              "was given for it")
+        add(_Op(lib.VE_VOP_IDMAP, "", slot=slot, userns_fd=fd),
+            f"idmapping {host} (its owner as the child's root)")
 
     # Clones are taken before the root is attached at the scratch directory only for
     # what that hides; everything else is cloned and attached in turn (one slot).
@@ -464,12 +507,14 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     if plan.root != "tmpfs":
         add(_Op(lib.VE_VOP_CLONE, plan.root, slot=slot, recursive=True, attr=plan.root_attr),
             f"binding {plan.root} as the root")
+        idmap(plan.root, plan.root_idmap, slot)
         root_slot, slot = slot, slot + 1
     early: dict[str, int] = {}
     for b in plan.binds:
         if _under(b.host, plan.scratch):
             add(_Op(lib.VE_VOP_CLONE, b.host, slot=slot, recursive=True, attr=b.attr),
                 f"binding {b.host}")
+            idmap(b.host, b.idmap, slot)
             early[b.view] = slot
             slot += 1
     turn = slot  # the slot of a clone attached at once
@@ -477,6 +522,7 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     def bind(b: _Bind, where: str, about: str) -> None:
         if b.view not in early:
             add(_Op(lib.VE_VOP_CLONE, b.host, slot=turn, recursive=True, attr=b.attr), about)
+            idmap(b.host, b.idmap, turn)
         add(_Op(lib.VE_VOP_ATTACH, where, slot=early.get(b.view, turn)), about)
 
     # the device nodes: made in the template's /dev (a mount each would be copied
@@ -513,13 +559,16 @@ def _template_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     for d in ("dev/pts", "dev/shm", _PRIVATE):
         add(_Op(lib.VE_VOP_MKDIR, d), f"/{d}")
     add(_Op(lib.VE_VOP_SETATTR, "dev", attr=_RDONLY), "making /dev read-only")
-    # a full procfs stays visible under each child's own (a user namespace needs one)
-    add(_Op(lib.VE_VOP_PROC, "proc"), "the template's /proc")
-    # the kernel's settings stay the host's to change, as under Docker
-    for sub in [p for p in ("proc/sys", "proc/sysrq-trigger") if os.path.exists("/" + p)]:
-        add(_Op(lib.VE_VOP_CLONE, sub, slot=turn, recursive=True,
-                attr=_RDONLY | _NOSUID | _NODEV | _NOEXEC), f"/{sub} read-only")
-        add(_Op(lib.VE_VOP_ATTACH, sub, slot=turn), f"/{sub} read-only")
+    if not proc:
+        add(_Op(lib.VE_VOP_MKDIR, "proc", mode=0o555), "the mount point /proc")
+    else:
+        # a full procfs stays visible under each child's own (a user namespace needs one)
+        add(_Op(lib.VE_VOP_PROC, "proc"), "the template's /proc")
+        # the kernel's settings stay the host's to change, as under Docker
+        for sub in [p for p in ("proc/sys", "proc/sysrq-trigger") if os.path.exists("/" + p)]:
+            add(_Op(lib.VE_VOP_CLONE, sub, slot=turn, recursive=True,
+                    attr=_RDONLY | _NOSUID | _NODEV | _NOEXEC), f"/{sub} read-only")
+            add(_Op(lib.VE_VOP_ATTACH, sub, slot=turn), f"/{sub} read-only")
     for path in sorted(plan.private) + ([plan.home] if plan.home else []):
         if plan.root == "tmpfs":
             add(_Op(lib.VE_VOP_MKDIR, _rel(path)), f"the mount point {path}")
@@ -542,8 +591,7 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
     # one tmpfs per child holds every private directory (a superblock costs more than
     # a bind): a directory of it for each, bound at its place
     # (noexec, as its directories are: one the policy lets execute gets a tmpfs of its own)
-    ops.append(_Op(lib.VE_VOP_TMPFS, _PRIVATE, attr=_NOSUID | _NODEV | _NOEXEC,
-                   data="mode=0700"))
+    ops.append(_Op(lib.VE_VOP_TMPFS, _PRIVATE, attr=_PRIVATE_ATTR, data="mode=0700"))
     what.append("the child's private tmpfs")
     own = {p for p, (attr, _) in privates.items() if not attr & _NOEXEC}
     order = {path: k for k, path in enumerate(sorted(set(privates) - own))}
@@ -551,6 +599,9 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
         mode = int(privates[path][1].split("mode=", 1)[1].split(",")[0], 8)
         ops.append(_Op(lib.VE_VOP_MKDIR, f"{_PRIVATE}/{k}", mode=mode))
         what.append(f"the private {path}")
+        if path == "/var":  # made before the bind: one call, no lookup through it
+            ops.append(_Op(lib.VE_VOP_SYMLINK, f"{_PRIVATE}/{k}/tmp", data="/tmp"))
+            what.append("the link /var/tmp")
     stash = {b.view: i for i, b in enumerate(nested)}
     items: list[tuple[str, str]] = [(p, "private") for p in privates]
     items += [(b.view, "bind") for b in nested]
@@ -561,13 +612,12 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
             ops.append(_Op(lib.VE_VOP_TMPFS, _rel(path), attr=attr, data=data))
             what.append(f"the private {path}")
         elif kind == "private":
-            ops.append(_Op(lib.VE_VOP_CLONE, f"{_PRIVATE}/{order[path]}", slot=0,
-                           attr=privates[path][0]))
-            ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=0))
-            what += [f"the private {path}"] * 2
-            if path == "/var":
-                ops.append(_Op(lib.VE_VOP_SYMLINK, "var/tmp", data="/tmp"))
-                what.append("the link /var/tmp")
+            # its mount point is the template's; the bind keeps the private tmpfs's
+            # nosuid, nodev, noexec (the attrs of every directory of it)
+            attr = privates[path][0]
+            ops.append(_Op(lib.VE_VOP_BIND, _rel(path), data=f"{_PRIVATE}/{order[path]}",
+                           attr=0 if attr == _PRIVATE_ATTR else attr))
+            what.append(f"the private {path}")
         elif kind == "bind":
             ops.append(_Op(lib.VE_VOP_CLONE, f"{_STASH}/{stash[path]}", slot=0, recursive=True))
             ops.append(_Op(lib.VE_VOP_ATTACH, _rel(path), slot=0))
@@ -579,11 +629,11 @@ def _child_ops(plan: ViewPlan) -> tuple[list[_Op], list[str]]:
             ops.append(_Op(lib.VE_VOP_PROC, "proc"))
             what.append("the child's /proc")
             # its kernel settings read-only too, as the template's
+            # (a fresh procfs has no submounts: the bind's own flags are all there is)
             for sub in [p for p in ("proc/sys", "proc/sysrq-trigger") if os.path.exists("/" + p)]:
-                ops.append(_Op(lib.VE_VOP_CLONE, sub, slot=0, recursive=True,
+                ops.append(_Op(lib.VE_VOP_BIND, sub, data=sub,
                                attr=_RDONLY | _NOSUID | _NODEV | _NOEXEC))
-                ops.append(_Op(lib.VE_VOP_ATTACH, sub, slot=0))
-                what += [f"/{sub} read-only"] * 2
+                what.append(f"/{sub} read-only")
     return ops, what
 
 
@@ -600,6 +650,7 @@ class _COps:
                 o.op, o.slot, 1 if o.recursive else 0, o.mode, o.attr)
             c.path = self._str(o.path)
             c.data = self._str(o.data) if o.data is not None else ffi.NULL
+            c.userns_fd = o.userns_fd
 
     def _str(self, s: str) -> Any:
         b = ffi.new("char[]", os.fsencode(s))
@@ -641,6 +692,21 @@ def landlock_rules(plan: ViewPlan, ruleset: CompiledRuleset) -> list[tuple[str, 
     return [r for r in rules if r[1] or r[2]]
 
 
+def _pruned(rules: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``rules`` without those an ancestor's rule already grants: within one layer
+    Landlock grants what any rule on the way up grants, and the way up from a path
+    in the view passes every directory above it (a mount point's top mount, which is
+    what the ancestor's rule was opened on). Fewer rules: less for each child to open
+    and add. A rule with flags (QUIET) is kept, as is every rule below one."""
+    kept: list[tuple[str, int, int]] = []
+    for path, access, flags in rules:
+        covered = any(_under(path, a) and path != a and not access & ~a_access
+                      and not flags and not a_flags for a, a_access, a_flags in rules)
+        if not covered:
+            kept.append((path, access, flags))
+    return kept
+
+
 def plan_records(plan: ViewPlan, ruleset: CompiledRuleset | None, scopes: int) -> list[str]:
     """The view's records of a volt-init plan (csrc/init/volt_init.c)."""
     from .landlock import DIR_ONLY_RIGHTS
@@ -673,15 +739,19 @@ class View:
     ``ruleset``: the compiled Landlock ruleset whose rules, handled rights and
     ports the child builds again inside its view (None: no Landlock).
     ``scopes``: Landlock scopes added at enforcement (the presets'), best effort.
+    ``idmap_fds``: the user namespace of each idmapped bind, by host path (the
+    mounts keep them: the caller may close them once the view is made).
     """
 
     def __init__(self, plan: ViewPlan, ruleset: CompiledRuleset | None = None,
-                 scopes: int = 0) -> None:
+                 scopes: int = 0, idmap_fds: dict[str, int] | None = None) -> None:
         self.plan = plan
         self.notes = list(plan.notes)
         self.scopes = 0
         self._fd = -1
-        ops, what = _template_ops(plan)
+        # each child of a Sandbox mounts its procfs before it joins a user namespace
+        ops, what = _template_ops(plan, idmap_fds, proc=not plan.fresh_proc)
+        self.template_what = what  # what each of the template's operations is about
         tmpl = _COps(ops)
         failed = ffi.new("int *")
         fd = lib.ve_view_prepare(tmpl.arr, tmpl.n, failed)
@@ -712,8 +782,9 @@ class View:
         rep = ruleset.report
         handled = int(rep.handled_fs)
         rules = landlock_rules(self.plan, ruleset)
-        arr = ffi.new("struct ve_view_rule[]", max(len(rules), 1))
-        for i, (path, access, flags) in enumerate(rules):
+        added = _pruned(rules)  # what the child adds (the report lists every rule)
+        arr = ffi.new("struct ve_view_rule[]", max(len(added), 1))
+        for i, (path, access, flags) in enumerate(added):
             b = ffi.new("char[]", os.fsencode(path))
             self._keep.append(b)
             arr[i].path, arr[i].access, arr[i].flags = b, access, flags
@@ -721,7 +792,7 @@ class View:
         for i, p in enumerate(rep.ports):
             ports[i].access, ports[i].port = int(p.access), p.port
         self._keep += [arr, ports]
-        self._rule_paths = [r[0] for r in rules]
+        self._rule_paths = [r[0] for r in added]
         from .landlock import _lower
 
         # what enforcement grants beyond the compiled rules, for the report
@@ -735,7 +806,7 @@ class View:
         c.quiet_fs, c.quiet_net = int(rep.quiet_access_fs), int(rep.quiet_access_net)
         c.quiet_scoped = int(rep.quiet_scoped)
         c.dir_only = int(DIR_ONLY_RIGHTS)
-        c.rules, c.n_rules = arr, len(rules)
+        c.rules, c.n_rules = arr, len(added)
         c.ports, c.n_ports = ports, len(rep.ports)
 
     def describe_failure(self, index: int) -> str:

@@ -136,8 +136,15 @@ static int parse_int(const char *s, int *out)
 
 static void drop_all_caps(void)
 {
-	for (long cap = 0; cap < 64; cap++) /* EINVAL past the last; EPERM without SETPCAP */
-		sys(__NR_prctl, PR_CAPBSET_DROP, cap, 0);
+	/* only what the bounding set still holds: each drop copies the credentials, and
+	 * this runs beside the target and the caller; reading past the last is EINVAL */
+	for (long cap = 0; cap < 64; cap++) {
+		long held = sys(__NR_prctl, PR_CAPBSET_READ, cap, 0);
+		if (held == -EINVAL)
+			break;
+		if (held == 1)
+			sys(__NR_prctl, PR_CAPBSET_DROP, cap, 0); /* EPERM without SETPCAP */
+	}
 	sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0);
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
