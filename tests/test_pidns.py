@@ -25,6 +25,7 @@ from test_containment import VOLT, _library_config
 
 import volt_enforce
 from volt_enforce import IsolationConfig, Sandbox, SeccompProfile
+from volt_enforce.pidns import memfd_noexec_level
 from volt_enforce.seccomp.policy import Action
 
 PY = sys.executable
@@ -406,11 +407,17 @@ def test_memfd_exec_from_the_library_default(tmp_path):
                           capture_output=True, text=True, timeout=60)
     _assert_memfd_refused(cp.stdout + cp.stderr)
     assert any("memfd" in n for n in cp.report.notes), cp.report.notes
-    # unconfined too: the setting is the namespace's, not the filter's
+    # unconfined too: the setting is the namespace's, not the filter's (from Linux 6.3;
+    # below it nothing stands in for the filter, and the report says so)
     cp = volt_enforce.run([PY, "-c", _MEMFD_EXEC],
                           isolation=IsolationConfig(seccomp=SeccompProfile.UNCONFINED),
                           capture_output=True, text=True, timeout=60)
-    _assert_memfd_refused(cp.stdout + cp.stderr)
+    if memfd_noexec_level():
+        _assert_memfd_refused(cp.stdout + cp.stderr)
+    else:
+        assert "fexecve 0 ran" in cp.stdout, cp.stdout + cp.stderr
+        assert any("memfd execution NOT restricted" in n for n in cp.report.notes), \
+            cp.report.notes
 
 
 def test_memfd_noexec_levels_by_kernel():
