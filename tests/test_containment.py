@@ -389,3 +389,6 @@ def test_sniff_on_the_host_network_with_net_raw_named():
     assert _seen(out) >= 5, (out, err)
     out, err, _ = _sniff_cli("--network", "host", "--no-contain")
     assert _seen(out) >= 5, (out, err)
+    # --no-contain keeps CAP_NET_RAW also when a --cap-drop of another lists the rest by name
+    out, err, _ = _sniff_cli("--network", "host", "--no-contain", "--cap-drop", "CHOWN")
+    assert _seen(out) >= 5, (out, err)

@@ -144,7 +144,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--read-only", action="store_true", help="no write access anywhere")
     g.add_argument("--no-contain", dest="contain", action="store_false",
                    help="trusted children only: no session, IPC or UTS namespace of their own, "
-                        "and root keeps CAP_SETFCAP and CAP_SYS_ADMIN")
+                        "and root keeps CAP_SETFCAP, CAP_SYS_ADMIN and (on the host's network) "
+                        "CAP_NET_RAW")
     g.add_argument("--cap-add", action="append", default=[], metavar="CAP", type=_text,
                    help="keep CAP too (repeatable; ALL: every capability)")
     g.add_argument("--cap-drop", action="append", default=[], metavar="CAP", type=_text,
@@ -365,7 +366,8 @@ def config_from_args(args: argparse.Namespace) -> IsolationConfig:
         from .compile import capabilities_with
 
         cfg.capabilities = capabilities_with(cfg, getattr(args, "cap_add", None) or (),
-                                             getattr(args, "cap_drop", None) or ())
+                                             getattr(args, "cap_drop", None) or (),
+                                             contain=getattr(args, "contain", True))
         cfg.validate()
     except PolicyError as exc:
         raise CLIError(str(exc)) from None
