@@ -333,3 +333,28 @@ def test_cli_adds_no_rules_for_another_rootfs(tmp_path):
     assert _auto_rules(args, cfg, ["/bin/sh"]) is None and cfg.landlock.rules == before
     args = build_parser().parse_args(["run", "--", "/bin/sh"])
     assert _auto_rules(args, config_from_args(args), ["/bin/sh"]) is not None
+
+
+def test_cli_explain_path_describes_the_sandbox_run_makes(outside):
+    """explain --path takes run's options: contained, a path outside the policy is absent
+    from the view, and what run does with it follows (ENOENT); --no-contain shows the
+    host's view, where Landlock is what denies (EACCES)."""
+    need_landlock()
+    probe = os.path.join(outside, "probe")
+    with open(probe, "w") as f:
+        f.write("x")
+
+    def read_file(*options):
+        r = cli("explain", *options, "--path", probe, "--json")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        return info, {x["right"]: x for x in info["rights"]}["read_file"]
+
+    info, rd = read_file()
+    assert "view" in info and not rd["allowed"] and rd["why"] == "not in the sandbox's view"
+    r = cli("run", "--", "cat", probe)
+    assert r.returncode != 0 and "No such file" in r.stderr, r.stderr
+    info, rd = read_file("--no-contain")
+    assert "view" not in info and not rd["allowed"] and rd["why"] == "no rule grants it"
+    r = cli("run", "--no-contain", "--", "cat", probe)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr

@@ -775,7 +775,9 @@ def _explain_paths(args: argparse.Namespace, cfg: IsolationConfig) -> int:
     from .compile import compiled
     from .diagnose import explain_path, format_path_explanation
 
-    with compiled(cfg, best_effort=True) as c:
+    # the sandbox run would make with the same options, as for explain without --path
+    with compiled(cfg, best_effort=True, contain=args.contain,
+                  unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args)) as c:
         infos = [explain_path(c, p) for p in args.path]
     if args.json:
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
