@@ -64,6 +64,19 @@ int ve_landlock_add_path_rule(int ruleset_fd, const char *path, uint64_t access,
 	return ve_landlock_add_path_rule_flags(ruleset_fd, path, access, dir_only, 0, out);
 }
 
+/* One path-beneath rule on the open fd: 0 or -errno. */
+int ve_landlock_add_beneath(int ruleset_fd, int fd, uint64_t access, uint32_t rule_flags)
+{
+	struct ve_landlock_path_beneath_attr attr = {
+		.allowed_access = access,
+		.parent_fd = fd,
+	};
+	if (syscall(__NR_landlock_add_rule, ruleset_fd, VE_LANDLOCK_RULE_PATH_BENEATH, &attr,
+		    rule_flags) < 0)
+		return -errno;
+	return 0;
+}
+
 /* As ve_landlock_add_path_rule, with landlock_add_rule(2) flags (ABI 10:
  * LANDLOCK_ADD_RULE_QUIET, which may mark a path with no right at all). */
 int ve_landlock_add_path_rule_flags(int ruleset_fd, const char *path, uint64_t access,
@@ -88,16 +101,10 @@ int ve_landlock_add_path_rule_flags(int ruleset_fd, const char *path, uint64_t a
 	if (!S_ISDIR(st.st_mode))
 		access &= ~dir_only;
 	if (access || rule_flags) {
-		struct ve_landlock_path_beneath_attr attr = {
-			.allowed_access = access,
-			.parent_fd = fd,
-		};
 		out->step = VE_LANDLOCK_STEP_ADD_RULE;
-		if (syscall(__NR_landlock_add_rule, ruleset_fd, VE_LANDLOCK_RULE_PATH_BENEATH,
-			    &attr, rule_flags) < 0) {
-			err = -errno;
+		err = ve_landlock_add_beneath(ruleset_fd, fd, access, rule_flags);
+		if (err < 0)
 			goto out;
-		}
 		out->allowed = access;
 	}
 	out->step = 0;

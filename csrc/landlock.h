@@ -23,6 +23,7 @@ int ve_landlock_add_port_rule(int ruleset_fd, uint64_t access, uint64_t port);
 int ve_landlock_restrict_self(int ruleset_fd, uint32_t flags, int set_no_new_privs);
 int ve_landlock_create_ruleset_quiet(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped,
 				     uint64_t quiet_fs, uint64_t quiet_net, uint64_t quiet_scoped);
+int ve_landlock_add_beneath(int ruleset_fd, int fd, uint64_t access, uint32_t rule_flags);
 int ve_landlock_add_path_rule_flags(int ruleset_fd, const char *path, uint64_t access,
 				    uint64_t dir_only, uint32_t rule_flags,
 				    struct ve_landlock_path_rule *out);

@@ -353,16 +353,8 @@ static long add_rule(int ruleset_fd, const struct ve_view_rule *rule, uint64_t d
 		if (fd < 0)
 			return -errno;
 	}
-	long r = 0;
-	if (access || rule->flags) {
-		struct ve_landlock_path_beneath_attr attr = {
-			.allowed_access = access,
-			.parent_fd = fd,
-		};
-		if (syscall(__NR_landlock_add_rule, ruleset_fd, VE_LANDLOCK_RULE_PATH_BENEATH, &attr,
-			    rule->flags) < 0)
-			r = -errno;
-	}
+	long r = access || rule->flags ? ve_landlock_add_beneath(ruleset_fd, fd, access, rule->flags)
+				       : 0;
 	close(fd);
 	return r;
 }

@@ -19,9 +19,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._paths import path_under
 from .autorules import read_elf, script_interpreter
 from .model import LandlockAccess
-from .rights import PolicyRights, access_names, path_under
+from .rights import PolicyRights, access_names
 
 if TYPE_CHECKING:
     from .compile import Compiled

@@ -37,6 +37,8 @@ import os
 import stat
 import sys
 
+from ._paths import path_under
+
 TYPE_CHECKING = False  # typing is not imported: type checkers take this as true
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -203,10 +205,7 @@ def _same(a: bytes, b: bytes) -> bool:
 
 def covers(writable: Iterable[str], target: str) -> bool:
     """Whether a writable path (resolved) is ``target`` or one of its ancestors."""
-    for w in writable:
-        if w == "/" or target == w or target.startswith(w.rstrip("/") + "/"):
-            return True
-    return False
+    return any(path_under(target, w) for w in writable)
 
 
 def _targets() -> list[str]:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._paths import path_under
 from .compile import Compiled
 from .landlock import RUNTIME_RULES, fs_rights_for_abi
 from .model import LandlockAccess, LandlockPolicy
@@ -31,11 +32,6 @@ WRITE_RIGHTS = _A.WRITE_FILE | _A.MAKE_REG
 def access_names(access: int) -> list[str]:
     """The single rights of a mask, lower case (``["read_file", "execute"]``)."""
     return [m.name.lower() for m in _SINGLE if access & m.value and m.name is not None]
-
-
-def path_under(path: str, top: str) -> bool:
-    """Whether ``path`` is ``top`` or lies beneath it (both resolved)."""
-    return path == top or top == "/" or path.startswith(top.rstrip("/") + "/")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._core import ffi, lib
+from ._paths import path_under
 from .errors import EnforcementError, PolicyError
 from .model import _DESKTOP, _SERVER, IsolationConfig, LandlockAccess, LandlockRule
 
@@ -114,8 +115,6 @@ def _depth(path: str) -> int:
     return 0 if path == "/" else path.count("/")
 
 
-def _under(path: str, parent: str) -> bool:
-    return parent == "/" or path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def _rel(path: str) -> str:
@@ -196,7 +195,7 @@ class ViewPlan:
 
     def to_view(self, host_path: str) -> str:
         """Where a host path is in the view (a path inside another rootfs moves to /)."""
-        if self.rootfs != "/" and _under(host_path, self.rootfs):
+        if self.rootfs != "/" and path_under(host_path, self.rootfs):
             rel = os.path.relpath(host_path, self.rootfs)
             return "/" if rel == "." else "/" + rel
         return host_path
@@ -235,7 +234,7 @@ class ViewPlan:
 
 def _bind_attr(path: str, access: int, read_only: bool, writable_ok: bool = True) -> int:
     attr = _NOSUID
-    if not _under(path, "/dev"):
+    if not path_under(path, "/dev"):
         attr |= _NODEV
     if read_only or not (access & _WRITES) or not writable_ok:
         attr |= _RDONLY
@@ -291,9 +290,9 @@ def plan_view(config: IsolationConfig, *, named_writable: tuple[str, ...] = (),
     h = home if home is not None else os.environ.get("HOME")
     if plan.root == "tmpfs" and h and os.path.isabs(h) and os.path.normpath(h) != "/":
         h = _view_path(h)
-        covered = any(_under(h, b.view) for b in plan.binds) or h in plan.private
+        covered = any(path_under(h, b.view) for b in plan.binds) or h in plan.private
         base_has_it = plan.root == "tmpfs" or os.path.isdir(h)
-        if not covered and base_has_it and not any(_under(h, p) and h != p for p in ("/proc", "/dev")):
+        if not covered and base_has_it and not any(path_under(h, p) and h != p for p in ("/proc", "/dev")):
             plan.home = h
     _check_slots(plan)
     return plan
@@ -310,7 +309,7 @@ def _plan_rules(plan: ViewPlan, rules: list[LandlockRule], ro: bool, named: set[
         if not os.path.lexists(path):
             continue  # Landlock's compile skips it or says it is missing
         view = _view_path(path)
-        if _under(view, "/proc"):
+        if path_under(view, "/proc"):
             plan.notes.append(f"{path}: the view has a /proc of its own; the rule applies there")
             continue
         if view == "/dev":
@@ -365,7 +364,7 @@ def _plan_rootfs(config: IsolationConfig, rootfs: str, named_writable: tuple[str
     inside: list[LandlockRule] = []
     for r in rules:
         path = os.path.normpath(r.path)
-        if _under(path, rootfs):
+        if path_under(path, rootfs):
             inside.append(r)
         elif os.path.lexists(path):
             outside.append(path)
@@ -399,7 +398,7 @@ def _plan_rootfs(config: IsolationConfig, rootfs: str, named_writable: tuple[str
         if path == rootfs or not os.path.lexists(path) or os.path.islink(path):
             continue  # the root itself, or a link that is there as it is
         view = plan.to_view(path)
-        if view in ("/proc", "/dev") or _under(view, "/proc"):
+        if view in ("/proc", "/dev") or path_under(view, "/proc"):
             continue
         if (path in preset_tmp and int(r.access) & _WRITES and not ro
                 and path not in named_writable and (os.path.basename(path), int(r.access))
@@ -428,7 +427,7 @@ def _plan_rootfs(config: IsolationConfig, rootfs: str, named_writable: tuple[str
 
 
 def _check_slots(plan: ViewPlan) -> None:
-    early = [b for b in plan.binds if _under(b.host, plan.scratch)]
+    early = [b for b in plan.binds if path_under(b.host, plan.scratch)]
     if len(early) + 2 > _MAX_SLOTS:
         raise PolicyError("Landlock.Rules", len(early),
                           f"is too many paths below {plan.scratch} for the view "
@@ -473,7 +472,7 @@ def _nested(plan: ViewPlan) -> list[_Bind]:
     and each child puts them back on top of its own tmpfs. No mount point is made
     in a directory of the host's or of the rootfs for them."""
     privates = _privates(plan)
-    return [b for b in plan.binds if any(_under(b.view, p) and b.view != p for p in privates)]
+    return [b for b in plan.binds if any(path_under(b.view, p) and b.view != p for p in privates)]
 
 
 def _template_ops(plan: ViewPlan, idmap_fds: dict[str, int] | None = None,
@@ -511,7 +510,7 @@ def _template_ops(plan: ViewPlan, idmap_fds: dict[str, int] | None = None,
         root_slot, slot = slot, slot + 1
     early: dict[str, int] = {}
     for b in plan.binds:
-        if _under(b.host, plan.scratch):
+        if path_under(b.host, plan.scratch):
             add(_Op(lib.VE_VOP_CLONE, b.host, slot=slot, recursive=True, attr=b.attr),
                 f"binding {b.host}")
             idmap(b.host, b.idmap, slot)
@@ -677,7 +676,7 @@ def landlock_rules(plan: ViewPlan, ruleset: CompiledRuleset) -> list[tuple[str, 
         path = plan.to_view(_rule_view_path(r.path))
         access = int(r.access)
         if r.kind == "directory" and access & int(_A.WRITE_FILE) and any(
-                _under(path, w) for w in writable):
+                path_under(path, w) for w in writable):
             access |= extra
         rules.append((path, access, lib.LANDLOCK_ADD_RULE_QUIET if r.quiet else 0))
     if handled and not plan.read_only:
@@ -700,7 +699,7 @@ def _pruned(rules: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     and add. A rule with flags (QUIET) is kept, as is every rule below one."""
     kept: list[tuple[str, int, int]] = []
     for path, access, flags in rules:
-        covered = any(_under(path, a) and path != a and not access & ~a_access
+        covered = any(path_under(path, a) and path != a and not access & ~a_access
                       and not flags and not a_flags for a, a_access, a_flags in rules)
         if not covered:
             kept.append((path, access, flags))
