@@ -417,3 +417,30 @@ def test_a_linked_cache_directory_is_never_used(tmp_path):
     # the control: the directory itself is used
     env["VOLT_ENFORCE_PLAN_CACHE"] = str(real)
     assert [ve("run", "--", "/bin/true", env=env)[3] for _ in range(2)] == [False, True]
+
+
+_COUNT_COMPILES = r"""
+import os, sys
+import volt_enforce.compile as comp, volt_enforce.sandbox as sbx
+real = comp.compile_config
+def counting(*a, **k):
+    os.environ["VOLT_COMPILES"] = str(int(os.environ.get("VOLT_COMPILES", "0")) + 1)
+    return real(*a, **k)
+comp.compile_config = sbx.compile_config = counting
+from volt_enforce.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_exec_compiles_once_on_a_miss(cache):
+    """A miss compiles the plan once: the cache is filled from the very Compiled that
+    apply_self then enforces (the exec'd shell sees the count the wrapper kept)."""
+    env = dict(os.environ)
+    if cache == "off":
+        env["VOLT_ENFORCE_PLAN_CACHE"] = "off"
+    cp = subprocess.run([sys.executable, "-c", _COUNT_COMPILES, "exec", "--no-warnings", "--",
+                         "sh", "-c", "echo $VOLT_COMPILES"], capture_output=True, text=True,
+                        cwd="/", env=env, timeout=60)
+    assert (cp.returncode, cp.stdout) == (0, "1\n"), cp.stderr
+    assert entries() != [] if cache == "on" else entries() == []

@@ -689,14 +689,16 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     # imported now: once this process is restricted it may not read the module
     from .diagnose import diagnose_exec
 
-    if _cache_on():  # before restricting: the cache is never writable from inside
-        _exec_cache(args, cfg, req, auto, path)
+    # compiled once: for the cache (before restricting: it is never writable from inside)
+    # and for apply_self, which adopts it
+    compiled = _exec_cache(args, cfg, req, auto, path) if _cache_on() else None
     # written after this process restricted itself, where a rename may be denied
     report_file = _open_report(args.report, in_place=True)
     before = os.getcwd()
     try:
         report = apply_self(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
-                            unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args))
+                            unix_sockets=cli_landlock.unix_sockets(args), _compiled=compiled,
+                            **_view_options(args))
     except BaseException:
         if report_file is not None:
             report_file.discard()
@@ -725,22 +727,27 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _exec_cache(args: argparse.Namespace, cfg: IsolationConfig, req: Any, auto: Any,
-                path: str) -> None:
-    """exec's plan for the cache (compiled as apply_self compiles it), kept only when the
-    exec will not be denied (the diagnosis on a miss has no twin on a hit); or the
-    cache revoked, when this process may write it once restricted."""
+                path: str) -> Any:
+    """exec's plan, compiled as apply_self compiles it (which then adopts it: returned),
+    for the cache: kept only when the exec will not be denied (the diagnosis on a miss
+    has no twin on a hit); or the cache revoked, when this process may write it once
+    restricted."""
     from .compile import compile_config
     from .diagnose import diagnose_exec
     from .report import EnforcementReport
 
-    with compile_config(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
-                        unix_sockets=cli_landlock.unix_sockets(args),
-                        **_view_options(args)) as c:
+    c = compile_config(cfg, compatibility=_compatibility(args, cfg), contain=args.contain,
+                       unix_sockets=cli_landlock.unix_sockets(args), **_view_options(args))
+    try:
         if _cache_guard(args, c) or req is None or diagnose_exec(c, path) is not None:
-            return
+            return c
         warned = ([f"volt-enforce: warning: {ln}" for ln in EnforcementReport.of(c).downgrades()]
                   if getattr(args, "warnings", True) else [])
         _cache_fill(req, args, cfg, c, auto, list(_printed) + warned)
+    except BaseException:
+        c.close()
+        raise
+    return c
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -175,6 +175,7 @@ class Sandbox:
         userns_fd: int | None = None,
         _lend_only: bool = False,
         spawner: bool | None = None,
+        _compiled: Compiled | None = None,
     ) -> None:
         config = config if config is not None else IsolationConfig()
         if not isinstance(config, IsolationConfig):
@@ -203,9 +204,11 @@ class Sandbox:
             raise PolicyError("spawner", spawner, "is not True, False or None")
         self._spawner_option = spawner
         with contextlib.ExitStack() as undo:
-            self.compiled = self._compile(config, best_effort, compatibility, no_new_privs,
-                                          contain, landlock_abi, share_compiled, unix_sockets,
-                                          log_denials)
+            # _compiled: compile_config of this very config and these options, already
+            # made by the caller (the CLI's exec, which also cached it); the sandbox owns it
+            self.compiled = _compiled if _compiled is not None else self._compile(
+                config, best_effort, compatibility, no_new_privs, contain, landlock_abi,
+                share_compiled, unix_sockets, log_denials)
             undo.callback(self.compiled.close)
             self.report = EnforcementReport.of(self.compiled)
             self._place(cgroup, cgroup_parent, undo)
