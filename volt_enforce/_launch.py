@@ -1,4 +1,4 @@
-"""The ``volt-enforce`` console script: the plan cache first, the CLI on a miss.
+"""The ``volt-enforce`` command (scripts/volt-enforce): the plan cache first, the CLI on a miss.
 
 On a hit (``volt_enforce.plancache``) ``run`` and ``exec`` exec volt-init on the
 cached plan without importing the CLI, the model or the compiler; anything else,
