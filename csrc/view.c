@@ -13,6 +13,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#ifndef __GLIBC__
+#include <linux/mount.h> /* struct mount_attr, MOUNT_ATTR_*: glibc has them in sys/mount.h */
+#endif
 
 #ifndef __NR_open_tree
 #define __NR_open_tree 428 /* 5.2 */

@@ -274,7 +274,7 @@ static int child_main(void *arg)
 		struct rlimit rl = { (rlim_t)q->rlim[i][0], (rlim_t)q->rlim[i][1] };
 		if (rl.rlim_cur == own_limits[i].rlim_cur && rl.rlim_max == own_limits[i].rlim_max)
 			continue;
-		if (setrlimit((__rlimit_resource_t)i, &rl) < 0) { /* no raise: checked before */
+		if (setrlimit(i, &rl) < 0) { /* no raise: checked before */
 			fail(rq, VE_STEP_CLONE, errno, i);
 			goto out;
 		}
@@ -474,7 +474,7 @@ int main(int argc, char **argv)
 	if (restrict_self(sock) < 0)
 		return 1;
 	for (int i = 0; i < VE_SPAWNER_NLIMITS; i++)
-		getrlimit((__rlimit_resource_t)i, &own_limits[i]);
+		getrlimit(i, &own_limits[i]);
 	/* wake up now and then to see whether the caller's process is still there
 	 * (a fork of it may hold the other end of the socket) */
 	struct timeval tv = { 1, 0 };
