@@ -488,3 +488,25 @@ def test_an_unprivileged_caller_maps_root_to_itself():
     assert got["rc"] == 0, got["err"]
     assert got["map"] == ["0", "65534", "1"]
     assert any("root is the caller, host uid 65534" in n for n in got["notes"])
+
+
+def test_a_plan_refuses_a_dir_its_root_cannot_write(ids, shared_dir, tmp_path):
+    """volt-init plans carry no idmapped binds: compiling one whose writable directory
+    the plan's root (the range's first slot) cannot write fails, naming the directory
+    and the uid; given to that uid, the plan compiles and volt-init's child writes
+    there as that uid (before, it compiled and the child met EACCES)."""
+    need_userns()
+    from volt_enforce.init_plan import compile_plan, volt_init_path
+
+    cfg = _rw(shared_dir, SeccompProfile.DEFAULT)
+    with pytest.raises(PolicyError) as exc:
+        compile_plan(cfg)
+    msg = str(exc.value)
+    assert shared_dir in msg and "give uid 300000 write access" in msg, msg
+    os.chown(shared_dir, 300000, 500000)
+    plan = tmp_path / "plan"
+    plan.write_text(compile_plan(cfg))
+    cp = subprocess.run([volt_init_path(), str(plan), "--", "sh", "-c", f"echo x > {shared_dir}/made"],
+                        capture_output=True, text=True, timeout=60, cwd="/")
+    assert cp.returncode == 0, cp.stderr
+    assert os.stat(os.path.join(shared_dir, "made")).st_uid == 300000

@@ -141,9 +141,13 @@ def _plan_text(compiled: Compiled, cgroup_dirs: Sequence[CgroupDirectory] | None
     if compiled.unshare_flags:
         body.append(f"unshare {compiled.unshare_flags:x}")
     if Namespace.USER in compiled.namespaces:
-        from .users import plan_idmap
+        from .users import check_writable, plan_idmap
 
         ids = plan_idmap()
+        # a plan carries no idmapped binds (the library's view makes those, with user
+        # namespaces of their own): a writable directory of the policy that the plan's
+        # root cannot write is refused here, naming it and the uid it needs
+        check_writable(compiled.config, ids, compiled.capabilities)
         body.append(f"userns {ids.uid:x} {ids.gid:x} {ids.count:x}")
 
     tail: list[str] = []
