@@ -102,11 +102,21 @@ class BuildExtWithInit(build_ext):
         self.build_static("volt-pidinit", PIDINIT_SOURCES, PIDINIT_CFLAGS, PIDINIT_LDFLAGS)
 
     def build_static(self, name, sources, cflags=(), ldflags=()):
-        obj_dir = os.path.join(self.build_temp, name.replace("-", "_"))
-        os.makedirs(obj_dir, exist_ok=True)
         # volt-pidinit has no C library at all where it can (NOLIBC): any compiler will do
         cc, libc = (_cc(), "none") if "-nostdlib" in ldflags else _static_cc(self.build_temp)
+        try:
+            self._link_static(name, sources, cflags, ldflags, cc, libc)
+        except (CompileError, LinkError) as exc:
+            if libc != "musl":
+                raise
+            # a musl that cannot build it here (its headers, say) leaves glibc's build
+            print(f"volt-enforce: {name} did not build against musl, so glibc instead: {exc}")
+            self._link_static(name, sources, cflags, ldflags, _cc(), "glibc (musl failed)")
+
+    def _link_static(self, name, sources, cflags, ldflags, cc, libc):
         print(f"volt-enforce: building {name} (static, C library: {libc})")
+        obj_dir = os.path.join(self.build_temp, name.replace("-", "_"))
+        os.makedirs(obj_dir, exist_ok=True)
         objects = []
         for src in sources:
             obj = os.path.join(obj_dir, os.path.basename(src)[:-2] + ".o")
