@@ -83,7 +83,7 @@ def test_a_hit_behaves_as_the_miss(args):
 
 def test_a_child_that_may_write_the_cache_is_never_cached():
     """--no-contain with the server profile may write /tmp, where this session's cache
-    is (and /run, the default's): never cached, each start compiles."""
+    is: never cached, each start compiles."""
     d = plancache.cache_dir() or ""
     assert d.startswith("/tmp/")
     for _ in range(2):
@@ -480,3 +480,73 @@ def test_a_hit_imports_only_the_launcher():
     hit, err = _imported(argv)
     assert "volt_enforce.plancache" in hit and "volt_enforce.cli" not in hit, err
     assert not hit & HEAVY, sorted(hit & HEAVY)
+
+
+_FORGE = r"""
+import hashlib, hmac, os, sys
+cache, key_path = sys.argv[1], sys.argv[2]
+try:
+    key = open(key_path, "rb").read()
+    for name in os.listdir(cache):
+        path = os.path.join(cache, name)
+        old = open(path, "rb").read()
+        head, _, body = old.partition(b"\n")
+        meta, _, plan = body.partition(b"\nplan\n")
+        # no restriction at all, padded with a blank note to the old length: rewritten in
+        # place, since truncating or making a file takes rights of their own
+        body = meta + b"\nnote " + b"20" * len(old) + b"\nplan\nvolt-plan 1\nend\n"
+        mac = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+        with open(path, "r+b") as f:
+            f.write(b"mac " + mac + b"\n" + body)
+    print("forged")
+except OSError as exc:
+    print("refused", exc.errno)
+"""
+
+
+def test_attack_a_sandbox_that_reads_the_key_cannot_plant_a_plan(tmp_path, monkeypatch):
+    """The default layout (entries and key in the package): a contain=False sandbox under
+    the server preset that may also read the package (as it may read /usr, where a
+    system install puts it) reads the key but cannot rewrite an entry, so the next hit
+    still runs contained. Control: the same forgery unsandboxed makes the next hit run
+    the planted empty plan, and the target writes where the contained run cannot."""
+    from volt_enforce import (
+        IsolationConfig,
+        LandlockAccess,
+        LandlockPolicy,
+        LandlockRule,
+        Sandbox,
+        SeccompProfile,
+        server_policy,
+    )
+
+    monkeypatch.delenv("VOLT_ENFORCE_PLAN_CACHE")
+    monkeypatch.delenv("VOLT_ENFORCE_PLAN_KEY")
+    cache, key = plancache.cache_dir(), plancache.key_path()
+    assert cache == plancache.DEFAULT_DIR and os.path.dirname(key) == os.path.dirname(cache)
+    plancache.clear()
+    marker = tmp_path / "escaped"
+    args = ("run", "--no-warnings", "--", "sh", "-c", f"touch {marker} 2>/dev/null; echo $?")
+    try:
+        miss, hit = miss_then_hit(*args)
+        assert hit == miss and miss[1] == "1\n"
+        pkg = os.path.dirname(key)  # the package, where the key is
+        rules = [*server_policy("/").rules, LandlockRule(path=pkg, access=LandlockAccess.READ_ONLY)]
+        rules += [LandlockRule(path=p, access=LandlockAccess.READ_EXEC)
+                  for p in sorted({sys.prefix, sys.base_prefix})]
+        cfg = IsolationConfig(landlock=LandlockPolicy(rules=rules), seccomp=SeccompProfile.DEFAULT)
+        before = {n: open(os.path.join(cache, n), "rb").read() for n in os.listdir(cache)}
+        with Sandbox(cfg, contain=False) as sb:
+            cp = sb.run([sys.executable, "-c", _FORGE, cache, key], capture_output=True, text=True)
+        assert cp.stdout.startswith("refused"), (cp.stdout, cp.stderr)
+        assert {n: open(os.path.join(cache, n), "rb").read() for n in os.listdir(cache)} == before
+        again = ve(*args)
+        assert again[3] and again[1] == "1\n" and not marker.exists()
+        # control: the forgery works where writing is allowed, and the hit then escapes
+        cp = subprocess.run([sys.executable, "-c", _FORGE, cache, key], capture_output=True,
+                            text=True, timeout=60)
+        assert cp.stdout == "forged\n", cp.stderr
+        forged = ve(*args)
+        assert forged[3] and forged[1] == "0\n" and marker.exists()
+    finally:
+        plancache.clear()

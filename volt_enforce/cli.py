@@ -1009,8 +1009,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="the plan cache of run and exec: clear",
                            description="clear: remove every cached plan (the next run and "
                                        "exec compile again). The cache is root's, in "
-                                       "VOLT_ENFORCE_PLAN_CACHE (default /run/volt-enforce/"
-                                       "plans; off: no cache).")
+                                       "VOLT_ENFORCE_PLAN_CACHE (default .plan-cache in the "
+                                       "installed package; off: no cache).")
     cache.add_argument("action", choices=["clear"])
     cache.set_defaults(func=_cmd_cache)
 

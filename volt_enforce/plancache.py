@@ -4,16 +4,21 @@
 a second start of the same command with the same inputs execs volt-init on the plan
 the first one wrote, and imports neither the model nor the compiler.
 
-Where: entries in ``VOLT_ENFORCE_PLAN_CACHE`` (default ``/run/volt-enforce/plans``; ``off``
-turns the cache off), one file per key, MAC'd (HMAC-SHA256) with a 32-byte secret in
-``VOLT_ENFORCE_PLAN_KEY`` (default ``.plan-cache.key`` in the installed package, so
-that whoever can forge an entry can already replace volt-init itself). Only root
-uses the cache. On each use the directory (0700), the key and each entry (0600) must
-be root's, their ancestors writable by root alone, and the paths the plan makes
-writable must cover neither the directory nor the key: a sandboxed child never gets
-to write what the next run applies. A run whose policy does cover them is never
-cached, and revokes the cache (entries and key) before its child starts and, for a
-``run``, again after it ended.
+Where: entries in ``VOLT_ENFORCE_PLAN_CACHE`` (default ``.plan-cache/`` in the installed
+package; ``off`` turns the cache off), one file per key, MAC'd (HMAC-SHA256) with a
+32-byte secret in ``VOLT_ENFORCE_PLAN_KEY`` (default ``.plan-cache.key`` in the package):
+whoever can write an entry there can already replace volt-init itself, and a sandbox
+that can read the key (a system install under /usr, which the presets let children
+read) has nowhere to put a forged entry. Elsewhere the directory must be one no
+sandbox may write while the key is one no sandbox may read: the check on each use
+knows only the plan at hand (the default was /run/volt-enforce/plans, which the
+server preset lets a ``contain=False`` child write). Only root uses the cache.
+On each use the directory (0700), the key and each entry (0600) must be root's,
+their ancestors writable by root alone, and the paths the plan makes writable must
+cover neither the directory nor the key: a sandboxed child never gets to write what
+the next run applies. A run whose policy does cover them is never cached, and
+revokes the cache (entries and key) before its child starts and, for a ``run``,
+again after it ended.
 
 The key covers the library (its version and the size and mtime of its files), the
 kernel (release, build, boot id: the Landlock ABI and errata are fixed for a boot, and
@@ -58,7 +63,8 @@ __all__ = ["DEFAULT_DIR", "Entry", "Request", "cache_dir", "clear", "covers", "k
            "lookup", "revoke", "store", "writable_paths"]
 
 FORMAT = b"volt-plan-cache 1"
-DEFAULT_DIR = "/run/volt-enforce/plans"
+#: beside the default key, in the package: as hard to write as volt-init itself
+DEFAULT_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), ".plan-cache")
 KEY_BYTES = 32
 MAX_ENTRIES = 1024
 
@@ -94,7 +100,7 @@ def key_path() -> str:
     k = os.environ.get("VOLT_ENFORCE_PLAN_KEY")
     if k:
         return _resolved_parent(k)
-    return os.path.join(os.path.dirname(os.path.realpath(__file__)), ".plan-cache.key")
+    return os.path.join(os.path.dirname(DEFAULT_DIR), ".plan-cache.key")
 
 
 def _resolved_parent(path: str) -> str:
@@ -506,7 +512,7 @@ def store(req: Request, plan: str, notes: Sequence[str], guard_records: Sequence
     d = cache_dir()
     if d is None or os.geteuid() != 0 or not protected(writable) or not _ensure_dir(d):
         return False
-    if len(os.listdir(d)) >= MAX_ENTRIES:  # a bound on what /run (memory) holds
+    if len(os.listdir(d)) >= MAX_ENTRIES:  # a bound on what the directory holds
         clear()
     secret = _secret(create=True)
     if secret is None:
