@@ -550,3 +550,17 @@ def test_attack_a_sandbox_that_reads_the_key_cannot_plant_a_plan(tmp_path, monke
         assert forged[3] and forged[1] == "0\n" and marker.exists()
     finally:
         plancache.clear()
+
+
+def test_the_default_layout_caches_no_contain_with_the_server_profile(monkeypatch):
+    """The server profile's writable directories (/app, /tmp, /var, /run) cover neither
+    the package's cache nor its key: --no-contain is cached too (with the cache under
+    /run, the old default, it compiled on every start)."""
+    monkeypatch.delenv("VOLT_ENFORCE_PLAN_CACHE")
+    monkeypatch.delenv("VOLT_ENFORCE_PLAN_KEY")
+    plancache.clear()
+    try:
+        miss, hit = miss_then_hit("exec", "--no-contain", "--no-warnings", "--", "/bin/true")
+        assert hit == miss and miss[0] == 0
+    finally:
+        plancache.clear()
