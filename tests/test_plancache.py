@@ -504,7 +504,31 @@ except OSError as exc:
 """
 
 
-def test_attack_a_sandbox_that_reads_the_key_cannot_plant_a_plan(tmp_path, monkeypatch):
+@pytest.fixture
+def package_layout(monkeypatch):
+    """The default layout, entries beside the key in a directory no preset grants, in a
+    stand-in for the package of its own under /root (the suite's checkout may sit where
+    the cache does not trust the ancestors, or where a preset grants writing)."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix=".volt-test-package-", dir="/root")
+    monkeypatch.setenv("VOLT_ENFORCE_PLAN_CACHE", os.path.join(d, ".plan-cache"))
+    monkeypatch.setenv("VOLT_ENFORCE_PLAN_KEY", os.path.join(d, ".plan-cache.key"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_default_layout_is_the_package(monkeypatch):
+    import volt_enforce
+
+    monkeypatch.delenv("VOLT_ENFORCE_PLAN_CACHE")
+    monkeypatch.delenv("VOLT_ENFORCE_PLAN_KEY")
+    pkg = os.path.dirname(os.path.realpath(volt_enforce.__file__))
+    assert plancache.cache_dir() == plancache.DEFAULT_DIR == os.path.join(pkg, ".plan-cache")
+    assert plancache.key_path() == os.path.join(pkg, ".plan-cache.key")
+
+
+def test_attack_a_sandbox_that_reads_the_key_cannot_plant_a_plan(tmp_path, package_layout):
     """The default layout (entries and key in the package): a contain=False sandbox under
     the server preset that may also read the package (as it may read /usr, where a
     system install puts it) reads the key but cannot rewrite an entry, so the next hit
@@ -520,17 +544,14 @@ def test_attack_a_sandbox_that_reads_the_key_cannot_plant_a_plan(tmp_path, monke
         server_policy,
     )
 
-    monkeypatch.delenv("VOLT_ENFORCE_PLAN_CACHE")
-    monkeypatch.delenv("VOLT_ENFORCE_PLAN_KEY")
     cache, key = plancache.cache_dir(), plancache.key_path()
-    assert cache == plancache.DEFAULT_DIR and os.path.dirname(key) == os.path.dirname(cache)
-    plancache.clear()
+    assert os.path.dirname(key) == os.path.dirname(cache) == package_layout
     marker = tmp_path / "escaped"
     args = ("run", "--no-warnings", "--", "sh", "-c", f"touch {marker} 2>/dev/null; echo $?")
     try:
         miss, hit = miss_then_hit(*args)
         assert hit == miss and miss[1] == "1\n"
-        pkg = os.path.dirname(key)  # the package, where the key is
+        pkg = os.path.dirname(key)  # the package, where the key is (and the cache)
         rules = [*server_policy("/").rules, LandlockRule(path=pkg, access=LandlockAccess.READ_ONLY)]
         rules += [LandlockRule(path=p, access=LandlockAccess.READ_EXEC)
                   for p in sorted({sys.prefix, sys.base_prefix})]
@@ -552,15 +573,9 @@ def test_attack_a_sandbox_that_reads_the_key_cannot_plant_a_plan(tmp_path, monke
         plancache.clear()
 
 
-def test_the_default_layout_caches_no_contain_with_the_server_profile(monkeypatch):
+def test_the_default_layout_caches_no_contain_with_the_server_profile(package_layout):
     """The server profile's writable directories (/app, /tmp, /var, /run) cover neither
     the package's cache nor its key: --no-contain is cached too (with the cache under
     /run, the old default, it compiled on every start)."""
-    monkeypatch.delenv("VOLT_ENFORCE_PLAN_CACHE")
-    monkeypatch.delenv("VOLT_ENFORCE_PLAN_KEY")
-    plancache.clear()
-    try:
-        miss, hit = miss_then_hit("exec", "--no-contain", "--no-warnings", "--", "/bin/true")
-        assert hit == miss and miss[0] == 0
-    finally:
-        plancache.clear()
+    miss, hit = miss_then_hit("exec", "--no-contain", "--no-warnings", "--", "/bin/true")
+    assert hit == miss and miss[0] == 0
