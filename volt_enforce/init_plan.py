@@ -274,7 +274,8 @@ def volt_init_path() -> str:
 
 
 def init_main() -> None:
-    """The ``volt-init`` console script: runs the C executable in place."""
+    """Runs the C executable in place (what the ``volt-init`` command, scripts/volt-init,
+    does without importing this module)."""
     path = volt_init_path()
     os.execv(path, [path, *sys.argv[1:]])
 
