@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from cliargs import imported_without_site
 from netns_host import in_stand_in_host
 
 from volt_enforce import plancache
@@ -449,25 +450,6 @@ def test_exec_compiles_once_on_a_miss(cache):
     assert entries() != [] if cache == "on" else entries() == []
 
 
-def _imported(argv: list[str]) -> tuple[set[str], str]:
-    """The modules a start imports, and its stderr, without site (an editable install's
-    finder imports re and more there, which would hide what the command imports): the
-    package is found through PYTHONPATH instead."""
-    import _cffi_backend
-
-    import volt_enforce
-
-    where = {os.path.dirname(os.path.dirname(volt_enforce.__file__)),
-             os.path.dirname(_cffi_backend.__file__)}  # a miss runs the CLI
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sorted(where))}
-    cp = subprocess.run([sys.executable, "-S", "-X", "importtime", *argv], capture_output=True,
-                        text=True, cwd="/", timeout=60, env=env)
-    lines = cp.stderr.splitlines()
-    return ({ln.rsplit("|", 1)[1].strip() for ln in lines
-             if ln.startswith("import time:") and "|" in ln},
-            "\n".join(ln for ln in lines if not ln.startswith("import time:")))
-
-
 #: what a hit never imports: the CLI and what the compiler needs, and the modules of
 #: the standard library that cost the most to import here (re with enum about 4 ms)
 HEAVY = {"volt_enforce.cli", "volt_enforce.model", "volt_enforce.compile", "_cffi_backend",
@@ -479,8 +461,8 @@ def test_a_hit_imports_only_the_launcher():
     """The installed command (scripts/volt-enforce) imports nothing before the look-up:
     an entry point's generated wrapper imports re, and with it enum (about 4 ms)."""
     argv = [VOLT, "run", "--no-warnings", "--", "/bin/true"]
-    _imported(argv)  # the miss fills the cache (the key covers PYTHONPATH)
-    hit, err = _imported(argv)
+    imported_without_site(argv)  # the miss fills the cache (the key covers PYTHONPATH)
+    hit, err, _ = imported_without_site(argv)
     assert "volt_enforce.plancache" in hit and "volt_enforce.cli" not in hit, err
     assert not hit & HEAVY, sorted(hit & HEAVY)
 

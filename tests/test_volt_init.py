@@ -469,20 +469,11 @@ def test_the_volt_init_command_imports_nothing_before_the_exec():
     found through PYTHONPATH."""
     import sys
 
-    import _cffi_backend
+    from cliargs import imported_without_site
 
-    import volt_enforce
-
-    command = os.path.join(os.path.dirname(sys.executable), "volt-init")
-    where = {os.path.dirname(os.path.dirname(os.path.abspath(volt_enforce.__file__))),
-             os.path.dirname(_cffi_backend.__file__)}  # what the old entry point needed
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sorted(where))}
-    cp = subprocess.run([sys.executable, "-S", "-X", "importtime", command, "--help"],
-                        capture_output=True, text=True, env=env, timeout=60)
-    assert cp.returncode == 0 and cp.stdout.startswith("usage: volt-init"), cp.stderr
-    imported = {ln.rsplit("|", 1)[1].strip() for ln in cp.stderr.splitlines()
-                if ln.startswith("import time:")}
-    assert "volt_enforce" in imported
+    imported, err, out = imported_without_site([os.path.join(os.path.dirname(sys.executable),
+                                                             "volt-init"), "--help"])
+    assert "volt_enforce" in imported and out.startswith("usage: volt-init"), err
     heavy = {"re", "enum", "typing", "dataclasses", "hashlib", "subprocess",
              "volt_enforce.init_plan", "volt_enforce.compile", "volt_enforce.model"}
     assert not imported & heavy, sorted(imported & heavy)
