@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
+from ._paths import executable
 from .compile import Compiled, Namespace, compile_config
 from .errors import EnforcementError, InstallationError, PolicyError
 from .model import IsolationConfig, ResourceLimits
@@ -267,17 +267,10 @@ def write_plan(config: IsolationConfig, path: str, *, best_effort: bool = False)
 
 def volt_init_path() -> str:
     """Where the volt-init executable of this installation is."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "volt-init")
+    path = executable("volt-init")
     if not os.access(path, os.X_OK):
         raise InstallationError("volt-init", path)
     return path
-
-
-def init_main() -> None:
-    """Runs the C executable in place (what the ``volt-init`` command, scripts/volt-init,
-    does without importing this module)."""
-    path = volt_init_path()
-    os.execv(path, [path, *sys.argv[1:]])
 
 
 def run_init(plan_path: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:

@@ -37,11 +37,12 @@ import threading
 from typing import Any
 
 from ._core import ffi, lib
+from ._paths import executable
 from .errors import EnforcementError, InstallationError
 
 __all__ = ["Fate", "Launch", "init_memfd", "memfd_noexec_level", "INIT_PATH"]
 
-INIT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "volt-pidinit")
+INIT_PATH = executable("volt-pidinit")
 
 #: memfd_create flags and seals newer than some headers (6.3)
 _MFD_EXEC = 0x0010

@@ -42,7 +42,7 @@ import os
 import stat
 import sys
 
-from ._paths import path_under
+from ._paths import PACKAGE_DIR, executable, path_under
 
 TYPE_CHECKING = False  # typing is not imported: type checkers take this as true
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ __all__ = ["DEFAULT_DIR", "Entry", "Request", "cache_dir", "clear", "covers", "k
 
 FORMAT = b"volt-plan-cache 1"
 #: beside the default key, in the package: as hard to write as volt-init itself
-DEFAULT_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), ".plan-cache")
+DEFAULT_DIR = os.path.join(os.path.realpath(PACKAGE_DIR), ".plan-cache")
 KEY_BYTES = 32
 MAX_ENTRIES = 1024
 
@@ -591,7 +591,7 @@ def launch(req: Request, entry: Entry) -> None:
     for n in entry.notes:
         sys.stderr.write(n + "\n")
     sys.stderr.flush()
-    init = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "volt-init")
+    init = executable("volt-init")
     fd = plan_memfd(entry.plan)
     argv = [init] + (["run"] if req.command == "run" else [])
     argv += ["--plan-fd", str(fd), "--prog", "volt-enforce", "--exec", req.program]

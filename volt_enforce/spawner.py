@@ -78,6 +78,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._core import ffi, lib
+from ._paths import executable
 from .child import ChildPlan, _env_list, _fsencode_list, _reap, exec_candidates, spawn_error
 from .errors import EnforcementError, InstallationError, PolicyError
 
@@ -107,7 +108,7 @@ _LOG_FLAGS = (lib.LANDLOCK_RESTRICT_SELF_LOG_SAME_EXEC_OFF | lib.LANDLOCK_RESTRI
 
 def spawner_path() -> str:
     """Where the volt-spawner executable of this installation is."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "volt-spawner")
+    path = executable("volt-spawner")
     if not os.access(path, os.X_OK):
         raise InstallationError("volt-spawner", path)
     return path

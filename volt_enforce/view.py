@@ -115,8 +115,6 @@ def _depth(path: str) -> int:
     return 0 if path == "/" else path.count("/")
 
 
-
-
 def _rel(path: str) -> str:
     return path.lstrip("/") or "."
 
