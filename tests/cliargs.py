@@ -12,10 +12,9 @@ SYSTEM_ROX = [a for p in ("/usr", "/bin", "/lib", "/lib64") if os.path.exists(p)
 
 def imported_without_site(argv: list[str]) -> tuple[set[str], str, str]:
     """The modules ``python ARGV`` imports, its stderr without the import lines and its
-    stdout, run
-    without site (an editable install's finder imports re and more there, which would
-    hide what the command imports): the package, and cffi's backend that the CLI needs,
-    are found through PYTHONPATH instead."""
+    stdout, run without site (an editable install's finder imports re and more there,
+    which would hide what the command imports): the package, and cffi's backend that
+    the CLI needs, are found through PYTHONPATH instead."""
     import _cffi_backend
 
     import volt_enforce
