@@ -92,7 +92,8 @@ static int pread_all(int fd, char *buf, int size)
  * /proc/self/stat (process group, session, ignored signals) and
  * /proc/self/cgroup. The cwd, root and umask need no check: the spawner shares
  * them (CLONE_FS). */
-static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uint64_t *ignored)
+static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uint64_t *ignored,
+		       cpu_set_t *cpus)
 {
 	struct fp f = { out, size, 0 };
 	uid_t r, e, s;
@@ -135,10 +136,10 @@ static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uin
 			amb |= 1ULL << cap;
 	}
 	put(&f, " bnd %llx amb %llx", bnd, amb);
-	cpu_set_t cpus;
-	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
-		for (size_t i = 0; i < sizeof(cpus) / sizeof(unsigned long long); i++)
-			put(&f, " %llx%.0llx", ((unsigned long long *)&cpus)[i], 0);
+	CPU_ZERO(cpus);
+	if (sched_getaffinity(0, sizeof(*cpus), cpus) == 0)
+		for (size_t i = 0; i < sizeof(*cpus) / sizeof(unsigned long long); i++)
+			put(&f, " %llx%.0llx", ((unsigned long long *)cpus)[i], 0);
 	char buf[4096];
 	int n;
 	if (mode == 2) { /* another filter on top shows only here */
@@ -178,7 +179,8 @@ static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uin
 int ve_spawner_fingerprint(const struct ve_spawner_call *c, char *buf, int size)
 {
 	uint64_t ignored;
-	return fingerprint(c, buf, size, &ignored);
+	cpu_set_t cpus;
+	return fingerprint(c, buf, size, &ignored, &cpus);
 }
 
 /* ---- starting a spawner -------------------------------------------------------- */
@@ -351,7 +353,8 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	char fpbuf[VE_SPAWNER_FP_MAX];
 	res->step = res->err = res->index = 0;
 	uint64_t ignored = 0;
-	int n = fingerprint(c, fpbuf, sizeof(fpbuf), &ignored);
+	cpu_set_t cpus;
+	int n = fingerprint(c, fpbuf, sizeof(fpbuf), &ignored, &cpus);
 	if (n < 0)
 		return n;
 	if (n != fp_len || memcmp(fpbuf, fp, (size_t)n) != 0)
@@ -434,6 +437,16 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	for (int i = 0; i < c->n_keep_fds; i++) {
 		targets[i] = c->keep_fds[i];
 		fds[k++] = c->keep_fds[i];
+	}
+
+	memcpy(q->cpus, &cpus, sizeof(q->cpus) < sizeof(cpus) ? sizeof(q->cpus) : sizeof(cpus));
+	int cpu = sched_getcpu();
+	if (c->pinned_cpu && cpu >= 0 && cpu != *c->pinned_cpu && CPU_ISSET(cpu, &cpus)) {
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(c->spawner_pid, sizeof(one), &one) == 0)
+			*c->pinned_cpu = cpu;
 	}
 
 	slot->pid = 0;

@@ -87,6 +87,7 @@ struct ve_spawner_req {
 	uint64_t blocked;      /* the calling thread's signal mask (signals 1..64) */
 	uint64_t ignored;      /* signals the caller ignores */
 	uint64_t rlim[VE_SPAWNER_NLIMITS][2]; /* cur, max */
+	uint64_t cpus[16];     /* the calling thread's affinity (the spawner runs pinned) */
 };
 
 struct ve_spawner_reply {
@@ -111,6 +112,11 @@ struct ve_spawner_call {
 	int32_t stat_fd, cgroup_fd;
 	uint64_t cap_check;
 	int32_t check_ambient;
+	/* the spawner's pid, and the CPU it was last pinned to (-1: none yet): it is
+	 * pinned to the caller's CPU, so that the request and the reply wake a task
+	 * on the CPU that is running, not an idle one */
+	int32_t spawner_pid;
+	int32_t *pinned_cpu;
 };
 
 int ve_spawner_fingerprint(const struct ve_spawner_call *call, char *buf, int size);

@@ -115,7 +115,7 @@ import json, os, resource, signal, sys
 out = {}
 st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
 for k in ("NoNewPrivs", "Seccomp", "Seccomp_filters", "CapEff", "CapPrm", "CapBnd", "CapAmb",
-          "CapInh", "SigBlk", "SigIgn", "Uid", "Gid"):
+          "CapInh", "SigBlk", "SigIgn", "Uid", "Gid", "Cpus_allowed_list"):
     out[k] = st[k].strip()
 out["umask"] = st["Umask"].strip()
 out["cwd"] = os.getcwd()
@@ -292,6 +292,49 @@ def test_caller_state_at_call_time(work, outside, tmp_path):
         resource.setrlimit(resource.RLIMIT_CORE, old_core)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         signal.signal(signal.SIGUSR2, old_usr2)
+
+
+def test_children_get_the_callers_affinity_not_the_pinned_spawners(work, outside):
+    """The spawner runs pinned to its caller's CPU (the request and the reply then
+    wake a task on a running CPU, not an idle one), and each child is given the
+    caller's affinity again before exec; a thread with an affinity of its own gets
+    a spawner of its own, as any changed state does."""
+    allowed = sorted(os.sched_getaffinity(0))
+    sp, direct = _twins(_config(work))
+    out: dict = {}
+    with sp, direct:
+        a, b = _probe(sp, work, outside), _probe(direct, work, outside)
+        assert a["Cpus_allowed_list"] == b["Cpus_allowed_list"]
+        assert _cpus(a["Cpus_allowed_list"]) == allowed
+        (pid,) = sp._spawners.pids()
+        pinned = os.sched_getaffinity(pid)
+        assert len(pinned) == 1 and pinned <= set(allowed)
+
+        def in_thread(cpu: int) -> None:
+            os.sched_setaffinity(0, {cpu})  # this thread only
+            out[cpu] = _probe(sp, work, outside)["Cpus_allowed_list"]
+
+        for cpu in allowed[-2:]:
+            t = threading.Thread(target=in_thread, args=(cpu,))
+            t.start()
+            t.join(60)
+            assert _cpus(out[cpu]) == [cpu]
+        if len(allowed) > 1:
+            assert sp._spawners.counts["restarted"] >= 1
+        assert _cpus(_probe(sp, work, outside)["Cpus_allowed_list"]) == allowed
+    # the control: a child pinned the way the spawner is shows it
+    ctl = subprocess.run(["taskset", "-c", str(allowed[0]), "grep", "Cpus_allowed_list",
+                          "/proc/self/status"], capture_output=True, text=True, check=True)
+    assert _cpus(ctl.stdout.split(":")[1].strip()) == [allowed[0]]
+
+
+def _cpus(text: str) -> list[int]:
+    """The CPUs of a Cpus_allowed_list ("0-3,5")."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
 
 
 def test_errors_match_the_direct_path(work, tmp_path):

@@ -13,7 +13,8 @@
  * instead of attaching them again. It shares the caller's cwd, root and umask
  * (the library starts it with CLONE_FS, and it never changes them). Before exec
  * the child takes the rest of the caller's state from the request (stdio and
- * pass_fds, rlimits, signals),
+ * pass_fds, rlimits, signals, and its CPU affinity: the library pins this spawner
+ * to the CPU of the thread that calls it),
  * and restricts itself once more with a Landlock layer of its own, so that it
  * is in a domain of its own as on the direct path: it cannot ptrace this
  * spawner or its siblings, nor take their fds.
@@ -285,6 +286,11 @@ static int child_main(void *arg)
 	}
 	if (own_domain(rq) < 0)
 		goto out;
+	/* the caller's affinity: this spawner runs pinned to the caller's CPU */
+	if (sched_setaffinity(0, sizeof(q->cpus), (const cpu_set_t *)q->cpus) < 0) {
+		fail(rq, VE_STEP_CLONE, errno, 0);
+		goto out;
+	}
 	sigset_t mask;
 	sigemptyset(&mask);
 	for (int sig = 1; sig <= 64; sig++)
