@@ -83,14 +83,21 @@ def test_exec_cache_hit(benchmark, env):
     _cli(benchmark, "exec", env)
 
 
-@pytest.mark.parametrize("contain", [False, True], ids=["no-contain", "contained"])
-def test_volt_init_run_cached_plan(benchmark, env, tmp_path, contain):
-    cfg = IsolationConfig(landlock=server_policy("/"), seccomp="default")
-    with compile_config(cfg, contain=contain) as c:
+@pytest.mark.parametrize("what", ["server+default", "contained", "empty plan"])
+def test_volt_init_run_cached_plan(benchmark, env, tmp_path, what):
+    """The empty plan (no Landlock, no seccomp, no capability drop, no namespace; only
+    no_new_privs) is volt-init run's floor here: its own exec and the supervised
+    child, which any plan pays before the first restriction."""
+    cfg = (IsolationConfig() if what == "empty plan"
+           else IsolationConfig(landlock=server_policy("/"), seccomp="default"))
+    with compile_config(cfg, contain=what == "contained") as c:
         text = compile_plan(c, run=True, kernel_check=True)
+    if what == "empty plan":
+        assert not any(line.split()[0] in ("landlock", "seccomp", "caps", "pidns", "unshare")
+                       for line in text.splitlines() if line), text
     plan = tmp_path / "plan"
     plan.write_text(text)
     benchmark.group = "cli"
-    benchmark.name = f"volt-init run PLAN -- /bin/true ({'contained' if contain else 'server+default'})"
+    benchmark.name = f"volt-init run PLAN -- /bin/true ({what})"
     paired(benchmark, _quiet([INIT, "run", str(plan), "--", TRUE], env), _quiet([TRUE], env),
            rounds=100, warmup=10, key="ratio_over_bin_true")
