@@ -22,18 +22,15 @@ Floors:
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from _volt_testcore import ffi as testffi, lib as testlib  # test-only (tests/build_testcore.py)
 from kernelreq import need_landlock, need_seccomp
 from pairs import paired
+from spawnbench import TRUE, plain, server_default
 
-from volt_enforce import IsolationConfig, Sandbox, SeccompProfile, server_policy
+from volt_enforce import Sandbox
 from volt_enforce.pidns import init_memfd
 from volt_enforce.spawner import _child_layer
-
-TRUE = ["/bin/true"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,18 +39,10 @@ def _kernel():
     need_seccomp()
 
 
-def _config() -> IsolationConfig:
-    return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
-
-
-def _plain() -> None:
-    subprocess.run(TRUE)
-
-
 @pytest.fixture(scope="module")
 def floor():
     """The floor's policy: the contain=False sandbox's ruleset, filter and capabilities."""
-    with Sandbox(_config(), contain=False) as sb:
+    with Sandbox(server_default(), contain=False) as sb:
         c = sb.plan.c
         keep = testffi.new("char[]", TRUE[0].encode())
         f = testffi.new("struct ve_bench_floor *")
@@ -84,12 +73,12 @@ def _contained_floor(floor):
 
 
 def test_contained_floor_over_plain(benchmark, floor):
-    _go(benchmark, _contained_floor(floor), _plain,
+    _go(benchmark, _contained_floor(floor), plain,
         "raw C floor of the contained default's kernel work", "ratio_over_subprocess_run")
 
 
 def test_contained_over_its_floor(benchmark, floor):
-    with Sandbox(_config()) as sb:
+    with Sandbox(server_default()) as sb:
         _go(benchmark, lambda: sb.run(TRUE), _contained_floor(floor),
             "contained Sandbox(cfg).run over its raw C floor", "ratio_over_c_floor")
 
@@ -104,12 +93,12 @@ def helper(floor):
 
 
 def test_spawner_floor_over_plain(benchmark, helper):
-    _go(benchmark, lambda: _checked(testlib.ve_bench_helper_spawn(helper)), _plain,
+    _go(benchmark, lambda: _checked(testlib.ve_bench_helper_spawn(helper)), plain,
         "raw C floor of the spawner's design", "ratio_over_subprocess_run")
 
 
 def test_spawner_over_its_floor(benchmark, helper):
-    with Sandbox(_config(), contain=False, spawner=True) as sb:
+    with Sandbox(server_default(), contain=False, spawner=True) as sb:
         sb.run(TRUE)  # the spawner starts outside the rounds
         _go(benchmark, lambda: sb.run(TRUE),
             lambda: _checked(testlib.ve_bench_helper_spawn(helper)),

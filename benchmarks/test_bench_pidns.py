@@ -11,15 +11,11 @@ the containment issue's target for the whole contained spawn is 2.0x.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from kernelreq import need_landlock, need_seccomp, need_userns
-from pairs import paired
+from spawnbench import TRUE, against_plain
 
 from volt_enforce import IsolationConfig, Sandbox, SeccompProfile, server_policy
-
-TRUE = ["/bin/true"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,9 +29,7 @@ def _config(**kw: object) -> IsolationConfig:
 
 
 def _go(benchmark, fn, name: str) -> None:
-    benchmark.group = "spawn-pidns"
-    benchmark.name = name
-    paired(benchmark, fn, lambda: subprocess.run(TRUE), key="ratio_over_subprocess_run")
+    against_plain(benchmark, fn, "spawn-pidns", name)
 
 
 def test_contained_with_pid_namespace(benchmark):

@@ -17,13 +17,11 @@ import subprocess
 
 import pytest
 from kernelreq import need_cgroup2, need_landlock, need_seccomp
-from pairs import paired
+from spawnbench import TRUE, against_plain, plain, server_default
 
 import volt_enforce
-from volt_enforce import IsolationConfig, ResourceLimits, Sandbox, SeccompProfile, server_policy
+from volt_enforce import ResourceLimits, Sandbox, server_policy
 from volt_enforce.cgroups import Cgroup
-
-TRUE = ["/bin/true"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,24 +30,14 @@ def _kernel():
     need_seccomp()
 
 
-def _config() -> IsolationConfig:
-    return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
-
-
-def _plain() -> None:
-    subprocess.run(TRUE)
-
-
 def _go(benchmark, fn, name: str) -> None:
-    benchmark.group = "spawn"
-    benchmark.name = name
-    paired(benchmark, fn, _plain, key="ratio_over_subprocess_run")
+    against_plain(benchmark, fn, "spawn", name)
 
 
 def test_subprocess_run_baseline(benchmark):
     benchmark.group = "spawn"
     benchmark.name = "subprocess.run"
-    benchmark.pedantic(_plain, rounds=200, warmup_rounds=10, iterations=1)
+    benchmark.pedantic(plain, rounds=200, warmup_rounds=10, iterations=1)
 
 
 def test_subprocess_empty_preexec(benchmark):
@@ -58,17 +46,17 @@ def test_subprocess_empty_preexec(benchmark):
 
 
 def test_volt_run_prepared_sandbox(benchmark):
-    with Sandbox(_config()) as sb:
+    with Sandbox(server_default()) as sb:
         _go(benchmark, lambda: sb.run(TRUE), "Sandbox.run (landlock server + seccomp default)")
 
 
 def test_volt_popen(benchmark):
-    with Sandbox(_config()) as sb:
+    with Sandbox(server_default()) as sb:
         _go(benchmark, lambda: sb.popen(TRUE).wait(), "Sandbox.popen(...).wait()")
 
 
 def test_volt_run_per_call(benchmark):
-    cfg = _config()
+    cfg = server_default()
     _go(benchmark, lambda: volt_enforce.run(TRUE, isolation=cfg),
         "volt_enforce.run (landlock server + seccomp default, prepared per call)")
 
@@ -77,13 +65,13 @@ def test_volt_run_with_v2_cgroup(benchmark):
     need_cgroup2()
     # a cgroup2 cgroup only: v1 statistics cgroups would add a cgroup.procs write
     with Cgroup.create(ResourceLimits(), statistics=False) as cg, \
-            Sandbox(_config(), cgroup=cg) as sb:
+            Sandbox(server_default(), cgroup=cg) as sb:
         _go(benchmark, lambda: sb.run(TRUE),
             "Sandbox.run + cgroup2 placement (CLONE_INTO_CGROUP)")
 
 
 def test_volt_preexec(benchmark):
-    with Sandbox(_config()) as sb:
+    with Sandbox(server_default()) as sb:
         pre = sb.preexec
         _go(benchmark, lambda: subprocess.run(TRUE, preexec_fn=pre),
             "subprocess.run(preexec_fn=sandbox.preexec)")

@@ -12,16 +12,14 @@ server Landlock preset and the default seccomp filter, ``contain=False``.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 
 import pytest
 from kernelreq import need_landlock, need_seccomp
-from pairs import paired
+from spawnbench import TRUE, against_plain, plain, server_default
 
-from volt_enforce import IsolationConfig, Sandbox, SeccompProfile, server_policy
+from volt_enforce import Sandbox
 
-TRUE = ["/bin/true"]
 THREADS, PER_THREAD = 8, 25
 
 
@@ -31,22 +29,12 @@ def _kernel():
     need_seccomp()
 
 
-def _config() -> IsolationConfig:
-    return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
-
-
-def _plain() -> None:
-    subprocess.run(TRUE)
-
-
-def _go(benchmark, fn, name: str, baseline=_plain, rounds: int = 200) -> None:
-    benchmark.group = "spawner"
-    benchmark.name = name
-    paired(benchmark, fn, baseline, rounds=rounds, key="ratio_over_subprocess_run")
+def _go(benchmark, fn, name: str, baseline=plain, rounds: int = 200) -> None:
+    against_plain(benchmark, fn, "spawner", name, baseline=baseline, rounds=rounds)
 
 
 def test_spawner_contain_false(benchmark):
-    with Sandbox(_config(), contain=False, spawner=True) as sb:
+    with Sandbox(server_default(), contain=False, spawner=True) as sb:
         assert sb.report.spawn["path"] == "spawner"
         sb.run(TRUE)  # the spawner starts once, outside the rounds
         _go(benchmark, lambda: sb.run(TRUE),
@@ -54,13 +42,13 @@ def test_spawner_contain_false(benchmark):
 
 
 def test_direct_contain_false(benchmark):
-    with Sandbox(_config(), contain=False, spawner=False) as sb:
+    with Sandbox(server_default(), contain=False, spawner=False) as sb:
         _go(benchmark, lambda: sb.run(TRUE),
             "Sandbox(contain=False, spawner=False).run, direct path (server + default seccomp)")
 
 
 def test_contained_default(benchmark):
-    with Sandbox(_config()) as sb:
+    with Sandbox(server_default()) as sb:
         assert sb.report.spawn["path"] == "direct"
         _go(benchmark, lambda: sb.run(TRUE),
             "Sandbox(cfg).run, the contained default (direct path)")
@@ -80,8 +68,8 @@ def _threads(fn) -> None:
 
 def test_spawner_eight_threads(benchmark):
     """Per child, as a ratio: both sides start THREADS x PER_THREAD children a round."""
-    with Sandbox(_config(), contain=False, spawner=True) as sb:
+    with Sandbox(server_default(), contain=False, spawner=True) as sb:
         _threads(lambda: sb.run(TRUE))  # the pool's spawners start outside the rounds
         _go(benchmark, lambda: _threads(lambda: sb.run(TRUE)),
             "8 threads: Sandbox(contain=False).run via the spawner, per child",
-            baseline=lambda: _threads(_plain), rounds=10)
+            baseline=lambda: _threads(plain), rounds=10)

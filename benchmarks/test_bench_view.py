@@ -16,12 +16,10 @@ import subprocess
 
 import pytest
 from kernelreq import need_landlock, need_seccomp
-from pairs import paired
+from spawnbench import TRUE, against_plain, server_default
 
 import volt_enforce
-from volt_enforce import IsolationConfig, Sandbox, SeccompProfile, server_policy
-
-TRUE = ["/bin/true"]
+from volt_enforce import Sandbox, server_policy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,34 +30,24 @@ def _kernel():
         pytest.skip("the view is built by root")
 
 
-def _config() -> IsolationConfig:
-    return IsolationConfig(landlock=server_policy("/"), seccomp=SeccompProfile.DEFAULT)
-
-
-def _plain() -> None:
-    subprocess.run(TRUE)
-
-
 def _go(benchmark, fn, name: str) -> None:
-    benchmark.group = "contained spawn"
-    benchmark.name = name
-    paired(benchmark, fn, _plain, key="ratio_over_subprocess_run")
+    against_plain(benchmark, fn, "contained spawn", name)
 
 
 def test_contained_sandbox_run(benchmark):
-    with Sandbox(_config()) as sb:
+    with Sandbox(server_default()) as sb:
         assert sb.contained and sb.view is not None
         _go(benchmark, lambda: sb.run(TRUE), "contained Sandbox(cfg).run, prepared once")
 
 
 def test_contained_run_isolation(benchmark):
-    cfg = _config()
+    cfg = server_default()
     _go(benchmark, lambda: volt_enforce.run(TRUE, isolation=cfg),
         "contained volt_enforce.run(..., isolation=cfg)")
 
 
 def test_uncontained_sandbox_run(benchmark):
-    with Sandbox(_config(), contain=False) as sb:
+    with Sandbox(server_default(), contain=False) as sb:
         _go(benchmark, lambda: sb.run(TRUE), "Sandbox(cfg, contain=False).run")
 
 
