@@ -344,6 +344,17 @@ static size_t strings_size(char *const *v, uint32_t *count)
 	return n;
 }
 
+/* Whether this thread may ptrace-read the spawner (0, or -errno): kcmp asks the
+ * kernel's ptrace access check, where Landlock refuses a target whose domain is
+ * not beneath this thread's. One syscall, where reading the domain is not
+ * possible at all. */
+int ve_spawner_domain_probe(int spawner_pid)
+{
+	if (syscall(SYS_kcmp, spawner_pid, spawner_pid, 1 /* KCMP_VM */, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 /* Start a child through the spawner: its pid (res->step 0, or the step that
  * failed: the child has exited and the caller reaps it), or one of the
  * VE_SPAWNER_R_* results, or -errno. */
@@ -358,6 +369,9 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	if (n < 0)
 		return n;
 	if (n != fp_len || memcmp(fpbuf, fp, (size_t)n) != 0)
+		return VE_SPAWNER_R_STALE;
+	/* a Landlock domain this thread entered since (no fingerprint shows it) */
+	if (c->check_domain && ve_spawner_domain_probe(c->spawner_pid) < 0)
 		return VE_SPAWNER_R_STALE;
 
 	int n_fds = 3 + c->n_keep_fds;

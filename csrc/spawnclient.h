@@ -117,6 +117,12 @@ struct ve_spawner_call {
 	 * on the CPU that is running, not an idle one */
 	int32_t spawner_pid;
 	int32_t *pinned_cpu;
+	/* check that this thread may still ptrace-read the spawner (kcmp): Landlock
+	 * refuses it once this thread entered a domain the spawner is not beneath,
+	 * i.e. when this thread is more restricted than the spawner's children would
+	 * be. Only where ve_spawner_domain_probe succeeded when the spawner started
+	 * (it needs CAP_SYS_PTRACE: the spawner is not dumpable) */
+	int32_t check_domain;
 };
 
 int ve_spawner_fingerprint(const struct ve_spawner_call *call, char *buf, int size);
@@ -124,6 +130,7 @@ int ve_spawner_start(const char *path, int sock, int devnull);
 int ve_spawner_setup(int sock, const struct ve_plan *plan, int slot_fd,
 		     uint64_t child_scopes, uint64_t child_fs, uint32_t child_restrict_flags,
 		     int nofile_limit, int stop_child, struct ve_result *res);
+int ve_spawner_domain_probe(int spawner_pid);
 int ve_spawner_call(int sock, const struct ve_spawner_call *call, const char *fp, int fp_len,
 		    struct ve_spawner_slot *slot, struct ve_result *res);
 #endif

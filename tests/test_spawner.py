@@ -404,6 +404,62 @@ def test_changed_capabilities_restart_the_spawner(work):
         assert bounding(sp) & 1  # this thread kept it: a spawner for it again
 
 
+def _enter_landlock_domain_denying_writes(libc) -> None:
+    """This thread only: a Landlock domain that handles writing files and grants it
+    nowhere, entered through raw syscalls (other code, not apply_self), without
+    no_new_privs (root's CAP_SYS_ADMIN), so that no fingerprint shows it."""
+    import struct
+
+    attr = struct.pack("<Q", 1 << 1)  # handled_access_fs: LANDLOCK_ACCESS_FS_WRITE_FILE
+    fd = libc.syscall(444, attr, len(attr), 0)  # landlock_create_ruleset
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset")
+    try:
+        if libc.syscall(446, fd, 0) < 0:  # landlock_restrict_self
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+    finally:
+        os.close(fd)
+
+
+def test_landlock_domain_entered_since_restarts_the_spawner(work, outside):
+    """The hostile case of the fingerprint's blind spot: a thread restricts itself
+    further through other code, then spawns. Its child must be as restricted as the
+    thread (as on the direct path), never the spawner's older, weaker domain: the
+    request's ptrace-access check (kcmp) sees the thread is no longer above the
+    spawner, and a new spawner is started from the thread's state. This holds with
+    idle spawners in the pool that were started before."""
+    if os.geteuid() != 0:
+        pytest.skip("entering a Landlock domain without no_new_privs needs root")
+    libc = ctypes.CDLL(None, use_errno=True)
+    sp, direct = _twins(_config(work))
+    out: dict = {}
+    with sp, direct:
+        pool = sp._spawners
+        idle = [pool._acquire() for _ in range(3)]  # three spawners of this thread's state
+        for one in idle:
+            pool._release(one, True)
+        assert all(one.check_domain for one in idle)
+        before = _probe(sp, work, outside)
+        assert before["write_work"] == "ok"  # the control: the sandbox lets it write there
+
+        def in_thread() -> None:
+            try:
+                _enter_landlock_domain_denying_writes(libc)
+                out["spawner"] = _probe(sp, work, outside)
+                out["direct"] = _probe(direct, work, outside)
+            except BaseException as exc:  # reported below, in the test's thread
+                out["error"] = exc
+
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join(60)
+        assert "error" not in out, out["error"]
+        assert out["direct"]["write_work"] == errno.EACCES  # the thread's own domain
+        assert out["spawner"]["write_work"] == errno.EACCES
+        assert out["spawner"]["path"] == "spawner"
+        assert pool.counts["restarted"] >= 1
+
+
 # ---- what children can do to the spawner and to each other ---------------------------
 
 

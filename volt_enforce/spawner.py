@@ -51,13 +51,22 @@ credentials, capabilities, no_new_privs, seccomp filters, affinity, or the
 process's cgroup, process group or session changed since the spawner started
 (or a hard rlimit was raised), a new spawner is started from the caller's
 current state. ``apply_self`` in this process turns the spawner off for good
-(Landlock binds threads one by one, which no fingerprint shows). Not compared,
-because reading them costs more than the spawner saves: a Landlock domain
-entered by other code, namespaces entered after the spawner started, and a
-thread moved to a cgroup of its own; use ``spawner=False`` where a thread does
-that. A spawner that died between requests is restarted; one that died during
-a request ends it with EnforcementError, its child (whose pid the kernel wrote
-into memory shared with this process) killed and reaped. A spawner exits when
+(Landlock binds threads one by one, which no fingerprint shows). A Landlock
+domain the calling thread entered through other code since the spawner started
+is caught where the check can be made: each request asks the kernel's ptrace
+access check (``kcmp``) whether this thread may still read the spawner, which
+Landlock refuses once the thread is in a domain the spawner is not beneath. It
+needs CAP_SYS_PTRACE (the spawner is not dumpable; root has it) and a caller's
+seccomp filter that allows kcmp; without them it is left out. A stale spawner is
+replaced by a new one, never by another idle one, which may be as stale. The
+reverse, a spawner started by a thread more restricted than the caller, gives
+children more restrictions than the direct path would, never fewer. Not
+compared, because reading them costs more than the spawner saves: namespaces
+entered after the spawner started, and a thread moved to a cgroup of its own;
+use ``spawner=False`` where a thread does that. A spawner that died between
+requests is restarted; one that died during a request ends it with
+EnforcementError, its child (whose pid the kernel wrote into memory shared with
+this process) killed and reaped. A spawner exits when
 the sandbox closes (EOF on its socket) or when this process is gone.
 
 Each request pins the spawner to the CPU the calling thread runs on (when that
@@ -192,6 +201,7 @@ class _Spawner:
         self.pid = -1
         self.sock: socket.socket | None = None
         self.fingerprint = b""
+        self.check_domain = 0
         #: the CPU it was last pinned to (ve_spawner_call), -1: none yet
         self.pinned_cpu = ffi.new("int32_t *", -1)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -203,7 +213,8 @@ class _Spawner:
             self.slot = ffi.cast("struct ve_spawner_slot *", ffi.from_buffer(self.slot_map))
             self.fingerprint = pool.fingerprint()
             path = os.fsencode(spawner_path())
-            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            # O_PATH: no read or write right needed (the spawner closes 0-2 at once)
+            devnull = os.open(os.devnull, os.O_PATH | os.O_CLOEXEC)
             try:
                 # CLONE_FS: it shares this process's cwd, root and umask
                 pid = lib.ve_spawner_start(path, child.fileno(), devnull)
@@ -214,6 +225,9 @@ class _Spawner:
             self.pid = pid
             child.close()
             self.sock = parent
+            #: whether a request checks that this thread entered no Landlock domain
+            #: since (ve_spawner_domain_probe; it needs CAP_SYS_PTRACE)
+            self.check_domain = 1 if lib.ve_spawner_domain_probe(pid) == 0 else 0
             res = ffi.new("struct ve_result *")
             rc = lib.ve_spawner_setup(parent.fileno(), pool.plan.c, memfd, pool.child_scopes,
                                       pool.child_fs, pool.child_flags, pool.nofile_limit,
@@ -310,7 +324,10 @@ class SpawnerPool:
 
     # ---- the pool ------------------------------------------------------------------
 
-    def _acquire(self) -> _Spawner:
+    def _acquire(self, fresh: bool = False) -> _Spawner:
+        """An idle spawner, or a new one; ``fresh``: a new one, in the slot of an idle
+        one if need be (the idle ones were started from another thread's state)."""
+        replaced = None
         with self._cond:
             while True:
                 if self._closed:
@@ -319,14 +336,19 @@ class SpawnerPool:
                     self._idle, self._count, self._owner = [], 0, os.getpid()
                     self._close_probe()
                     self._open_probe()
-                if self._idle:
+                if self._idle and not fresh:
                     return self._idle.pop()
                 if self._count < self.size:
                     if self._probe_fds[0] < 0:
                         self._open_probe()
                     self._count += 1
                     break
+                if self._idle:
+                    replaced = self._idle.pop()  # its slot goes to the new one
+                    break
                 self._cond.wait()
+        if replaced is not None:
+            replaced.close()
         try:
             sp = _Spawner(self)
         except BaseException:
@@ -426,18 +448,21 @@ class SpawnerPool:
         call.umask_value = umask if umask is not None and umask >= 0 else -1
         res = ffi.new("struct ve_result *")
 
+        fresh = False
         for _attempt in range(3):
-            sp = self._acquire()
+            sp = self._acquire(fresh)
             keep_sp = False
             try:
                 assert sp.sock is not None
                 self._fill(call)  # the probe fds are open once a spawner is
                 call.spawner_pid = sp.pid
                 call.pinned_cpu = sp.pinned_cpu
+                call.check_domain = sp.check_domain
                 r = lib.ve_spawner_call(sp.sock.fileno(), call, sp.fingerprint,
                                         len(sp.fingerprint), sp.slot, res)
                 if r == lib.VE_SPAWNER_R_STALE or r == lib.VE_SPAWNER_R_DEAD:
                     self._count_event("restarted")
+                    fresh = True  # not another idle one: it may be as stale
                     continue  # a new spawner from this caller's state
                 if r == lib.VE_SPAWNER_R_LOST:
                     child = res.index
