@@ -453,7 +453,8 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 		fds[k++] = c->keep_fds[i];
 	}
 
-	memcpy(q->cpus, &cpus, sizeof(q->cpus) < sizeof(cpus) ? sizeof(q->cpus) : sizeof(cpus));
+	_Static_assert(sizeof(q->cpus) == sizeof(cpus), "the request carries a whole cpu_set_t");
+	memcpy(q->cpus, &cpus, sizeof(cpus));
 	int cpu = sched_getcpu();
 	if (c->pinned_cpu && cpu >= 0 && cpu != *c->pinned_cpu && CPU_ISSET(cpu, &cpus)) {
 		cpu_set_t one;

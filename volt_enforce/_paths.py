@@ -17,3 +17,13 @@ def path_under(path: str, top: str) -> bool:
 def executable(name: str) -> str:
     """Where the package's executable ``name`` (volt-init, volt-pidinit, volt-spawner) is."""
     return os.path.join(PACKAGE_DIR, "_bin", name)
+
+
+def installed(name: str) -> str:
+    """``executable(name)``, checked: InstallationError when it is not there to run."""
+    path = executable(name)
+    if not os.access(path, os.X_OK):
+        from .errors import InstallationError  # only here: the fast start never needs it
+
+        raise InstallationError(name, path)
+    return path

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._core import lib
-from ._paths import executable
+from ._paths import installed
 from .compile import Compiled, Namespace, compile_config
-from .errors import EnforcementError, InstallationError, PolicyError
+from .errors import EnforcementError, PolicyError
 from .model import IsolationConfig, ResourceLimits
 
 if TYPE_CHECKING:
@@ -267,10 +267,7 @@ def write_plan(config: IsolationConfig, path: str, *, best_effort: bool = False)
 
 def volt_init_path() -> str:
     """Where the volt-init executable of this installation is."""
-    path = executable("volt-init")
-    if not os.access(path, os.X_OK):
-        raise InstallationError("volt-init", path)
-    return path
+    return installed("volt-init")
 
 
 def run_init(plan_path: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:

@@ -66,8 +66,8 @@ entered after the spawner started, and a thread moved to a cgroup of its own;
 use ``spawner=False`` where a thread does that. A spawner that died between
 requests is restarted; one that died during a request ends it with
 EnforcementError, its child (whose pid the kernel wrote into memory shared with
-this process) killed and reaped. A spawner exits when
-the sandbox closes (EOF on its socket) or when this process is gone.
+this process) killed and reaped. A spawner exits when the sandbox closes (EOF on
+its socket) or when this process is gone.
 
 Each request pins the spawner to the CPU the calling thread runs on (when that
 changed since the last), and the child takes the caller's affinity again before
@@ -94,7 +94,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._core import ffi, lib
-from ._paths import executable
+from ._paths import installed
 from .child import ChildPlan, _env_list, _fsencode_list, _reap, exec_candidates, spawn_error
 from .errors import EnforcementError, InstallationError, PolicyError
 
@@ -124,10 +124,7 @@ _LOG_FLAGS = (lib.LANDLOCK_RESTRICT_SELF_LOG_SAME_EXEC_OFF | lib.LANDLOCK_RESTRI
 
 def spawner_path() -> str:
     """Where the volt-spawner executable of this installation is."""
-    path = executable("volt-spawner")
-    if not os.access(path, os.X_OK):
-        raise InstallationError("volt-spawner", path)
-    return path
+    return installed("volt-spawner")
 
 
 def disable_for_process(why: str) -> None:
