@@ -84,14 +84,21 @@ static int pread_all(int fd, char *buf, int size)
 }
 
 /* What a child of this thread inherits and a spawner started earlier might not
- * give it, read with few syscalls (each costs ~0.5 us here, a /proc read 10-25):
+ * give it, read with few syscalls (each costs ~0.3 us here, a /proc read 3-10):
  * ids and groups, no_new_privs, seccomp (the filter count from /proc only once a
  * filter is on), capabilities (the bounding set for the rights the plan keeps,
  * the ambient set when the plan keeps them all), securebits, personality,
- * affinity, nice, pid (a fork), and from the fds the pool keeps open,
- * /proc/self/stat (process group, session, ignored signals) and
- * /proc/self/cgroup. The cwd, root and umask need no check: the spawner shares
- * them (CLONE_FS). */
+ * affinity, nice, pid (a fork), from the fd the pool keeps open /proc/self/stat
+ * (process group, session, ignored signals), and the thread's own cgroups
+ * (/proc/thread-self/cgroup: cgroup v1 moves threads one by one, and
+ * /proc/self/cgroup shows the leader's). The cwd, root and umask need no check:
+ * the spawner shares them (CLONE_FS); a thread that stopped sharing them (and
+ * with them its mount and user namespaces: unshare and setns of those unshare
+ * the fs first) is caught by the request's kcmp (ve_spawner_fs_probe). The
+ * other namespaces are not read: pidfs's ioctls cost 3-6 us each here, a stat
+ * of /proc/thread-self/ns/X as much, 20-50 us a request for the six, which is
+ * what the spawner saves. */
+
 static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uint64_t *ignored,
 		       cpu_set_t *cpus)
 {
@@ -152,7 +159,13 @@ static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uin
 			put_bytes(&f, line, end ? (size_t)(end - line) : strlen(line));
 		}
 	}
-	/* /proc/self/stat: "pid (comm) state ppid pgrp session ..." */
+	/* /proc/self/stat: "pid (comm) state ppid pgrp session ...", from the fd the
+	 * pool opened, if it still is that file (a caller may close fds it does not
+	 * own, and the number be reused) */
+	struct stat st;
+	if (fstat(c->stat_fd, &st) < 0 || (uint64_t)st.st_dev != c->stat_dev ||
+	    (uint64_t)st.st_ino != c->stat_ino)
+		return -ESTALE;
 	n = pread_all(c->stat_fd, buf, sizeof(buf));
 	if (n < 0)
 		return n;
@@ -168,7 +181,7 @@ static int fingerprint(const struct ve_spawner_call *c, char *out, int size, uin
 	put(&f, " pgrp %llx sid %llx", field[5], field[6]);
 	*ignored = field[33];
 	put(&f, "\n", 0, 0);
-	n = pread_all(c->cgroup_fd, buf, sizeof(buf));
+	n = read_file("/proc/thread-self/cgroup", buf, sizeof(buf));
 	if (n < 0)
 		return n;
 	put_bytes(&f, buf, (size_t)n);
@@ -181,6 +194,21 @@ int ve_spawner_fingerprint(const struct ve_spawner_call *c, char *buf, int size)
 	uint64_t ignored;
 	cpu_set_t cpus;
 	return fingerprint(c, buf, size, &ignored, &cpus);
+}
+
+/* Which of the request's checks this thread cannot make (VE_SPAWNER_CHECK_*
+ * bits): the kcmp of the spawner needs CAP_SYS_PTRACE (the spawner is not
+ * dumpable) and a filter of the caller's that allows kcmp (asked of this
+ * thread's own fs here). */
+int ve_spawner_checks(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct caps[2];
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	if (syscall(SYS_capget, &hdr, caps) < 0 || !(caps[0].effective & (1u << CAP_SYS_PTRACE)) ||
+	    syscall(SYS_kcmp, tid, tid, 3 /* KCMP_FS */, 0, 0) != 0)
+		return VE_SPAWNER_CHECK_KCMP;
+	return 0;
 }
 
 /* ---- starting a spawner -------------------------------------------------------- */
@@ -344,15 +372,17 @@ static size_t strings_size(char *const *v, uint32_t *count)
 	return n;
 }
 
-/* Whether this thread may ptrace-read the spawner (0, or -errno): kcmp asks the
- * kernel's ptrace access check, where Landlock refuses a target whose domain is
- * not beneath this thread's. One syscall, where reading the domain is not
- * possible at all. */
-int ve_spawner_domain_probe(int spawner_pid)
+/* Whether this thread still shares the spawner's fs_struct and may ptrace-read
+ * it: 0, 1 when the fs differs (the thread unshared it, or the spawner was
+ * started by a thread that had), or -errno. kcmp asks the kernel's ptrace
+ * access check, where Landlock refuses a target whose domain is not beneath
+ * this thread's. One syscall, where reading the domain is not possible at all. */
+int ve_spawner_fs_probe(int spawner_pid)
 {
-	if (syscall(SYS_kcmp, spawner_pid, spawner_pid, 1 /* KCMP_VM */, 0, 0) < 0)
+	long r = syscall(SYS_kcmp, (pid_t)syscall(SYS_gettid), spawner_pid, 3 /* KCMP_FS */, 0, 0);
+	if (r < 0)
 		return -errno;
-	return 0;
+	return r == 0 ? 0 : 1;
 }
 
 /* Start a child through the spawner: its pid (res->step 0, or the step that
@@ -366,12 +396,17 @@ int ve_spawner_call(int sock, const struct ve_spawner_call *c, const char *fp, i
 	uint64_t ignored = 0;
 	cpu_set_t cpus;
 	int n = fingerprint(c, fpbuf, sizeof(fpbuf), &ignored, &cpus);
-	if (n < 0)
-		return n;
+	if (n == -ESTALE)
+		return VE_SPAWNER_R_PROBE;
+	if (n < 0) {
+		res->err = -n;
+		return VE_SPAWNER_R_UNREADABLE;
+	}
 	if (n != fp_len || memcmp(fpbuf, fp, (size_t)n) != 0)
 		return VE_SPAWNER_R_STALE;
-	/* a Landlock domain this thread entered since (no fingerprint shows it) */
-	if (c->check_domain && ve_spawner_domain_probe(c->spawner_pid) < 0)
+	/* a Landlock domain this thread entered since (no fingerprint shows it), or
+	 * an fs_struct (cwd, root, umask) of its own */
+	if (c->check_fs && ve_spawner_fs_probe(c->spawner_pid) != 0)
 		return VE_SPAWNER_R_STALE;
 
 	int n_fds = 3 + c->n_keep_fds;

@@ -13,7 +13,7 @@
  * are the caller's at call time. A request carries the rest of the caller's
  * state (argv, env, rlimits, blocked and ignored signals, stdio and pass_fds).
  * The caller's fingerprint (credentials, capabilities, no_new_privs, seccomp,
- * cgroup, process group, affinity) is compared with the one it had when the
+ * the thread's cgroups, process group, affinity) is compared with the one it had when the
  * spawner started: a mismatch is VE_SPAWNER_STALE, and the library starts a new
  * spawner, so that a child never has fewer restrictions than its caller.
  */
@@ -49,6 +49,12 @@
 #define VE_SPAWNER_R_REFUSED (-10004) /* VE_SPAWNER_ERROR: res->err says why */
 #define VE_SPAWNER_R_TOO_BIG (-10005) /* the request does not fit: use the direct path */
 #define VE_SPAWNER_R_BADFD (-10006) /* an fd to pass is not open: the direct path says so */
+#define VE_SPAWNER_R_PROBE (-10007) /* the pool's /proc/self/stat fd is another file now */
+#define VE_SPAWNER_R_UNREADABLE (-10008) /* this thread's state cannot be read (res->err):
+					   * the direct path */
+
+/* ve_spawner_checks: the checks this thread cannot make */
+#define VE_SPAWNER_CHECK_KCMP 1 /* the fs_struct and Landlock domain (kcmp) */
 
 struct ve_spawner_setup {
 	uint32_t magic, kind;
@@ -106,10 +112,12 @@ struct ve_spawner_call {
 	int32_t n_keep_fds;
 	int32_t restore_signals, new_session;
 	int32_t umask_value;   /* -1: the caller's */
-	/* what the fingerprint reads: fds of /proc/self/stat and /proc/self/cgroup
-	 * the pool keeps open, the capabilities whose bounding bit matters (those
-	 * the plan keeps), and whether the ambient set does (the plan keeps all) */
-	int32_t stat_fd, cgroup_fd;
+	/* what the fingerprint reads: the fd of /proc/self/stat the pool keeps open
+	 * (and its st_dev and st_ino, checked), the capabilities whose bounding bit
+	 * matters (those the plan keeps), and whether the ambient set does (the plan
+	 * keeps all) */
+	int32_t stat_fd;
+	uint64_t stat_dev, stat_ino;
 	uint64_t cap_check;
 	int32_t check_ambient;
 	/* the spawner's pid, and the CPU it was last pinned to (-1: none yet): it is
@@ -117,12 +125,13 @@ struct ve_spawner_call {
 	 * on the CPU that is running, not an idle one */
 	int32_t spawner_pid;
 	int32_t *pinned_cpu;
-	/* check that this thread may still ptrace-read the spawner (kcmp): Landlock
-	 * refuses it once this thread entered a domain the spawner is not beneath,
-	 * i.e. when this thread is more restricted than the spawner's children would
-	 * be. Only where ve_spawner_domain_probe succeeded when the spawner started
-	 * (it needs CAP_SYS_PTRACE: the spawner is not dumpable) */
-	int32_t check_domain;
+	/* check that this thread still shares the spawner's fs_struct (its cwd, root
+	 * and umask) and may still ptrace-read it (kcmp): Landlock refuses that once
+	 * this thread entered a domain the spawner is not beneath, i.e. when this
+	 * thread is more restricted than the spawner's children would be. Only where
+	 * ve_spawner_fs_probe succeeded when the spawner started (it needs
+	 * CAP_SYS_PTRACE: the spawner is not dumpable) */
+	int32_t check_fs;
 };
 
 int ve_spawner_fingerprint(const struct ve_spawner_call *call, char *buf, int size);
@@ -130,7 +139,8 @@ int ve_spawner_start(const char *path, int sock, int devnull);
 int ve_spawner_setup(int sock, const struct ve_plan *plan, int slot_fd,
 		     uint64_t child_scopes, uint64_t child_fs, uint32_t child_restrict_flags,
 		     int nofile_limit, int stop_child, struct ve_result *res);
-int ve_spawner_domain_probe(int spawner_pid);
+int ve_spawner_fs_probe(int spawner_pid);
+int ve_spawner_checks(void);
 int ve_spawner_call(int sock, const struct ve_spawner_call *call, const char *fp, int fp_len,
 		    struct ve_spawner_slot *slot, struct ve_result *res);
 #endif

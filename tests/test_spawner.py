@@ -25,7 +25,7 @@ import threading
 import time
 
 import pytest
-from kernelreq import need_landlock, need_seccomp
+from kernelreq import need_cgroup_v1, need_landlock, need_seccomp
 
 from volt_enforce import (
     EnforcementError,
@@ -438,7 +438,7 @@ def test_landlock_domain_entered_since_restarts_the_spawner(work, outside):
         idle = [pool._acquire() for _ in range(3)]  # three spawners of this thread's state
         for one in idle:
             pool._release(one, True)
-        assert all(one.check_domain for one in idle)
+        assert all(one.check_fs for one in idle)
         before = _probe(sp, work, outside)
         assert before["write_work"] == "ok"  # the control: the sandbox lets it write there
 
@@ -458,6 +458,200 @@ def test_landlock_domain_entered_since_restarts_the_spawner(work, outside):
         assert out["spawner"]["write_work"] == errno.EACCES
         assert out["spawner"]["path"] == "spawner"
         assert pool.counts["restarted"] >= 1
+
+
+def _in_thread(fn):
+    """fn() in a thread of its own (whose state it may change for good): its result,
+    or its exception raised here."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["ok"] = fn()
+        except BaseException as exc:  # raised below, in the test's thread
+            out["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(120)
+    assert not t.is_alive()
+    if "error" in out:
+        raise out["error"]
+    return out["ok"]
+
+
+NS_PROBE = r"""
+import json, os, sys
+out = {"mnt": os.stat("/proc/self/ns/mnt").st_ino}
+try:
+    out["secret"] = open(sys.argv[1]).read()
+except OSError as e:
+    out["secret"] = e.errno
+print(json.dumps(out))
+"""
+
+
+def _ns_probe(sb: Sandbox, secret: str) -> dict:
+    p = sb.run([sys.executable, "-c", NS_PROBE, secret], capture_output=True, text=True,
+               timeout=60)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_a_mount_namespace_entered_since_restarts_the_spawner(work):
+    """A thread that enters a mount namespace of its own after the spawner started,
+    and hides a secret there under an empty tmpfs, gets children in that namespace,
+    as on the direct path, never in the spawner's older one, where the secret is
+    readable. unshare(CLONE_NEWNS) gives the thread an fs of its own, and the
+    request's kcmp sees that the thread no longer shares the spawner's."""
+    if os.geteuid() != 0:
+        pytest.skip("unshare of a mount namespace, and kcmp of the spawner, need root")
+    libc = ctypes.CDLL(None, use_errno=True)
+    hidden = os.path.join(work, "hidden")
+    os.mkdir(hidden)
+    secret = os.path.join(hidden, "secret")
+    with open(secret, "w") as f:
+        f.write("s\n")
+    sp, direct = _twins(_config(work))
+    with sp, direct:
+        assert sp.report.spawn["unchecked"] == []  # root
+        before = _ns_probe(sp, secret)
+        host = os.stat("/proc/self/ns/mnt").st_ino
+        assert before == {"mnt": host, "secret": "s\n"}  # the control: it reads it
+
+        def hide_and_spawn() -> tuple[int, dict, dict]:
+            if libc.unshare(0x00020000) < 0:  # CLONE_NEWNS
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+            if libc.mount(b"none", b"/", None, 0x40000 | 0x4000, None) < 0:  # MS_REC|MS_PRIVATE
+                raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+            if libc.mount(b"tmpfs", hidden.encode(), b"tmpfs", 0, None) < 0:
+                raise OSError(ctypes.get_errno(), "mount tmpfs on " + hidden)
+            mine = os.stat("/proc/thread-self/ns/mnt").st_ino
+            return mine, _ns_probe(sp, secret), _ns_probe(direct, secret)
+
+        mine, via_spawner, via_direct = _in_thread(hide_and_spawn)
+        assert mine != host
+        assert via_direct == {"mnt": mine, "secret": errno.ENOENT}
+        assert via_spawner == via_direct
+        assert sp._spawners.counts["restarted"] >= 1
+        assert _ns_probe(sp, secret) == before  # this thread's spawner again
+    assert os.path.exists(secret)  # the tmpfs was the thread's namespace's only
+
+
+def test_a_thread_with_an_fs_of_its_own_restarts_the_spawner(work, outside):
+    """The spawner shares the fs_struct (cwd, root, umask) of the thread that started
+    it. A thread that unshares it and then changes its cwd and umask gets children
+    with its own, as on the direct path: the request's kcmp sees the fs differ."""
+    if os.geteuid() != 0:
+        pytest.skip("kcmp of the spawner needs CAP_SYS_PTRACE")
+    libc = ctypes.CDLL(None, use_errno=True)
+    sp, direct = _twins(_config(work))
+    with sp, direct:
+        assert not [u for u in sp.report.spawn["unchecked"] if "kcmp" in u]  # root
+        before = _probe(sp, work, outside)
+        assert before["cwd"] == os.getcwd() != work  # the control
+
+        def own_fs() -> tuple[dict, dict]:
+            if libc.unshare(0x00000200) < 0:  # CLONE_FS
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_FS)")
+            os.chdir(work)
+            os.umask(0o077)  # this thread's alone now
+            return _probe(sp, work, outside), _probe(direct, work, outside)
+
+        via_spawner, via_direct = _in_thread(own_fs)
+        assert via_direct["cwd"] == work and via_direct["umask"] == "0077"
+        assert (via_spawner["cwd"], via_spawner["umask"]) == (work, "0077")
+        assert sp._spawners.counts["restarted"] >= 1
+        assert _probe(sp, work, outside)["cwd"] == before["cwd"]
+
+
+CGROUP_PROBE = r"""
+import sys
+lines = open("/proc/self/cgroup").read().splitlines()
+print([line.split(":", 2)[2] for line in lines if line.split(":")[1] == "pids"][0])
+"""
+
+
+def test_a_thread_moved_to_a_cgroup_of_its_own_restarts_the_spawner(work):
+    """cgroup v1 moves threads one by one (a tid written to ``tasks``). A thread moved
+    into a pids-limited cgroup after the spawner started gets children in it, as on
+    the direct path, never in the spawner's: the fingerprint reads the thread's own
+    /proc/thread-self/cgroup (/proc/self/cgroup shows the leader's only)."""
+    need_cgroup_v1("pids")
+    from volt_enforce.kernel import probe as kernel_probe
+
+    mount = kernel_probe().cgroups.v1_mount("pids").path
+    with open("/proc/self/cgroup") as f:
+        here = [line.split(":", 2)[2] for line in f.read().splitlines()
+                if line.split(":")[1] == "pids"][0]
+    limited = f"{mount}{here.rstrip('/')}/volt-spawner-test-{os.getpid()}"
+    os.mkdir(limited)
+    try:
+        with open(f"{limited}/pids.max", "w") as f:
+            f.write("64")
+        rel = limited[len(mount):]
+        sp, direct = _twins(_config(work))
+        with sp, direct:
+            run = lambda sb: sb.run([sys.executable, "-c", CGROUP_PROBE], capture_output=True,
+                                    text=True, timeout=60).stdout.strip()
+            assert run(sp) == here  # the control: this thread's cgroup
+
+            def move_and_spawn() -> tuple[str, str]:
+                tid = threading.get_native_id()
+                with open(f"{limited}/tasks", "w") as f:
+                    f.write(str(tid))
+                try:
+                    return run(sp), run(direct)
+                finally:
+                    with open(f"{mount}{here}/tasks", "w") as f:
+                        f.write(str(tid))
+
+            via_spawner, via_direct = _in_thread(move_and_spawn)
+            assert via_direct == rel
+            assert via_spawner == rel
+            assert sp._spawners.counts["restarted"] >= 1
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(limited)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                time.sleep(0.05)
+
+
+def test_a_probe_fd_closed_and_reused_by_other_code_is_reopened(work, outside):
+    """Code that closes fds it does not own, and opens another file at the number of
+    the pool's /proc/self/stat, must not blind the fingerprint (its process group and
+    ignored signals): the fd's st_dev and st_ino are checked on each request, and a
+    changed one is forgotten (never closed: the number is the other file's) and
+    reopened. Without the check the next child got the ignored signals parsed from
+    the other file."""
+    sp, direct = _twins(_config(work))
+    old_usr2 = signal.getsignal(signal.SIGUSR2)
+    decoy = os.path.join(work, "decoy")
+    with open(decoy, "w") as f:
+        f.write("1 (x) S " + " ".join(["0"] * 40) + "\n")
+    with sp, direct:
+        try:
+            _probe(sp, work, outside)
+            pool = sp._spawners
+            fd = pool._probe[0]
+            os.close(fd)
+            other = os.open(decoy, os.O_RDONLY)
+            os.dup2(other, fd)  # another file at the number, as a reused one would be
+            os.close(other)
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+            via_spawner, via_direct = _probe(sp, work, outside), _probe(direct, work, outside)
+            assert int(via_direct["SigIgn"], 16) & (1 << (signal.SIGUSR2 - 1))
+            assert via_spawner["SigIgn"] == via_direct["SigIgn"]
+            assert via_spawner["path"] == "spawner"
+            assert os.readlink(f"/proc/self/fd/{fd}") == decoy  # left to its owner
+            assert os.readlink(f"/proc/self/fd/{pool._probe[0]}").endswith("/stat")
+        finally:
+            signal.signal(signal.SIGUSR2, old_usr2)
+            os.close(fd)
 
 
 # ---- what children can do to the spawner and to each other ---------------------------
@@ -759,3 +953,35 @@ def test_eight_threads_two_hundred_spawns(work, outside):
         assert counts["spawned"] == 1600 and 1 <= counts["started"] <= sb._spawners.size
     assert _children() == children_before
     assert _fds() - fds_before == set()  # nothing left open
+
+
+UNCHECKED = r"""
+import ctypes, json, os, sys
+from volt_enforce import seccomp
+from volt_enforce.spawner import unchecked
+out = {"before": unchecked()}
+if sys.argv[1] == "filter":
+    ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # no_new_privs, for the filter
+    seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kcmp"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}).load()
+else:
+    os.setresuid(65534, 65534, 65534)  # every capability gone, CAP_SYS_PTRACE with them
+out["after"] = unchecked()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("how", ["filter", "nobody"])
+def test_report_names_the_checks_a_caller_cannot_make(how):
+    """``report.spawn["unchecked"]`` names what the request's check cannot see from
+    here: a Landlock domain or an unshared fs, where kcmp of the spawner is not
+    possible (a filter that refuses kcmp; a caller without CAP_SYS_PTRACE, here
+    after setresuid to nobody). The control: root without a filter has it."""
+    if os.geteuid() != 0:
+        pytest.skip("the control needs root")
+    p = subprocess.run([sys.executable, "-c", UNCHECKED, how], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["before"] == []
+    assert len(out["after"]) == 1 and "CAP_SYS_PTRACE" in out["after"][0]

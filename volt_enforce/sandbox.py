@@ -432,7 +432,7 @@ class Sandbox:
         )
 
     def _choose_spawn_path(self, option: bool | None) -> None:
-        from .spawner import SpawnerPool, eligibility
+        from .spawner import SpawnerPool, eligibility, unchecked
 
         # opt-in: on the machines measured it is no faster than the direct path, and
         # while one lives the caller shares its filesystem context (see spawner.py)
@@ -443,7 +443,9 @@ class Sandbox:
             self._spawners = SpawnerPool(self.compiled, self.plan)
             self.report.spawn = {"path": "spawner",
                                  "reason": "restricted once in a spawner; each child in a "
-                                           "Landlock domain of its own"}
+                                           "Landlock domain of its own",
+                                 # what the per-request check cannot see from here
+                                 "unchecked": unchecked()}
         elif option is True:
             raise PolicyError("spawner", True, f"cannot be used for this sandbox: {reason}")
         else:
@@ -468,9 +470,9 @@ class Sandbox:
                                  restore_signals=kwargs["restore_signals"],
                                  start_new_session=kwargs["start_new_session"],
                                  umask=kwargs["umask"])
-                if pid is not None:
+                if isinstance(pid, int):
                     return pid, "spawner"
-                why = "arguments too large for one message, or an fd that is not open"
+                why = pid
             if self._spawner_option is True:
                 raise ValueError(f"spawner=True: this call cannot use the spawner ({why})")
         return spawn(args, **kwargs, **self.spawn_kwargs()), "direct"

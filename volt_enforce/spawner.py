@@ -19,9 +19,10 @@ plan keeps siblings from signalling each other.
 The spawner is opt-in (``Sandbox(..., spawner=True)``). On the machine measured it
 is 5-10% faster than the direct path (its per-request check of the caller and the
 round trip to it cost most of what the inherited filter saves), while one lives
-the caller shares its filesystem context with it, and the change check below has
-gaps a caller must know of (see below): its semantics are not the direct path's
-in every case, so it is never chosen silently. Without ``spawner=True``
+the caller shares its filesystem context with it (see the end), and without
+CAP_SYS_PTRACE the change check below cannot see a Landlock domain entered by
+other code: its semantics are not the direct path's in every case, so it is
+never chosen silently. Without ``spawner=True``
 every sandbox takes the direct path. With it, a sandbox that cannot use the
 spawner is refused (``Sandbox.report.spawn`` says the path, and why):
 
@@ -47,27 +48,32 @@ message take the direct path. ``Sandbox(spawner=True)`` refuses a config that
 cannot use the spawner (and such a call), ``spawner=False`` never uses it.
 
 Fail closed: each request carries the caller's fingerprint; when this thread's
-credentials, capabilities, no_new_privs, seccomp filters, affinity, or the
-process's cgroup, process group or session changed since the spawner started
-(or a hard rlimit was raised), a new spawner is started from the caller's
-current state. ``apply_self`` in this process turns the spawner off for good
-(Landlock binds threads one by one, which no fingerprint shows). A Landlock
-domain the calling thread entered through other code since the spawner started
-is caught where the check can be made: each request asks the kernel's ptrace
-access check (``kcmp``) whether this thread may still read the spawner, which
-Landlock refuses once the thread is in a domain the spawner is not beneath. It
-needs CAP_SYS_PTRACE (the spawner is not dumpable; root has it) and a caller's
-seccomp filter that allows kcmp; without them it is left out. A stale spawner is
-replaced by a new one, never by another idle one, which may be as stale. The
-reverse, a spawner started by a thread more restricted than the caller, gives
-children more restrictions than the direct path would, never fewer. Not
-compared, because reading them costs more than the spawner saves: namespaces
-entered after the spawner started, and a thread moved to a cgroup of its own;
-use ``spawner=False`` where a thread does that. A spawner that died between
-requests is restarted; one that died during a request ends it with
-EnforcementError, its child (whose pid the kernel wrote into memory shared with
-this process) killed and reaped. A spawner exits when the sandbox closes (EOF on
-its socket) or when this process is gone.
+credentials, capabilities, no_new_privs, seccomp filters, affinity, its own
+cgroups (cgroup v1 moves threads one by one), or the process's process group,
+session or ignored signals changed since the spawner started (or a hard rlimit
+was raised), a new spawner is started from the caller's current state.
+``apply_self`` in this process turns the spawner off for good (Landlock binds
+threads one by one, which no fingerprint shows). Each request also asks kcmp
+whether this thread still shares the spawner's fs_struct and may still
+ptrace-read the spawner. The first catches a thread that unshared its fs (and
+then changed its cwd, root or umask), and with it one that entered a mount or
+user namespace (unshare and setns of those need an fs of the thread's own); the
+second, a Landlock domain the thread entered through other code, which
+Landlock refuses once the spawner is not beneath it. kcmp needs CAP_SYS_PTRACE
+(the spawner is not dumpable; root has it) and a caller's seccomp filter that
+allows it; where it cannot be made, ``Sandbox.report.spawn["unchecked"]`` says
+so. A thread whose state cannot be read (its Landlock domain denies
+/proc/thread-self) takes the direct path. Not compared, because reading them
+costs what the spawner saves (pidfs's ioctls or /proc/thread-self/ns, 3-6 us
+each, 20-50 us a request): network, IPC, UTS, cgroup, PID and time namespaces
+entered after the spawner started; use ``spawner=False`` where a thread does
+that. A stale spawner is replaced by a new one, never by another idle one, which
+may be as stale. The reverse, a spawner started by a thread more restricted
+than the caller, gives children more restrictions than the direct path would,
+never fewer. A spawner that died between requests is restarted; one that died
+during a request ends it with EnforcementError, its child (whose pid the kernel
+wrote into memory shared with this process) killed and reaped. A spawner exits
+when the sandbox closes (EOF on its socket) or when this process is gone.
 
 Each request pins the spawner to the CPU the calling thread runs on (when that
 changed since the last), and the child takes the caller's affinity again before
@@ -102,7 +108,7 @@ if TYPE_CHECKING:
     from .cgroups import Cgroup
     from .compile import Compiled
 
-__all__ = ["SpawnerPool", "eligibility", "spawner_path", "disable_for_process"]
+__all__ = ["SpawnerPool", "eligibility", "spawner_path", "disable_for_process", "unchecked"]
 
 #: Set by apply_self: this process's threads may now differ in their Landlock domains.
 _DISABLED: list[str] = []
@@ -182,6 +188,19 @@ def eligibility(compiled: Compiled, cgroup: Cgroup | None, plan: ChildPlan | Non
     return None
 
 
+def unchecked() -> list[str]:
+    """What the request's check cannot see from this thread (``report.spawn``): a
+    Landlock domain entered through other code, and an fs (and with it a mount or
+    user namespace) a thread unshared, without kcmp of the spawner (CAP_SYS_PTRACE,
+    a filter that allows kcmp)."""
+    if lib.ve_spawner_checks() & lib.VE_SPAWNER_CHECK_KCMP:
+        return ["a Landlock domain entered through other code, and an fs (cwd, root, "
+                "umask; mount and user namespaces) a thread unshared, since the spawner "
+                "started (kcmp of the spawner needs CAP_SYS_PTRACE and a filter that "
+                "allows kcmp)"]
+    return []
+
+
 def _child_layer(compiled: Compiled) -> tuple[int, int, int]:
     """(scopes, fs right, restrict flags) of each child's own Landlock layer."""
     ruleset = compiled.ruleset
@@ -191,6 +210,11 @@ def _child_layer(compiled: Compiled) -> tuple[int, int, int]:
     return scopes, fs, int(ruleset.restrict_flags) & _LOG_FLAGS
 
 
+class _Unreadable(OSError):
+    """The calling thread's fingerprint cannot be read (a /proc file its Landlock
+    domain denies, a filter that refuses a probe): the call takes the direct path."""
+
+
 class _Spawner:
     """One volt-spawner process and its socket; used by one thread at a time."""
 
@@ -198,7 +222,7 @@ class _Spawner:
         self.pid = -1
         self.sock: socket.socket | None = None
         self.fingerprint = b""
-        self.check_domain = 0
+        self.check_fs = 0
         #: the CPU it was last pinned to (ve_spawner_call), -1: none yet
         self.pinned_cpu = ffi.new("int32_t *", -1)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -222,9 +246,10 @@ class _Spawner:
             self.pid = pid
             child.close()
             self.sock = parent
-            #: whether a request checks that this thread entered no Landlock domain
-            #: since (ve_spawner_domain_probe; it needs CAP_SYS_PTRACE)
-            self.check_domain = 1 if lib.ve_spawner_domain_probe(pid) == 0 else 0
+            #: whether a request checks that this thread still shares the spawner's
+            #: fs and entered no Landlock domain since (ve_spawner_fs_probe; it
+            #: needs CAP_SYS_PTRACE)
+            self.check_fs = 1 if lib.ve_spawner_fs_probe(pid) == 0 else 0
             res = ffi.new("struct ve_result *")
             rc = lib.ve_spawner_setup(parent.fileno(), pool.plan.c, memfd, pool.child_scopes,
                                       pool.child_fs, pool.child_flags, pool.nofile_limit,
@@ -279,7 +304,8 @@ class SpawnerPool:
         self._closed = False
         self._owner = os.getpid()
         self._cond = threading.Condition()
-        self._probe_fds = (-1, -1)  # opened with the first spawner
+        #: /proc/self/stat and its (st_dev, st_ino), opened with the first spawner
+        self._probe: tuple[int, int, int] = (-1, 0, 0)
         c = plan.c
         # the bounding bits of the rights the plan keeps; all, and ambient, when it keeps all
         self._cap_check = c.cap_keep if c.drop_caps else (1 << 64) - 1
@@ -288,24 +314,26 @@ class SpawnerPool:
         self.counts = {"started": 0, "restarted": 0, "spawned": 0}
 
     def _open_probe(self) -> None:
-        """/proc/self/stat and /proc/self/cgroup, kept open: a pread is cheaper than
-        an open of them on every request."""
-        stat = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            cgroup = os.open("/proc/self/cgroup", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            os.close(stat)
-            raise
-        self._probe_fds = (stat, cgroup)
+        """/proc/self/stat, kept open: a pread is cheaper than an open of it on every
+        request. Its st_dev and st_ino are checked on each (ve_spawner_call)."""
+        fd = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        self._probe = (fd, st.st_dev, st.st_ino)
 
-    def _close_probe(self) -> None:
-        for fd in self._probe_fds:
-            if fd >= 0:
-                os.close(fd)
-        self._probe_fds = (-1, -1)
+    def _close_probe(self, *, ours: bool = True) -> None:
+        """Close the probe fd; ``ours=False``: forget it (its number is another
+        file's now, closed by code that did not own it)."""
+        if self._probe[0] >= 0 and ours:
+            os.close(self._probe[0])
+        self._probe = (-1, 0, 0)
+
+    def _reopen_probe(self) -> None:
+        with self._cond:
+            self._close_probe(ours=False)
+            self._open_probe()
 
     def _fill(self, call: Any) -> None:
-        call.stat_fd, call.cgroup_fd = self._probe_fds
+        call.stat_fd, call.stat_dev, call.stat_ino = self._probe
         call.cap_check = self._cap_check
         call.check_ambient = self._check_ambient
 
@@ -315,8 +343,12 @@ class SpawnerPool:
         self._fill(call)
         buf = ffi.new("char[]", lib.VE_SPAWNER_FP_MAX)
         n = lib.ve_spawner_fingerprint(call, buf, lib.VE_SPAWNER_FP_MAX)
+        if n == -errno.ESTALE:  # the probe fd is another file's: reopened, and again
+            self._reopen_probe()
+            self._fill(call)
+            n = lib.ve_spawner_fingerprint(call, buf, lib.VE_SPAWNER_FP_MAX)
         if n < 0:
-            raise OSError(-n, os.strerror(-n), "/proc/self")
+            raise _Unreadable(-n, "the calling thread's state cannot be read: " + os.strerror(-n))
         return bytes(ffi.buffer(buf, n))
 
     # ---- the pool ------------------------------------------------------------------
@@ -336,7 +368,7 @@ class SpawnerPool:
                 if self._idle and not fresh:
                     return self._idle.pop()
                 if self._count < self.size:
-                    if self._probe_fds[0] < 0:
+                    if self._probe[0] < 0:
                         self._open_probe()
                     self._count += 1
                     break
@@ -409,9 +441,10 @@ class SpawnerPool:
 
     def spawn(self, argv: Sequence[Any], *, executable: Any, env: Mapping[Any, Any] | None,
               cwd: Any, stdin: int, stdout: int, stderr: int, pass_fds: Sequence[int],
-              restore_signals: bool, start_new_session: bool, umask: int) -> int | None:
-        """Start a child through a spawner: its pid, or None when this call must take
-        the direct path (its arguments do not fit in one message, an fd is not open)."""
+              restore_signals: bool, start_new_session: bool, umask: int) -> int | str:
+        """Start a child through a spawner: its pid, or why this call must take the
+        direct path (its arguments do not fit in one message, an fd is not open, the
+        calling thread's state cannot be read)."""
         argv = list(argv)
         exec_paths = exec_candidates(executable, env)
         parts = exec_paths + _fsencode_list(argv)
@@ -445,6 +478,13 @@ class SpawnerPool:
         call.umask_value = umask if umask is not None and umask >= 0 else -1
         res = ffi.new("struct ve_result *")
 
+        try:
+            return self._call(call, res, exec_paths, executable, cwd)
+        except _Unreadable as exc:  # read for a new spawner
+            return str(exc.strerror)
+
+    def _call(self, call: Any, res: Any, exec_paths: list[bytes], executable: Any,
+              cwd: Any) -> int | str:
         fresh = False
         for _attempt in range(3):
             sp = self._acquire(fresh)
@@ -454,9 +494,17 @@ class SpawnerPool:
                 self._fill(call)  # the probe fds are open once a spawner is
                 call.spawner_pid = sp.pid
                 call.pinned_cpu = sp.pinned_cpu
-                call.check_domain = sp.check_domain
+                call.check_fs = sp.check_fs
                 r = lib.ve_spawner_call(sp.sock.fileno(), call, sp.fingerprint,
                                         len(sp.fingerprint), sp.slot, res)
+                if r == lib.VE_SPAWNER_R_PROBE:
+                    keep_sp = True  # the spawner is fine: this process's probe fd is not
+                    self._reopen_probe()
+                    continue
+                if r == lib.VE_SPAWNER_R_UNREADABLE:
+                    keep_sp = True
+                    return ("the calling thread's state cannot be read: "
+                            + os.strerror(res.err or errno.EPROTO))
                 if r == lib.VE_SPAWNER_R_STALE or r == lib.VE_SPAWNER_R_DEAD:
                     self._count_event("restarted")
                     fresh = True  # not another idle one: it may be as stale
@@ -473,8 +521,10 @@ class SpawnerPool:
                                            "the spawner died during the request"
                                            + ("; its child was killed" if child > 0 else ""))
                 keep_sp = True
-                if r == lib.VE_SPAWNER_R_TOO_BIG or r == lib.VE_SPAWNER_R_BADFD:
-                    return None
+                if r == lib.VE_SPAWNER_R_TOO_BIG:
+                    return "arguments too large for one message"
+                if r == lib.VE_SPAWNER_R_BADFD:
+                    return "an fd to pass is not open"
                 if r == lib.VE_SPAWNER_R_REFUSED:
                     err = res.err or errno.EPROTO
                     raise EnforcementError(err, "spawner",
